@@ -1,0 +1,5 @@
+"""Modules bundled with the server."""
+
+from pathlib import Path
+
+QUICKSTART_CHAT = Path(__file__).with_name("quickstart_chat.py")

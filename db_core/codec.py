@@ -1,0 +1,136 @@
+"""How the datastore turns rows and transactions into bytes for the commit log and snapshots.
+
+Rows travel as tuples of wire values (msgpack-friendly). A row shorter than
+its table (written before columns were appended) is padded with the defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+from typing import Any
+
+import msgpack
+
+from .schema import ReducerDef, TableDef, _identity
+from .tx import TableUpdate, TxData
+from .types import ConnectionId, Identity, Timestamp
+
+FORMAT = 1
+
+
+class TableCodec:
+    """Encode/decode the rows of one table."""
+
+    __slots__ = ("tdef", "encode", "decode", "decode_columns", "ncols")
+
+    def __init__(self, tdef: TableDef) -> None:
+        self.tdef = tdef
+        names = [c.name for c in tdef.columns]
+        self.ncols = len(names)
+        getter = attrgetter(*names)
+        to_wire = [c.type.to_wire for c in tdef.columns]
+        from_wire = [c.type.from_wire for c in tdef.columns]
+        defaults = [c.default for c in tdef.columns]
+        row_type = tdef.row_type
+        ncols = self.ncols
+
+        if len(names) == 1:
+            single = getter
+            getter = lambda row: (single(row),)  # noqa: E731
+        if all(f is _identity for f in to_wire):
+            self.encode: Callable[[Any], Any] = getter
+        else:
+            self.encode = lambda row: tuple(f(v) for f, v in zip(to_wire, getter(row)))
+
+        active = [(i, f) for i, f in enumerate(from_wire) if f is not _identity]
+
+        def decode(values: Any) -> Any:
+            if len(values) != ncols:
+                values = _pad(values, ncols, defaults, tdef.name)
+                return row_type(*(f(v) for f, v in zip(from_wire, values)))
+            if not active:
+                return row_type(*values)
+            vals = list(values)
+            for i, f in active:
+                vals[i] = f(vals[i])
+            return row_type(*vals)
+
+        def decode_columns(columns: list[list[Any]], count: int) -> list[Any]:
+            # Column-wise decoding: one C-level map per column, then one constructor call per row.
+            while len(columns) < ncols:
+                d = defaults[len(columns)]
+                columns.append([to_wire[len(columns)](d)] * count)
+            cols = [list(map(f, col)) if f is not _identity else col for f, col in zip(from_wire, columns)]
+            return list(map(row_type, *cols)) if count else []
+
+        self.decode = decode
+        self.decode_columns = decode_columns
+
+
+def _pad(values: Any, ncols: int, defaults: list[Any], table: str) -> list[Any]:
+    values = list(values)
+    if len(values) > ncols:
+        raise ValueError(f"stored row of `{table}` has {len(values)} columns, the table has {ncols}")
+    for i in range(len(values), ncols):
+        values.append(defaults[i])
+    return values
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+_packer_opts = dict(use_bin_type=True, default=_default)
+
+
+class TxCodec:
+    """Commit-log records: one per committed, non-empty transaction."""
+
+    def __init__(self, tables: dict[str, TableCodec], reducers: dict[str, ReducerDef]) -> None:
+        self.tables = tables
+        self.reducers = reducers
+        self._packer = msgpack.Packer(**_packer_opts)
+
+    def encode(self, tx: TxData) -> bytes:
+        rdef = self.reducers.get(tx.reducer) if tx.reducer else None
+        if rdef is not None and tx.args:
+            args = [t.to_wire(a) for (_, t), a in zip(rdef.params, tx.args)]
+        else:
+            args = list(tx.args)
+        changes = []
+        for name, upd in tx.tables.items():
+            enc = self.tables[name].encode
+            changes.append([name, [enc(r) for r in upd.inserts], [enc(r) for r in upd.deletes]])
+        return self._packer.pack([
+            int(tx.timestamp), tx.reducer, tx.caller_identity, tx.caller_connection_id,
+            args, changes, tx.sequences or None,
+        ])
+
+    def decode(self, offset: int, payload: bytes) -> TxData:
+        ts, reducer, caller, conn, args, changes, sequences = msgpack.unpackb(payload, raw=False, use_list=True)
+        tables: dict[str, TableUpdate] = {}
+        for name, ins, dels in changes:
+            codec = self.tables.get(name)
+            if codec is None:
+                raise ValueError(f"log record {offset} names unknown table `{name}`")
+            tables[name] = TableUpdate(name, [codec.decode(v) for v in ins], [codec.decode(v) for v in dels])
+        return TxData(offset, Timestamp(ts), reducer, Identity(caller), ConnectionId(conn) if conn else None,
+                      tuple(args), tables, sequences or {})
+
+
+def encode_snapshot(offset: int, schema: dict[str, Any], tables: Iterable[tuple[TableCodec, list[Any], dict[str, int]]]) -> bytes:
+    """All tables' rows, column-wise (fast to decode), plus sequences and the schema."""
+    out: dict[str, Any] = {}
+    for codec, rows, sequences in tables:
+        enc = codec.encode
+        encoded = [enc(r) for r in rows]
+        columns = [list(c) for c in zip(*encoded)] if encoded else [[] for _ in range(codec.ncols)]
+        out[codec.tdef.name] = {"count": len(rows), "columns": columns, "sequences": sequences}
+    return msgpack.packb({"format": FORMAT, "offset": offset, "schema": schema, "tables": out}, **_packer_opts)
+
+
+def decode_snapshot(payload: bytes) -> dict[str, Any]:
+    return msgpack.unpackb(payload, raw=False, use_list=True)

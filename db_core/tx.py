@@ -1,0 +1,146 @@
+"""One transaction's changes, applied write-through with an undo record.
+
+Reducers run one at a time, so a transaction writes straight into the tables
+and remembers its net inserts and deletes per table. Rollback reverses them;
+commit turns them into the one ``TxData`` that feeds the log, subscriptions
+and the caller's result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .errors import NoSuchRow
+from .table import Table
+from .types import ConnectionId, Identity, Timestamp
+
+
+@dataclasses.dataclass(slots=True)
+class TableUpdate:
+    """Rows one transaction inserted into and deleted from one table."""
+
+    table: str
+    inserts: list[Any]
+    deletes: list[Any]
+
+
+@dataclasses.dataclass(slots=True)
+class TxData:
+    """What one committed transaction did: the single object every consumer reads."""
+
+    offset: int
+    timestamp: Timestamp
+    reducer: str | None
+    caller_identity: Identity
+    caller_connection_id: ConnectionId | None
+    args: tuple[Any, ...]
+    tables: dict[str, TableUpdate]
+    sequences: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.tables
+
+
+class _Changes:
+    __slots__ = ("inserts", "deletes")
+
+    def __init__(self) -> None:
+        self.inserts: dict[Any, None] = {}
+        self.deletes: dict[Any, None] = {}
+
+
+class Transaction:
+    """Mutations of one reducer call. Every method keeps tables consistent even if it raises."""
+
+    __slots__ = ("changes", "seq_touched", "seq_saved")
+
+    def __init__(self) -> None:
+        self.changes: dict[Table, _Changes] = {}
+        self.seq_touched: dict[Table, dict[str, int]] = {}
+        self.seq_saved: dict[Table, dict[str, int]] = {}
+
+    def _changes(self, table: Table) -> _Changes:
+        ch = self.changes.get(table)
+        if ch is None:
+            ch = self.changes[table] = _Changes()
+        return ch
+
+    def next_sequence(self, table: Table, column: str) -> int:
+        if table not in self.seq_saved:
+            self.seq_saved[table] = dict(table.sequences)
+        value = table.sequences[column] + 1
+        table.sequences[column] = value
+        self.seq_touched.setdefault(table, {})[column] = value
+        return value
+
+    def insert(self, table: Table, row: Any) -> Any:
+        """Insert a validated row; an identical stored row makes this a no-op."""
+        existing = table.rows.get(table.key_of(row))
+        if existing is not None and existing == row:
+            return existing
+        table.check_unique(row)
+        table.add(row)
+        ch = self._changes(table)
+        if row in ch.deletes:
+            del ch.deletes[row]
+        else:
+            ch.inserts[row] = None
+        return row
+
+    def delete(self, table: Table, row: Any) -> bool:
+        """Delete the stored row equal to ``row``; False if there is none."""
+        key = table.key_of(row)
+        stored = table.rows.get(key)
+        if stored is None or stored != row:
+            return False
+        table.remove(stored)
+        ch = self._changes(table)
+        if stored in ch.inserts:
+            del ch.inserts[stored]
+        else:
+            ch.deletes[stored] = None
+        return True
+
+    def update(self, table: Table, row: Any) -> Any:
+        """Replace the row with the same primary key (atomic: checks before it writes)."""
+        key = table.key_of(row)
+        old = table.rows.get(key)
+        if old is None:
+            raise NoSuchRow(f"no row in `{table.name}` with {table.tdef.primary_key} = {key!r} to update")
+        if old == row:
+            return old
+        table.check_unique(row, replacing=old)
+        table.remove(old)
+        table.add(row)
+        ch = self._changes(table)
+        if old in ch.inserts:
+            del ch.inserts[old]
+        else:
+            ch.deletes[old] = None
+        if row in ch.deletes:
+            del ch.deletes[row]
+        else:
+            ch.inserts[row] = None
+        return row
+
+    def rollback(self) -> None:
+        """Undo every change, leaving the tables as they were before the transaction."""
+        for table, ch in self.changes.items():
+            for row in ch.inserts:
+                table.remove(row)
+            for row in ch.deletes:
+                table.add(row)
+        for table, saved in self.seq_saved.items():
+            table.sequences.update(saved)
+        self.changes.clear()
+
+    def commit(self, offset: int, timestamp: Timestamp, reducer: str | None, caller: Identity,
+               connection_id: ConnectionId | None, args: tuple[Any, ...]) -> TxData:
+        tables: dict[str, TableUpdate] = {}
+        for table, ch in self.changes.items():
+            if ch.inserts or ch.deletes:
+                tables[table.name] = TableUpdate(table.name, list(ch.inserts), list(ch.deletes))
+        sequences = {t.name: cols for t, cols in self.seq_touched.items()}
+        return TxData(offset, timestamp, reducer, caller, connection_id, args, tables, sequences)
