@@ -1,0 +1,116 @@
+"""The quickstart-chat module's behaviours (reference §2), through the embedded API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from db_core import ConnectionRejected, Database, Identity
+
+
+def users(db: Database) -> dict[Identity, tuple[str | None, bool]]:
+    return {u.identity: (u.name, u.online) for u in db.tables["user"]}
+
+
+@pytest.fixture(params=["memory", "disk"])
+def db(request: pytest.FixtureRequest, tmp_path: Path, quickstart_path: Path) -> Database:
+    with Database.open(None if request.param == "memory" else tmp_path / "data", quickstart_path) as database:
+        yield database
+
+
+def test_connect_inserts_online_user(db: Database) -> None:
+    alice = Identity.random()
+    db.connect(alice)
+    assert users(db) == {alice: (None, True)}
+
+
+def test_set_name(db: Database) -> None:
+    alice = Identity.random()
+    conn = db.connect(alice)
+    r = db.call("set_name", "Alice", sender=alice, connection_id=conn)
+    assert r.ok and r.error is None
+    assert users(db)[alice] == ("Alice", True)
+    upd = r.tx.tables["user"]
+    assert [u.name for u in upd.deletes] == [None] and [u.name for u in upd.inserts] == ["Alice"]
+
+
+def test_set_name_empty_fails_and_changes_nothing(db: Database) -> None:
+    alice = Identity.random()
+    conn = db.connect(alice)
+    db.call("set_name", "Alice", sender=alice, connection_id=conn)
+    r = db.call("set_name", "", sender=alice, connection_id=conn)
+    assert (r.ok, r.error, r.status) == (False, "Names must not be empty", "failed")
+    assert users(db)[alice] == ("Alice", True)
+
+
+def test_set_name_unknown_user(db: Database) -> None:
+    # The CLI's `call` carries an identity but no connection: no user row exists.
+    r = db.call("set_name", "Bob", sender=Identity.random())
+    assert r.error == "Cannot set name for unknown user"
+
+
+def test_send_message(db: Database) -> None:
+    alice = Identity.random()
+    conn = db.connect(alice)
+    r = db.call("send_message", "Hello, World!", sender=alice, connection_id=conn)
+    (msg,) = r.tx.tables["message"].inserts
+    assert (msg.sender, msg.sent, msg.text) == (alice, r.tx.timestamp, "Hello, World!")
+    assert db.logs.lines()[-1].endswith("INFO: quickstart_chat.py:54: Hello, World!")
+
+
+def test_send_empty_message_fails(db: Database) -> None:
+    alice = Identity.random()
+    r = db.call("send_message", "", sender=alice)
+    assert (r.ok, r.error) == (False, "Messages must not be empty")
+    assert len(db.tables["message"]) == 0
+
+
+def test_reconnect_keeps_name_and_flips_online(db: Database) -> None:
+    alice = Identity.random()
+    conn = db.connect(alice)
+    db.call("set_name", "Alice", sender=alice, connection_id=conn)
+    db.disconnect(conn)
+    assert users(db)[alice] == ("Alice", False)
+    db.connect(alice)
+    assert users(db)[alice] == ("Alice", True)
+
+
+def test_disconnect_unknown_user_warns(db: Database) -> None:
+    ghost = Identity.random()
+    conn = db.connect(ghost)
+    # Remove the user row behind the module's back, as a DML delete would.
+    db._run("wipe", lambda ctx: ctx.db.user.identity.delete(ghost), (), ghost, None)
+    db.disconnect(conn)
+    assert db.logs.lines()[-1].endswith(f"WARN: quickstart_chat.py:74: Disconnect event for unknown user with identity {ghost.to_hex()}")
+
+
+def test_stale_online_fixed_after_crash(tmp_path: Path, quickstart_path: Path) -> None:
+    """Connections open when the process died are disconnected at the next start."""
+    data = tmp_path / "data"
+    db = Database.open(data, quickstart_path)
+    alice, bob = Identity.random(), Identity.random()
+    db.connect(alice)
+    bob_conn = db.connect(bob)
+    db.call("set_name", "Bob", sender=bob, connection_id=bob_conn)
+    db._clog.flush()
+    db._release()  # as a crash would: no close, no disconnect hooks
+    with Database.open(data, quickstart_path) as db2:
+        assert users(db2) == {alice: (None, False), bob: ("Bob", False)}
+        assert db2.connections() == []
+        assert any("left open by the last run" in line for line in db2.logs.lines())
+
+
+def test_connect_rejected(tmp_path: Path) -> None:
+    src = (
+        "from db_core import client_connected, ReducerError\n"
+        "@client_connected\n"
+        "def on_connect(ctx):\n"
+        "    raise ReducerError('banned')\n"
+    )
+    path = tmp_path / "m.py"
+    path.write_text(src)
+    with Database.open(None, path) as db:
+        with pytest.raises(ConnectionRejected, match="banned"):
+            db.connect(Identity.random())
+        assert db.connections() == []
