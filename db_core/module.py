@@ -296,6 +296,7 @@ class ReducerContext:
 
 # -- log ------------------------------------------------------------------------------
 _sink = threading.local()
+_basenames: dict[str, str] = {}
 
 
 def set_log_sink(log: ModuleLog | None) -> ModuleLog | None:
@@ -313,8 +314,11 @@ class _Logger:
     @staticmethod
     def _emit(level: str, message: object) -> None:
         frame = sys._getframe(2)
-        record = LogRecord(time.time_ns() // 1000, level, os.path.basename(frame.f_code.co_filename),
-                           frame.f_lineno, str(message))
+        path = frame.f_code.co_filename
+        name = _basenames.get(path)
+        if name is None:
+            name = _basenames[path] = os.path.basename(path)
+        record = LogRecord(time.time_ns() // 1000, level, name, frame.f_lineno, str(message))
         sink = getattr(_sink, "log", None)
         if sink is None:
             print(record.format(), file=sys.stderr)

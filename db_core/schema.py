@@ -119,7 +119,7 @@ class ColType:
         assert inner is not None
         self.name = f"list[{inner.name}]"
         inner_check, inner_to, inner_from = inner.check, inner.to_wire, inner.from_wire
-        self.check = lambda v: type(v) is tuple and all(map(inner_check, v))
+        self.check = lambda v: (type(v) is tuple or type(v) is list) and all(map(inner_check, v))
         if inner_to is not _identity:
             self.to_wire = lambda v: [inner_to(x) for x in v]
         self.from_wire = lambda v: tuple(map(inner_from, v))

@@ -44,11 +44,24 @@ class TxData:
 
 
 class _Changes:
+    """Net changes to one table. Inserts are keyed by object id (hashing a row
+    is a Python-level call); deletes by value, so re-inserting a deleted row nets out."""
+
     __slots__ = ("inserts", "deletes")
 
     def __init__(self) -> None:
-        self.inserts: dict[Any, None] = {}
+        self.inserts: dict[int, Any] = {}
         self.deletes: dict[Any, None] = {}
+
+    def added(self, row: Any) -> None:
+        if self.deletes and row in self.deletes:
+            del self.deletes[row]
+        else:
+            self.inserts[id(row)] = row
+
+    def removed(self, stored: Any) -> None:
+        if self.inserts.pop(id(stored), None) is None:
+            self.deletes[stored] = None
 
 
 class Transaction:
@@ -82,25 +95,17 @@ class Transaction:
             return existing
         table.check_unique(row)
         table.add(row)
-        ch = self._changes(table)
-        if row in ch.deletes:
-            del ch.deletes[row]
-        else:
-            ch.inserts[row] = None
+        ch = self.changes.get(table) or self._changes(table)
+        ch.added(row)
         return row
 
     def delete(self, table: Table, row: Any) -> bool:
         """Delete the stored row equal to ``row``; False if there is none."""
-        key = table.key_of(row)
-        stored = table.rows.get(key)
+        stored = table.rows.get(table.key_of(row))
         if stored is None or stored != row:
             return False
         table.remove(stored)
-        ch = self._changes(table)
-        if stored in ch.inserts:
-            del ch.inserts[stored]
-        else:
-            ch.deletes[stored] = None
+        self._changes(table).removed(stored)
         return True
 
     def update(self, table: Table, row: Any) -> Any:
@@ -115,20 +120,14 @@ class Transaction:
         table.remove(old)
         table.add(row)
         ch = self._changes(table)
-        if old in ch.inserts:
-            del ch.inserts[old]
-        else:
-            ch.deletes[old] = None
-        if row in ch.deletes:
-            del ch.deletes[row]
-        else:
-            ch.inserts[row] = None
+        ch.removed(old)
+        ch.added(row)
         return row
 
     def rollback(self) -> None:
         """Undo every change, leaving the tables as they were before the transaction."""
         for table, ch in self.changes.items():
-            for row in ch.inserts:
+            for row in ch.inserts.values():
                 table.remove(row)
             for row in ch.deletes:
                 table.add(row)
@@ -141,6 +140,6 @@ class Transaction:
         tables: dict[str, TableUpdate] = {}
         for table, ch in self.changes.items():
             if ch.inserts or ch.deletes:
-                tables[table.name] = TableUpdate(table.name, list(ch.inserts), list(ch.deletes))
+                tables[table.name] = TableUpdate(table.name, list(ch.inserts.values()), list(ch.deletes))
         sequences = {t.name: cols for t, cols in self.seq_touched.items()}
         return TxData(offset, timestamp, reducer, caller, connection_id, args, tables, sequences)

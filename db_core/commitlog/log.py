@@ -1,0 +1,474 @@
+"""The append-only commit log: segments of checksummed frames, written and fsynced by one thread.
+
+Contract in one paragraph: ``append`` queues ``(offset, payload)`` and returns
+at once; a background flusher takes everything queued, writes it (one write
+per segment), fdatasyncs, and only then advances ``durable_offset`` and calls
+``on_durable``. Records queued while an fsync runs share the next fsync
+(group commit). A failed write or fsync poisons the log for good: nothing
+after it is ever reported durable, and every later call raises
+``StorageError``. Start-up cuts a torn tail off the last segment and reports
+it in ``repairs``; damage anywhere else raises ``CorruptLogError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from ..errors import CorruptLogError, StorageError
+from .framing import (
+    FRAME,
+    MAX_PAYLOAD,
+    OFFSET,
+    SEGMENT_HEADER,
+    SEGMENT_MAGIC,
+    FrameError,
+    encode_segment_header,
+    iter_frames,
+    parse_segment_name,
+    segment_name,
+)
+from .fsio import datasync, fsync_dir, write_all
+
+logger = logging.getLogger(__name__)
+
+_HEADER = SEGMENT_HEADER.size
+
+
+@dataclass
+class _Segment:
+    """One segment file; ``size`` and ``count`` cover only records already written."""
+
+    base: int
+    path: Path
+    size: int
+    count: int
+
+    @property
+    def end(self) -> int:
+        """The offset the record after this segment's last one has."""
+        return self.base + self.count
+
+
+class CommitLog:
+    """A directory of segment files holding consecutive ``(offset, payload)`` records.
+
+    Use ``CommitLog.open``. All public methods are thread-safe; ``append`` never
+    blocks on I/O.
+    """
+
+    repairs: list[str]
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        segment_bytes: int = 64 << 20,
+        sync: bool = True,
+        on_durable: Callable[[int], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> "CommitLog":
+        """Open (creating if missing) the log in ``directory``, repair a torn tail, start the flusher.
+
+        ``sync=False`` skips every fsync: "durable" then means "handed to the OS",
+        which survives a process crash but not a power cut. ``on_durable`` and
+        ``on_error`` run on the flusher thread; keep them short (the next fsync
+        waits for them). Raises ``CorruptLogError`` for damage that is not a torn
+        tail of the last segment, ``StorageError`` if the directory is unusable.
+        """
+        return cls(directory, segment_bytes=segment_bytes, sync=sync, on_durable=on_durable, on_error=on_error)
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        segment_bytes: int = 64 << 20,
+        sync: bool = True,
+        on_durable: Callable[[int], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """Prefer ``CommitLog.open``; this does the same."""
+        if segment_bytes <= 0:
+            raise ValueError(f"segment_bytes must be positive, not {segment_bytes}")
+        self._dir = Path(directory)
+        self._segment_bytes = segment_bytes
+        self._sync = sync
+        self._on_durable = on_durable
+        self._on_error = on_error
+        self.repairs = []
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: list[tuple[int, bytes]] = []
+        self._idle = False  # the flusher is parked in wait(); only then does append pay for notify()
+        self._failed: StorageError | None = None
+        self._closed = False
+        self._stopped = False  # the flusher has exited; nothing more will become durable
+        self._fd: int | None = None  # the active segment, written only by the flusher once it runs
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._segments = self._scan()
+            if self._segments:
+                last = self._segments[-1]
+                self._fd = os.open(last.path, os.O_WRONLY | os.O_APPEND)
+                if sync:
+                    # A crashed process may have left written-but-unsynced records; sync before calling them durable.
+                    datasync(self._fd)
+        except OSError as exc:
+            if self._fd is not None:
+                os.close(self._fd)
+            raise StorageError(f"cannot open the commit log in {self._dir}: {exc}") from exc
+        self._next = self._segments[-1].end if self._segments else 0
+        self._durable = self._next - 1
+        self._thread = threading.Thread(target=self._run, name=f"commitlog-flusher[{self._dir.name}]", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ start-up
+    def _scan(self) -> list[_Segment]:
+        entries = sorted(
+            (base, name) for name in os.listdir(self._dir) if (base := parse_segment_name(name)) is not None
+        )
+        segments: list[_Segment] = []
+        expected: int | None = None
+        for i, (base, name) in enumerate(entries):
+            path = self._dir / name
+            is_last = i == len(entries) - 1
+            data = path.read_bytes()
+            if not self._header_ok(data, base):
+                # A header is synced before any record is written after it, so a bad header followed by
+                # non-zero bytes is damage, not a crash during creation.
+                torn = len(data) < _HEADER or not any(memoryview(data)[_HEADER:])
+                if is_last and torn:
+                    path.unlink()
+                    fsync_dir(self._dir)
+                    self.repairs.append(
+                        f"commit log {path}: removed the last segment, its {len(data)}-byte header is torn;"
+                        f" last good offset {_show(expected - 1 if expected is not None else -1)}"
+                    )
+                    continue
+                raise CorruptLogError(
+                    f"commit log {path}: bad segment header at byte 0 (expected magic {SEGMENT_MAGIC!r}"
+                    f" and base offset {base}); refusing to guess"
+                )
+            if expected is not None and base != expected:
+                raise CorruptLogError(
+                    f"commit log {path}: segment starts at offset {base} but the one before it ends at offset"
+                    f" {expected - 1} (a segment is missing or overlaps), at byte 0"
+                )
+            count, pos = 0, _HEADER
+            try:
+                for _offset, _start, end in iter_frames(data, _HEADER, base):
+                    count += 1
+                    pos = end
+            except FrameError as bad:
+                if not is_last:
+                    raise CorruptLogError(
+                        f"commit log {path}: {bad.reason} at byte {bad.pos}; a later segment exists, so the"
+                        f" records here were acknowledged and will not be dropped"
+                    ) from None
+                self._cut(path, bad.pos)
+                self.repairs.append(
+                    f"commit log {path}: cut {len(data) - bad.pos} bytes at byte {bad.pos} ({bad.reason});"
+                    f" last good offset {_show(base + count - 1)}"
+                )
+                pos = bad.pos
+            segments.append(_Segment(base, path, pos, count))
+            expected = base + count
+        return segments
+
+    @staticmethod
+    def _header_ok(data: bytes, base: int) -> bool:
+        if len(data) < _HEADER:
+            return False
+        magic, header_base = SEGMENT_HEADER.unpack_from(data)
+        return magic == SEGMENT_MAGIC and header_base == base
+
+    @staticmethod
+    def _cut(path: Path, size: int) -> None:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)  # fsync, not fdatasync: the new size is metadata
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def next_offset(self) -> int:
+        """The offset the next ``append`` must use (0 for an empty log)."""
+        return self._next
+
+    @property
+    def durable_offset(self) -> int:
+        """Highest offset known to be on disk; -1 if none. Never moves backwards."""
+        return self._durable
+
+    @property
+    def failed(self) -> StorageError | None:
+        """The error that stopped the log, or None while it is healthy."""
+        return self._failed
+
+    def first_offset(self) -> int | None:
+        """The oldest offset still stored, or None if no record is stored."""
+        with self._cond:
+            for seg in self._segments:
+                if seg.count:
+                    return seg.base
+            return None
+
+    def replay(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
+        """Yield every record written so far with ``offset >= start``, in order, re-verifying checksums.
+
+        Records appended after the call starts are not included. Do not run it
+        concurrently with ``truncate_before`` of the segments it reads.
+        """
+        with self._cond:
+            segments = [(s.base, s.path, s.size, s.count) for s in self._segments]
+        for base, path, size, count in segments:
+            if base + count <= start:
+                continue
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read(size)
+            except FileNotFoundError:
+                raise StorageError(f"commit log {path} was removed while being replayed") from None
+            except OSError as exc:
+                raise StorageError(f"cannot read commit log {path}: {exc}") from exc
+            if len(data) < size:
+                raise CorruptLogError(f"commit log {path}: shrank to {len(data)} bytes since it was opened")
+            try:
+                for offset, lo, hi in iter_frames(data, _HEADER, base):
+                    if offset >= start:
+                        yield offset, data[lo:hi]
+            except FrameError as bad:
+                raise CorruptLogError(
+                    f"commit log {path}: {bad.reason} at byte {bad.pos} (changed since it was opened)"
+                ) from None
+
+    # ------------------------------------------------------------------ writing
+    def append(self, offset: int, payload: bytes) -> None:
+        """Queue one record; returns at once. ``offset`` must equal ``next_offset``.
+
+        Raises ``ValueError`` for a wrong offset or an oversized payload and
+        ``StorageError`` if the log failed or is closed.
+        """
+        if type(payload) is not bytes:
+            payload = bytes(payload)  # the flusher reads it later; a mutable buffer could change under it
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError(f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte frame limit")
+        with self._cond:
+            if self._failed is not None:
+                raise StorageError(f"the commit log failed earlier; no more appends: {self._failed}")
+            if self._closed:
+                raise StorageError(f"the commit log in {self._dir} is closed")
+            if offset != self._next:
+                raise ValueError(f"append at offset {offset}, but the next offset must be {self._next}")
+            self._queue.append((offset, payload))
+            self._next = offset + 1
+            if self._idle:
+                self._idle = False
+                self._cond.notify()
+
+    def wait_durable(self, offset: int, timeout: float | None = None) -> bool:
+        """Block until ``offset`` is durable: True, or False if ``timeout`` passed first.
+
+        Raises ``StorageError`` if the log failed (or was closed) before ``offset``
+        became durable; an offset already durable returns True even after a failure.
+        """
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self._durable >= offset or self._failed is not None or self._stopped, timeout
+            )
+            if self._durable >= offset:
+                return True
+            if self._failed is not None:
+                raise StorageError(f"offset {offset} is not durable, the commit log failed: {self._failed}")
+            if self._stopped:
+                raise StorageError(f"offset {offset} is not durable and the commit log is closed")
+            return False
+
+    def flush(self) -> int:
+        """Block until everything appended so far is durable; return ``durable_offset``.
+
+        Raises ``StorageError`` if the log failed; ``RuntimeError`` if called from
+        an ``on_durable``/``on_error`` callback (the flusher cannot wait for itself).
+        """
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("flush() called from the commit log's own flusher thread")
+        self.wait_durable(self._next - 1)
+        return self._durable
+
+    def truncate_before(self, offset: int) -> int:
+        """Delete the oldest segments all of whose records are ``< offset``; never the active one.
+
+        Returns how many were deleted. Deletes oldest first, so a crash midway
+        leaves a log that still starts cleanly.
+        """
+        removed = 0
+        with self._cond:
+            try:
+                while len(self._segments) > 1 and self._segments[1].base <= offset:
+                    self._segments[0].path.unlink()
+                    self._segments.pop(0)
+                    removed += 1
+            except OSError as exc:
+                raise StorageError(f"cannot delete old commit log segment: {exc}") from exc
+            finally:
+                if removed:
+                    try:
+                        fsync_dir(self._dir)
+                    except OSError as exc:
+                        logger.warning("cannot fsync %s after deleting segments: %s", self._dir, exc)
+        return removed
+
+    def close(self) -> None:
+        """Flush everything queued, stop the flusher, close files. Idempotent.
+
+        Raises ``StorageError`` if records appended before the close could not be
+        made durable.
+        """
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+        with self._cond:
+            if self._failed is not None and self._durable < self._next - 1:
+                raise StorageError(
+                    f"commit log closed with offsets {self._durable + 1}..{self._next - 1} not durable:"
+                    f" {self._failed}"
+                )
+
+    def __enter__(self) -> "CommitLog":
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<CommitLog {self._dir} next={self._next} durable={self._durable}>"
+
+    # ------------------------------------------------------------------ the flusher thread
+    def _run(self) -> None:
+        cond = self._cond
+        try:
+            while True:
+                with cond:
+                    while not self._queue and not self._closed:
+                        self._idle = True
+                        cond.wait()
+                    self._idle = False
+                    if not self._queue:
+                        break  # closed and drained
+                    batch, self._queue = self._queue, []
+                self._publish(self._write(batch))
+        except BaseException as exc:  # noqa: BLE001 - any failure must poison the log, not vanish with the thread
+            self._fail(exc)
+        finally:
+            if self._fd is not None:
+                try:
+                    os.close(self._fd)
+                except OSError:
+                    pass
+                self._fd = None
+            with cond:
+                self._stopped = True
+                cond.notify_all()
+
+    def _write(self, batch: list[tuple[int, bytes]]) -> int:
+        """Write and sync ``batch``; returns its last offset. Runs on the flusher only."""
+        pack = FRAME.pack
+        pack_offset = OFFSET.pack
+        crc32 = zlib.crc32
+        limit = self._segment_bytes
+        seg = self._segments[-1] if self._segments else None
+        size = seg.size if seg is not None else 0
+        parts: list[bytes] = []
+        pending = 0  # records in ``parts``
+        for offset, payload in batch:
+            if seg is None or (size >= limit and seg.count + pending > 0):
+                if seg is not None:
+                    self._write_chunk(seg, parts, pending, size)
+                    if self._sync:
+                        # The old segment must be complete on disk before a newer one exists: start-up treats
+                        # damage in a non-last segment as corruption, not as a torn tail.
+                        datasync(self._fd)  # type: ignore[arg-type]
+                    self._publish(seg.end - 1)
+                seg = self._create_segment(offset)
+                size, parts, pending = seg.size, [], 0
+            n = len(payload)
+            parts.append(pack(n, crc32(payload, crc32(pack_offset(offset))), offset))
+            parts.append(payload)
+            size += 16 + n
+            pending += 1
+        assert seg is not None
+        self._write_chunk(seg, parts, pending, size)
+        if self._sync:
+            datasync(self._fd)  # type: ignore[arg-type]
+        return batch[-1][0]
+
+    def _write_chunk(self, seg: _Segment, parts: list[bytes], count: int, size: int) -> None:
+        if not parts:
+            return
+        write_all(self._fd, b"".join(parts))  # type: ignore[arg-type]
+        with self._cond:
+            seg.size = size
+            seg.count += count
+
+    def _create_segment(self, base: int) -> _Segment:
+        path = self._dir / segment_name(base)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        # O_EXCL: a file already there would mean two writers or a bug; never append into it.
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        write_all(self._fd, encode_segment_header(base))
+        if self._sync:
+            datasync(self._fd)
+            fsync_dir(self._dir)
+        seg = _Segment(base, path, _HEADER, 0)
+        with self._cond:
+            self._segments.append(seg)
+        return seg
+
+    def _publish(self, offset: int) -> None:
+        with self._cond:
+            if offset <= self._durable:
+                return
+            self._durable = offset
+            self._cond.notify_all()
+        if self._on_durable is not None:
+            try:
+                self._on_durable(offset)
+            except Exception:
+                # A listener's bug must not stop durability for everyone else.
+                logger.exception("on_durable callback failed for offset %d", offset)
+
+    def _fail(self, exc: BaseException) -> None:
+        error = StorageError(f"commit log in {self._dir} failed: {exc}")
+        error.__cause__ = exc
+        with self._cond:
+            if self._failed is not None:
+                return
+            self._failed = error
+            self._queue.clear()
+            self._cond.notify_all()
+        logger.error("%s", error)
+        if self._on_error is not None:
+            try:
+                self._on_error(error)
+            except Exception:
+                logger.exception("on_error callback failed")
+
+
+def _show(offset: int) -> str:
+    return str(offset) if offset >= 0 else "none"
