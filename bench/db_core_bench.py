@@ -9,6 +9,7 @@ with ratios, since absolute numbers on a shared machine are noisy.
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import os
 import shutil
@@ -16,7 +17,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -56,36 +56,20 @@ def bench_durable_serial(tmp: Path, n: int) -> float:
 
 
 def bench_durable_inflight(tmp: Path, n: int, inflight: int = 64) -> float:
-    """``inflight`` calls outstanding at once: a new one is submitted as each result becomes durable."""
+    """At most ``inflight`` calls outstanding: when the window is full, wait for the oldest to be durable."""
     with Database.open(tmp / "inflight", QUICKSTART_CHAT) as db:
         me = Identity.random()
         conn = db.connect(me)
-        window = threading.Semaphore(inflight)
-        done = threading.Event()
-        pending: list[int] = []
-        lock = threading.Lock()
-        acked = [0]
-
-        def on_durable(offset: int) -> None:
-            with lock:
-                k = 0
-                while k < len(pending) and pending[k] <= offset:
-                    k += 1
-                del pending[:k]
-                acked[0] += k
-            for _ in range(k):
-                window.release()
-            if acked[0] >= n:
-                done.set()
-
-        db.add_durable_listener(on_durable)
+        pending: collections.deque[int] = collections.deque()
         t = time.perf_counter()
         for _ in range(n):
-            window.acquire()
-            r = db.submit("send_message", "Hello, World!", sender=me, connection_id=conn)
-            with lock:
-                pending.append(r.offset)
-        done.wait()
+            if len(pending) >= inflight:
+                db.wait_durable(pending[0])
+                durable = db.durable_offset
+                while pending and pending[0] <= durable:
+                    pending.popleft()
+            pending.append(db.submit("send_message", "Hello, World!", sender=me, connection_id=conn).offset)
+        db.wait_durable(pending[-1])
         return n / (time.perf_counter() - t)
 
 

@@ -396,11 +396,7 @@ class Database:
         if self._failed is not None:
             raise StorageError(f"the commit log failed; no more writes are accepted: {self._failed}")
         with self._lock:
-            now = time.time_ns() // 1000
-            if now <= self._last_ts:
-                now = self._last_ts
-            self._last_ts = now
-            ts = Timestamp(now)
+            ts = self._next_timestamp()
             tx = Transaction()
             self._slot.tx = tx
             previous_sink = set_log_sink(self.logs)
@@ -424,6 +420,32 @@ class Database:
                 set_log_sink(previous_sink)
             return CallResult(True, None, self._commit(tx, ts, name, sender, connection_id, args), self._next_offset - 1,
                               "committed", connection_id)
+
+    def _next_timestamp(self) -> Timestamp:
+        # Never backwards, even if the wall clock is: commit order and `sent` order agree.
+        now = time.time_ns() // 1000
+        if now <= self._last_ts:
+            now = self._last_ts
+        self._last_ts = now
+        return Timestamp(now)
+
+    def transact(self, body: Callable[[Transaction], Any], *, sender: Identity) -> CallResult:
+        """Run ``body(tx)`` as one transaction outside any reducer (SQL DML uses this).
+
+        Any exception rolls back and propagates. The result is not yet durable.
+        """
+        if self._closed or self._failed is not None:
+            raise StorageError("the database is closed" if self._closed else f"the commit log failed: {self._failed}")
+        with self._lock:
+            ts = self._next_timestamp()
+            tx = Transaction()
+            try:
+                body(tx)
+            except BaseException:
+                tx.rollback()
+                raise
+            txdata = self._commit(tx, ts, None, sender, None, ())
+            return CallResult(True, None, txdata, self._next_offset - 1, "committed")
 
     def _commit(self, tx: Transaction, ts: Timestamp, name: str | None, sender: Identity,
                 connection_id: ConnectionId | None, args: tuple[Any, ...]) -> TxData:

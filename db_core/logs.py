@@ -30,9 +30,22 @@ class LogRecord(NamedTuple):
 
     def format(self) -> str:
         """``2025-04-08T15:47:46.935402Z  INFO: quickstart_chat.py:43: Hello, World!``"""
-        stamp = (_dt.datetime(1970, 1, 1) + _dt.timedelta(microseconds=self.micros)).isoformat(timespec="microseconds")
         where = f"{self.file}:{self.line}: " if self.file is not None else ""
-        return f"{stamp}Z {self.level:>5}: {where}{self.message}"
+        return f"{format_micros(self.micros)} {self.level:>5}: {where}{self.message}"
+
+
+_second_cache: tuple[int, str] = (-1, "")
+
+
+def format_micros(micros: int) -> str:
+    """RFC 3339 UTC with microseconds and ``Z``; the date part is cached per second (logs are hot)."""
+    global _second_cache
+    seconds, fraction = divmod(micros, 1_000_000)
+    cached_seconds, prefix = _second_cache  # one tuple: safe to read while another thread replaces it
+    if cached_seconds != seconds:
+        prefix = (_dt.datetime(1970, 1, 1) + _dt.timedelta(seconds=seconds)).isoformat()
+        _second_cache = (seconds, prefix)
+    return f"{prefix}.{fraction:06d}Z"
 
 
 def parse_line(text: str) -> tuple[str, str] | None:

@@ -7,6 +7,7 @@ import os
 import shutil
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -108,7 +109,7 @@ def test_append_checks_offset_and_payload(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="must be 0"):
             log.append(1, b"x")
         buf = bytearray(b"mutable")
-        log.append(0, buf)
+        log.append(0, buf)  # type: ignore[arg-type]
         buf[:] = b"changed"  # the log copied it: later changes to the buffer do not leak in
         log.flush()
         assert read_all(log) == [(0, b"mutable")]
@@ -157,6 +158,7 @@ def test_concurrent_writers_share_fsyncs(tmp_path: Path, monkeypatch: pytest.Mon
     def counting(fd: int) -> None:
         nonlocal syncs
         syncs += 1
+        time.sleep(0.001)  # a disk-like fsync, so writers really do pile up behind it
         real(fd)
 
     monkeypatch.setattr(os, "fdatasync", counting)
@@ -214,6 +216,22 @@ def test_a_failing_on_durable_callback_does_not_stop_the_log(tmp_path: Path) -> 
         assert log.flush() == 0
         log.append(1, b"b")
         assert log.flush() == 1
+
+
+def test_callbacks_cannot_wait_for_the_flusher(tmp_path: Path) -> None:
+    caught: list[BaseException] = []
+
+    def on_durable(offset: int) -> None:
+        try:
+            log.flush()
+        except RuntimeError as exc:
+            caught.append(exc)
+
+    log = CommitLog.open(tmp_path, on_durable=on_durable)
+    log.append(0, b"a")
+    assert log.flush() == 0
+    log.close()
+    assert caught and "flusher" in str(caught[0])
 
 
 def test_sync_false_never_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -288,7 +306,10 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def reopen_after(pristine: Path, work: Path, damage: Callable[[Path], None]) -> tuple[list[tuple[int, bytes]], list[str], Path]:
+Records = list[tuple[int, bytes]]
+
+
+def reopen_after(pristine: Path, work: Path, damage: Callable[[Path], None]) -> tuple[Records, list[str], Path]:
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(pristine, work)
     (seg,) = segments(work)

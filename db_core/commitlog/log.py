@@ -106,7 +106,8 @@ class CommitLog:
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[tuple[int, bytes]] = []
         self._idle = False  # the flusher is parked in wait(); only then does append pay for notify()
-        self._failed: StorageError | None = None
+        self._error: StorageError | None = None  # set when the flusher fails
+        self._failed: StorageError | None = None  # the same, published to waiters once on_error has run
         self._closed = False
         self._stopped = False  # the flusher has exited; nothing more will become durable
         self._fd: int | None = None  # the active segment, written only by the flusher once it runs
@@ -186,7 +187,7 @@ class CommitLog:
         if len(data) < _HEADER:
             return False
         magic, header_base = SEGMENT_HEADER.unpack_from(data)
-        return magic == SEGMENT_MAGIC and header_base == base
+        return bool(magic == SEGMENT_MAGIC and header_base == base)
 
     @staticmethod
     def _cut(path: Path, size: int) -> None:
@@ -211,7 +212,7 @@ class CommitLog:
     @property
     def failed(self) -> StorageError | None:
         """The error that stopped the log, or None while it is healthy."""
-        return self._failed
+        return self._error
 
     def first_offset(self) -> int | None:
         """The oldest offset still stored, or None if no record is stored."""
@@ -262,8 +263,8 @@ class CommitLog:
         if len(payload) > MAX_PAYLOAD:
             raise ValueError(f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte frame limit")
         with self._cond:
-            if self._failed is not None:
-                raise StorageError(f"the commit log failed earlier; no more appends: {self._failed}")
+            if self._error is not None:
+                raise StorageError(f"the commit log failed earlier; no more appends: {self._error}")
             if self._closed:
                 raise StorageError(f"the commit log in {self._dir} is closed")
             if offset != self._next:
@@ -278,9 +279,12 @@ class CommitLog:
         """Block until ``offset`` is durable: True, or False if ``timeout`` passed first.
 
         Raises ``StorageError`` if the log failed (or was closed) before ``offset``
-        became durable; an offset already durable returns True even after a failure.
+        became durable, and only after ``on_error`` has returned; an offset already
+        durable returns True even after a failure. ``RuntimeError`` from a callback.
         """
         with self._cond:
+            if self._durable < offset and threading.current_thread() is self._thread:
+                raise RuntimeError("wait_durable() for a later offset from the flusher thread would deadlock")
             self._cond.wait_for(
                 lambda: self._durable >= offset or self._failed is not None or self._stopped, timeout
             )
@@ -389,6 +393,7 @@ class CommitLog:
         pack = FRAME.pack
         pack_offset = OFFSET.pack
         crc32 = zlib.crc32
+        fsize = FRAME.size
         limit = self._segment_bytes
         seg = self._segments[-1] if self._segments else None
         size = seg.size if seg is not None else 0
@@ -401,25 +406,29 @@ class CommitLog:
                     if self._sync:
                         # The old segment must be complete on disk before a newer one exists: start-up treats
                         # damage in a non-last segment as corruption, not as a torn tail.
-                        datasync(self._fd)  # type: ignore[arg-type]
+                        datasync(self._active_fd())
                     self._publish(seg.end - 1)
                 seg = self._create_segment(offset)
                 size, parts, pending = seg.size, [], 0
             n = len(payload)
             parts.append(pack(n, crc32(payload, crc32(pack_offset(offset))), offset))
             parts.append(payload)
-            size += 16 + n
+            size += fsize + n
             pending += 1
         assert seg is not None
         self._write_chunk(seg, parts, pending, size)
         if self._sync:
-            datasync(self._fd)  # type: ignore[arg-type]
+            datasync(self._active_fd())
         return batch[-1][0]
+
+    def _active_fd(self) -> int:
+        assert self._fd is not None, "no active segment"
+        return self._fd
 
     def _write_chunk(self, seg: _Segment, parts: list[bytes], count: int, size: int) -> None:
         if not parts:
             return
-        write_all(self._fd, b"".join(parts))  # type: ignore[arg-type]
+        write_all(self._active_fd(), b"".join(parts))
         with self._cond:
             seg.size = size
             seg.count += count
@@ -457,17 +466,21 @@ class CommitLog:
         error = StorageError(f"commit log in {self._dir} failed: {exc}")
         error.__cause__ = exc
         with self._cond:
-            if self._failed is not None:
+            if self._error is not None:
                 return
-            self._failed = error
+            self._error = error  # appends refuse from now on
             self._queue.clear()
-            self._cond.notify_all()
         logger.error("%s", error)
         if self._on_error is not None:
             try:
                 self._on_error(error)
             except Exception:
                 logger.exception("on_error callback failed")
+        # Waiters learn of the failure only after on_error ran, so whoever sees a StorageError can rely on
+        # the owner having been told.
+        with self._cond:
+            self._failed = error
+            self._cond.notify_all()
 
 
 def _show(offset: int) -> str:

@@ -121,7 +121,9 @@ class SnapshotStore:
                     os.replace(path, corrupt)
                     fsync_dir(self._dir)
                 except OSError as exc:
-                    raise StorageError(f"snapshot {path} is invalid ({problem}) and cannot be set aside: {exc}") from exc
+                    raise StorageError(
+                        f"snapshot {path} is invalid ({problem}) and cannot be set aside: {exc}"
+                    ) from exc
                 self.repairs.append(f"snapshot {path}: {problem}; skipped it and renamed it to {corrupt.name}")
             return None
 
