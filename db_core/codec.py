@@ -93,21 +93,25 @@ class TxCodec:
         self.tables = tables
         self.reducers = reducers
         self._packer = msgpack.Packer(**_packer_opts)
+        # Per reducer: None when its arguments are already wire values (the common case).
+        self._arg_encoders = {
+            name: None if all(t.to_wire is _identity for _, t in r.params) else [t.to_wire for _, t in r.params]
+            for name, r in reducers.items()
+        }
 
     def encode(self, tx: TxData) -> bytes:
-        rdef = self.reducers.get(tx.reducer) if tx.reducer else None
-        if rdef is not None and tx.args:
-            args = [t.to_wire(a) for (_, t), a in zip(rdef.params, tx.args)]
-        else:
-            args = list(tx.args)
-        changes = []
-        for name, upd in tx.tables.items():
-            enc = self.tables[name].encode
-            changes.append([name, [enc(r) for r in upd.inserts], [enc(r) for r in upd.deletes]])
-        return self._packer.pack([
-            int(tx.timestamp), tx.reducer, tx.caller_identity, tx.caller_connection_id,
-            args, changes, tx.sequences or None,
-        ])
+        args: Any = tx.args
+        encoders = self._arg_encoders.get(tx.reducer) if tx.reducer else None
+        if encoders is not None:
+            args = [f(a) for f, a in zip(encoders, args)]
+        tables = self.tables
+        changes = [
+            (name, [enc(r) for r in upd.inserts], [enc(r) for r in upd.deletes])
+            for name, upd in tx.tables.items()
+            for enc in (tables[name].encode,)
+        ]
+        return self._packer.pack((tx.timestamp, tx.reducer, tx.caller_identity, tx.caller_connection_id,
+                                  args, changes, tx.sequences or None))
 
     def decode(self, offset: int, payload: bytes) -> TxData:
         ts, reducer, caller, conn, args, changes, sequences = msgpack.unpackb(payload, raw=False, use_list=True)

@@ -62,6 +62,7 @@ class ModuleLog:
         self._lock = threading.Lock()
         self._listeners: list[Callable[[LogRecord], None]] = []
         self._file: IO[str] | None = None
+        self._unwritten: list[LogRecord] = []
         self.path = path
         if path is not None:
             self._file = open(path, "a", encoding="utf-8", buffering=1 << 16)
@@ -70,10 +71,18 @@ class ModuleLog:
         with self._lock:
             self._records.append(record)
             if self._file is not None:
-                self._file.write(record.format() + "\n")
+                # Formatting is deferred and batched: reducers log on the hot path.
+                self._unwritten.append(record)
+                if len(self._unwritten) >= 512:
+                    self._write_unwritten()
             listeners = self._listeners
         for listener in listeners:
             listener(record)
+
+    def _write_unwritten(self) -> None:
+        if self._unwritten and self._file is not None:
+            self._file.write("".join([r.format() + "\n" for r in self._unwritten]))
+        self._unwritten.clear()
 
     def system(self, message: str, level: str = "INFO") -> None:
         """A line from the database itself (no module file and line)."""
@@ -118,11 +127,13 @@ class ModuleLog:
     def flush(self) -> None:
         with self._lock:
             if self._file is not None:
+                self._write_unwritten()
                 self._file.flush()
 
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
+                self._write_unwritten()
                 self._file.flush()
                 os.fsync(self._file.fileno())
                 self._file.close()

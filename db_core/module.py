@@ -297,6 +297,7 @@ class ReducerContext:
 # -- log ------------------------------------------------------------------------------
 _sink = threading.local()
 _basenames: dict[str, str] = {}
+_new_record = tuple.__new__
 
 
 def set_log_sink(log: ModuleLog | None) -> ModuleLog | None:
@@ -318,7 +319,8 @@ class _Logger:
         name = _basenames.get(path)
         if name is None:
             name = _basenames[path] = os.path.basename(path)
-        record = LogRecord(time.time_ns() // 1000, level, name, frame.f_lineno, str(message))
+        # tuple.__new__ skips the NamedTuple's Python-level constructor: this is on the reducer hot path.
+        record = _new_record(LogRecord, (time.time_ns() // 1000, level, name, frame.f_lineno, str(message)))
         sink = getattr(_sink, "log", None)
         if sink is None:
             print(record.format(), file=sys.stderr)

@@ -141,5 +141,8 @@ class Transaction:
         for table, ch in self.changes.items():
             if ch.inserts or ch.deletes:
                 tables[table.name] = TableUpdate(table.name, list(ch.inserts.values()), list(ch.deletes))
-        sequences = {t.name: cols for t, cols in self.seq_touched.items()}
+        sequences = {t.name: cols for t, cols in self.seq_touched.items()} if self.seq_touched else _NO_SEQUENCES
         return TxData(offset, timestamp, reducer, caller, connection_id, args, tables, sequences)
+
+
+_NO_SEQUENCES: dict[str, dict[str, int]] = {}
