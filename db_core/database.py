@@ -120,7 +120,7 @@ class Database:
         owner: Identity | None = None,
         sync: bool = True,
         snapshot_every: int = 100_000,
-        segment_bytes: int = 64 << 20,
+        segment_bytes: int = 16 << 20,
     ) -> "Database":
         """Open (or create) the database at ``path`` (None: in memory) hosting ``module``.
 

@@ -1,0 +1,248 @@
+"""Incremental subscriptions: registered queries, and per-query deltas from one TxData.
+
+Each distinct query is registered once however many clients want it, and is
+evaluated once per transaction. Deltas come from the transaction's own
+inserts and deletes (plus index lookups for joins), never from rescanning a
+table. Queries with an equality on a column (``WHERE sender = 0x…``) are kept
+in a hash index by that constant, so a changed row is tested only against
+the queries it can match: a thousand such queries cost one dict lookup per
+changed row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+from typing import Any, Protocol
+
+from .table import Table
+from .tx import TxData
+
+
+class Plan(Protocol):
+    """What the SQL checker hands over for a subscription query (see ``sql.check``)."""
+
+    table: str
+    predicate: Callable[[Any], bool] | None
+    equalities: list[tuple[str, Any]]
+    join: tuple[str, str, str] | None   # (other table, own column, other column)
+    other_predicate: Callable[[Any], bool] | None
+    pair_predicate: Callable[[Any, Any], bool] | None
+
+
+@dataclasses.dataclass(slots=True)
+class QueryDelta:
+    """What one transaction changed in one query's result (bag semantics)."""
+
+    table: str
+    inserts: list[Any]
+    deletes: list[Any]
+
+
+class Query:
+    """One distinct registered query."""
+
+    __slots__ = ("key", "plan", "refs", "residual", "eq_column")
+
+    def __init__(self, key: Any, plan: Plan) -> None:
+        self.key = key
+        self.plan = plan
+        self.refs = 0
+        self.residual = plan.predicate
+        self.eq_column: str | None = None
+
+
+class SubscriptionEngine:
+    """Registered queries over ``tables``; ``evaluate(tx)`` gives each affected query its delta."""
+
+    def __init__(self, tables: dict[str, Table]) -> None:
+        self._tables = tables
+        self._queries: dict[Any, Query] = {}
+        self._scan: dict[str, list[Query]] = {}                      # table -> queries tested per row
+        self._eq: dict[str, dict[str, dict[Any, list[Query]]]] = {}  # table -> column -> value -> queries
+        self._joins: dict[str, list[Query]] = {}                     # either table -> join queries
+
+    def __len__(self) -> int:
+        return len(self._queries)
+
+    def get(self, key: Any) -> Query | None:
+        return self._queries.get(key)
+
+    # -- registration ----------------------------------------------------------------
+    def add(self, key: Any, plan: Plan) -> Query:
+        """Register a query (or count one more user of it); ``key`` identifies equal queries."""
+        query = self._queries.get(key)
+        if query is None:
+            query = self._queries[key] = Query(key, plan)
+            self._index(query)
+        query.refs += 1
+        return query
+
+    def remove(self, key: Any) -> bool:
+        """Drop one user of a query; the query goes when its last user does. True if it went."""
+        query = self._queries.get(key)
+        if query is None:
+            return False
+        query.refs -= 1
+        if query.refs > 0:
+            return False
+        del self._queries[key]
+        plan = query.plan
+        if plan.join is not None:
+            for name in (plan.table, plan.join[0]):
+                self._joins[name].remove(query)
+        elif query.eq_column is not None:
+            value = dict(plan.equalities)[query.eq_column]
+            bucket = self._eq[plan.table][query.eq_column]
+            bucket[value].remove(query)
+            if not bucket[value]:
+                del bucket[value]
+        else:
+            self._scan[plan.table].remove(query)
+        return True
+
+    def _index(self, query: Query) -> None:
+        plan = query.plan
+        if plan.join is not None:
+            self._joins.setdefault(plan.table, []).append(query)
+            if plan.join[0] != plan.table:
+                self._joins.setdefault(plan.join[0], []).append(query)
+            return
+        if plan.equalities:
+            column, value = plan.equalities[0]
+            query.eq_column = column
+            self._eq.setdefault(plan.table, {}).setdefault(column, {}).setdefault(value, []).append(query)
+        else:
+            self._scan.setdefault(plan.table, []).append(query)
+
+    # -- initial rows ------------------------------------------------------------------
+    def initial_rows(self, plan: Plan) -> list[Any]:
+        """The query's rows now (call between transactions)."""
+        table = self._tables[plan.table]
+        pred = plan.predicate
+        if plan.join is not None:
+            return self._join_rows(plan, table.rows.values())
+        rows: Iterable[Any] = table.rows.values()
+        for column, value in plan.equalities:
+            index = table.index_for(column)
+            if index is not None:
+                rows = index.find(value)
+                break
+        return [r for r in rows if pred is None or pred(r)]
+
+    def _join_rows(self, plan: Plan, own_rows: Iterable[Any]) -> list[Any]:
+        other_name, own_col, other_col = plan.join  # type: ignore[misc]
+        other_index = self._tables[other_name].index_for(other_col)
+        assert other_index is not None, "the checker only admits joins on indexed columns"
+        get = attrgetter(own_col)
+        pred, opred, ppred = plan.predicate, plan.other_predicate, plan.pair_predicate
+        out: list[Any] = []
+        for row in own_rows:
+            if pred is not None and not pred(row):
+                continue
+            for other in other_index.find(get(row)):
+                if (opred is None or opred(other)) and (ppred is None or ppred(row, other)):
+                    out.append(row)
+        return out
+
+    # -- incremental evaluation -------------------------------------------------------------
+    def evaluate(self, tx: TxData) -> dict[Any, QueryDelta]:
+        """Each affected query's inserts and deletes for one committed transaction."""
+        out: dict[Any, QueryDelta] = {}
+        for name, upd in tx.tables.items():
+            for query in self._scan.get(name, ()):
+                pred = query.plan.predicate
+                ins = upd.inserts if pred is None else [r for r in upd.inserts if pred(r)]
+                dels = upd.deletes if pred is None else [r for r in upd.deletes if pred(r)]
+                if ins or dels:
+                    out[query.key] = QueryDelta(name, list(ins), list(dels))
+            for column, by_value in self._eq.get(name, {}).items():
+                get = attrgetter(column)
+                for rows, is_insert in ((upd.inserts, True), (upd.deletes, False)):
+                    for row in rows:
+                        for query in by_value.get(get(row), ()):
+                            residual = query.residual
+                            if residual is not None and not residual(row):
+                                continue
+                            delta = out.get(query.key)
+                            if delta is None:
+                                delta = out[query.key] = QueryDelta(name, [], [])
+                            (delta.inserts if is_insert else delta.deletes).append(row)
+        if self._joins:
+            seen: set[int] = set()
+            for name in tx.tables:
+                for query in self._joins.get(name, ()):
+                    if id(query) not in seen:
+                        seen.add(id(query))
+                        delta = self._join_delta(query.plan, tx)
+                        if delta is not None:
+                            out[query.key] = delta
+        return out
+
+    def _join_delta(self, plan: Plan, tx: TxData) -> QueryDelta | None:
+        """Old and new results for every join key the transaction touched; their difference."""
+        other_name, own_col, other_col = plan.join  # type: ignore[misc]
+        own_upd = tx.tables.get(plan.table)
+        other_upd = tx.tables.get(other_name)
+        get_own, get_other = attrgetter(own_col), attrgetter(other_col)
+        keys: set[Any] = set()
+        if own_upd is not None:
+            keys.update(map(get_own, own_upd.inserts))
+            keys.update(map(get_own, own_upd.deletes))
+        if other_upd is not None:
+            keys.update(map(get_other, other_upd.inserts))
+            keys.update(map(get_other, other_upd.deletes))
+        own_index = self._tables[plan.table].index_for(own_col)
+        other_index = self._tables[other_name].index_for(other_col)
+        assert own_index is not None and other_index is not None
+        pred, opred, ppred = plan.predicate, plan.other_predicate, plan.pair_predicate
+        own_ins = _by_key(own_upd.inserts if own_upd else (), get_own)
+        own_del = _by_key(own_upd.deletes if own_upd else (), get_own)
+        oth_ins = _by_key(other_upd.inserts if other_upd else (), get_other)
+        oth_del = _by_key(other_upd.deletes if other_upd else (), get_other)
+        diff: Counter[Any] = Counter()
+        for key in keys:
+            own_new = own_index.find(key)
+            oth_new = other_index.find(key)
+            own_old = _old(own_new, own_ins.get(key), own_del.get(key))
+            oth_old = _old(oth_new, oth_ins.get(key), oth_del.get(key))
+            for own_rows, others, sign in ((own_new, oth_new, 1), (own_old, oth_old, -1)):
+                for row in own_rows:
+                    if pred is not None and not pred(row):
+                        continue
+                    n = sum(1 for o in others if (opred is None or opred(o)) and (ppred is None or ppred(row, o)))
+                    if n:
+                        diff[row] += sign * n
+        inserts: list[Any] = []
+        deletes: list[Any] = []
+        for row, n in diff.items():
+            if n > 0:
+                inserts.extend([row] * n)
+            elif n < 0:
+                deletes.extend([row] * -n)
+        if not inserts and not deletes:
+            return None
+        return QueryDelta(plan.table, inserts, deletes)
+
+
+def _by_key(rows: Iterable[Any], get: Callable[[Any], Any]) -> dict[Any, list[Any]]:
+    out: dict[Any, list[Any]] = {}
+    for row in rows:
+        out.setdefault(get(row), []).append(row)
+    return out
+
+
+def _old(new_rows: list[Any], inserted: list[Any] | None, deleted: list[Any] | None) -> list[Any]:
+    """Rows with one key before the transaction: now, minus what it inserted, plus what it deleted."""
+    if not inserted and not deleted:
+        return new_rows
+    drop = Counter(inserted or ())
+    old: list[Any] = []
+    for row in new_rows:
+        if drop.get(row):
+            drop[row] -= 1
+        else:
+            old.append(row)
+    return old + list(deleted or ())
