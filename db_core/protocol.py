@@ -1,0 +1,303 @@
+"""THE wire messages, and their msgpack codec. Server, CLI and TUI all use this module.
+
+Every frame is one msgpack map with a type tag ``"t"``; requests carry an
+``"id"`` (a client-chosen unsigned integer) that the reply echoes. Rows travel
+as arrays of column values in declaration order (Identity and bytes as bin,
+Timestamp as integer microseconds, enums by variant name, options as nil or
+the value, lists as arrays); the column types come in the ``identity``
+message's schema. ``docs/protocol.md`` is the full reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import msgpack
+
+from .errors import DbError
+
+SUBPROTOCOL = "qc.msgpack.v1"
+
+
+class ProtocolError(DbError):
+    """A frame that is not a valid message; the text says what is wrong."""
+
+
+# -- client -> server ---------------------------------------------------------------
+@dataclasses.dataclass(slots=True)
+class CallReducer:
+    id: int
+    reducer: str
+    args: list[Any]
+
+
+@dataclasses.dataclass(slots=True)
+class Subscribe:
+    id: int
+    queries: list[str]
+
+
+@dataclasses.dataclass(slots=True)
+class Unsubscribe:
+    id: int
+    subscription: int  # the id of the Subscribe request
+
+
+@dataclasses.dataclass(slots=True)
+class OneOffQuery:
+    id: int
+    query: str
+
+
+ClientMessage = CallReducer | Subscribe | Unsubscribe | OneOffQuery
+
+
+# -- server -> client -----------------------------------------------------------------
+@dataclasses.dataclass(slots=True)
+class IdentityToken:
+    identity: bytes
+    token: str
+    connection_id: bytes
+    database: str
+    schema: dict[str, Any]
+
+
+@dataclasses.dataclass(slots=True)
+class QueryRows:
+    """One query's rows (or delta) inside a message."""
+
+    query_id: int
+    table: str
+    inserts: list[list[Any]]
+    deletes: list[list[Any]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(slots=True)
+class SubscribeApplied:
+    id: int
+    queries: list[QueryRows]     # initial rows as inserts
+
+
+@dataclasses.dataclass(slots=True)
+class UnsubscribeApplied:
+    id: int
+    subscription: int
+    queries: list[QueryRows]     # rows dropped, as deletes
+
+
+@dataclasses.dataclass(slots=True)
+class SubscriptionError:
+    id: int
+    error: str
+
+
+@dataclasses.dataclass(slots=True)
+class TxUpdate:
+    offset: int
+    timestamp: int
+    reducer: str | None
+    caller: bytes
+    updates: list[QueryRows]
+
+
+@dataclasses.dataclass(slots=True)
+class TransactionUpdate:
+    """The updates of one or more transactions that became durable together, in commit order."""
+
+    txs: list[TxUpdate]
+
+
+@dataclasses.dataclass(slots=True)
+class ReducerResult:
+    id: int
+    status: str                  # committed | no_changes | failed | internal_error
+    error: str | None
+    offset: int
+    timestamp: int
+
+
+@dataclasses.dataclass(slots=True)
+class OneOffResult:
+    id: int
+    columns: list[str]
+    types: list[Any]
+    rows: list[list[Any]]
+    error: str | None
+    affected: int | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class ErrorMessage:
+    """A request that could not be understood (or that broke a limit); ``id`` is echoed when known."""
+
+    id: int | None
+    error: str
+
+
+ServerMessage = (IdentityToken | SubscribeApplied | UnsubscribeApplied | SubscriptionError | TransactionUpdate
+                 | ReducerResult | OneOffResult | ErrorMessage)
+
+STATUSES = ("committed", "no_changes", "failed", "internal_error")
+
+
+# -- encoding ----------------------------------------------------------------------------
+def _rows(q: QueryRows) -> list[Any]:
+    return [q.query_id, q.table, q.inserts, q.deletes]
+
+
+def _unrows(v: Any) -> QueryRows:
+    qid, table, ins, dels = v
+    return QueryRows(qid, table, ins, dels)
+
+
+def to_wire(msg: ClientMessage | ServerMessage) -> dict[str, Any]:
+    """The msgpack map for a message."""
+    if isinstance(msg, CallReducer):
+        return {"t": "call", "id": msg.id, "reducer": msg.reducer, "args": msg.args}
+    if isinstance(msg, Subscribe):
+        return {"t": "subscribe", "id": msg.id, "queries": msg.queries}
+    if isinstance(msg, Unsubscribe):
+        return {"t": "unsubscribe", "id": msg.id, "subscription": msg.subscription}
+    if isinstance(msg, OneOffQuery):
+        return {"t": "sql", "id": msg.id, "query": msg.query}
+    if isinstance(msg, IdentityToken):
+        return {"t": "identity", "identity": msg.identity, "token": msg.token, "connection_id": msg.connection_id,
+                "database": msg.database, "schema": msg.schema}
+    if isinstance(msg, SubscribeApplied):
+        return {"t": "subscribed", "id": msg.id, "queries": [_rows(q) for q in msg.queries]}
+    if isinstance(msg, UnsubscribeApplied):
+        return {"t": "unsubscribed", "id": msg.id, "subscription": msg.subscription,
+                "queries": [_rows(q) for q in msg.queries]}
+    if isinstance(msg, SubscriptionError):
+        return {"t": "subscription_error", "id": msg.id, "error": msg.error}
+    if isinstance(msg, TransactionUpdate):
+        return {"t": "tx", "txs": [tx_header(tx) | {"updates": [_rows(q) for q in tx.updates]} for tx in msg.txs]}
+    if isinstance(msg, ReducerResult):
+        return {"t": "result", "id": msg.id, "status": msg.status, "error": msg.error, "offset": msg.offset,
+                "timestamp": msg.timestamp}
+    if isinstance(msg, OneOffResult):
+        return {"t": "sql_result", "id": msg.id, "columns": msg.columns, "types": msg.types, "rows": msg.rows,
+                "error": msg.error, "affected": msg.affected}
+    if isinstance(msg, ErrorMessage):
+        return {"t": "error", "id": msg.id, "error": msg.error}
+    raise TypeError(f"not a protocol message: {type(msg).__name__}")
+
+
+def tx_header(tx: TxUpdate) -> dict[str, Any]:
+    return {"offset": tx.offset, "timestamp": tx.timestamp, "reducer": tx.reducer, "caller": tx.caller}
+
+
+def encode(msg: ClientMessage | ServerMessage) -> bytes:
+    return msgpack.packb(to_wire(msg), use_bin_type=True)
+
+
+def _field(m: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
+    if name not in m:
+        raise ProtocolError(f"{what} message needs the field `{name}`")
+    value = m[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ProtocolError(f"field `{name}` of a {what} message must be {expected}, got {type(value).__name__}")
+    return value
+
+
+def _request_id(m: dict[str, Any], what: str) -> int:
+    rid = _field(m, "id", int, what)
+    if rid < 0 or rid >= 1 << 64:
+        raise ProtocolError("request ids are unsigned 64-bit integers")
+    return rid
+
+
+CLIENT_TYPES = ("call", "subscribe", "unsubscribe", "sql")
+
+
+def decode_client(frame: bytes) -> ClientMessage:
+    """Parse a client frame; ProtocolError (naming the problem) for anything malformed."""
+    m = _unpack(frame)
+    kind = m.get("t")
+    if kind == "call":
+        args = _field(m, "args", list, "call")
+        return CallReducer(_request_id(m, "call"), _field(m, "reducer", str, "call"), args)
+    if kind == "subscribe":
+        queries = _field(m, "queries", list, "subscribe")
+        if not queries or not all(isinstance(q, str) for q in queries):
+            raise ProtocolError("field `queries` of a subscribe message must be a non-empty list of strings")
+        return Subscribe(_request_id(m, "subscribe"), queries)
+    if kind == "unsubscribe":
+        return Unsubscribe(_request_id(m, "unsubscribe"), _field(m, "subscription", int, "unsubscribe"))
+    if kind == "sql":
+        return OneOffQuery(_request_id(m, "sql"), _field(m, "query", str, "sql"))
+    raise ProtocolError(f"unknown message type {kind!r}; expected one of: {', '.join(CLIENT_TYPES)}")
+
+
+def decode_server(frame: bytes) -> ServerMessage:
+    """Parse a server frame (clients use this)."""
+    m = _unpack(frame)
+    kind = m.get("t")
+    if kind == "identity":
+        return IdentityToken(m["identity"], m["token"], m["connection_id"], m["database"], m["schema"])
+    if kind == "subscribed":
+        return SubscribeApplied(m["id"], [_unrows(q) for q in m["queries"]])
+    if kind == "unsubscribed":
+        return UnsubscribeApplied(m["id"], m["subscription"], [_unrows(q) for q in m["queries"]])
+    if kind == "subscription_error":
+        return SubscriptionError(m["id"], m["error"])
+    if kind == "tx":
+        return TransactionUpdate([
+            TxUpdate(t["offset"], t["timestamp"], t["reducer"], t["caller"], [_unrows(q) for q in t["updates"]])
+            for t in m["txs"]
+        ])
+    if kind == "result":
+        return ReducerResult(m["id"], m["status"], m["error"], m["offset"], m["timestamp"])
+    if kind == "sql_result":
+        return OneOffResult(m["id"], m["columns"], m["types"], m["rows"], m["error"], m.get("affected"))
+    if kind == "error":
+        return ErrorMessage(m.get("id"), m["error"])
+    raise ProtocolError(f"unknown server message type {kind!r}")
+
+
+def _unpack(frame: bytes) -> dict[str, Any]:
+    if not isinstance(frame, (bytes, bytearray, memoryview)):
+        raise ProtocolError("frames must be binary (msgpack), not text")
+    try:
+        m = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
+        raise ProtocolError(f"malformed msgpack: {exc or type(exc).__name__}") from None
+    if not isinstance(m, dict):
+        raise ProtocolError(f"a message must be a msgpack map, got {type(m).__name__}")
+    return m
+
+
+# -- fan-out: pre-encoded pieces ------------------------------------------------------------
+def array_header(n: int) -> bytes:
+    """The msgpack header of an array of ``n`` items (items are concatenated after it)."""
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def encode_query_rows(q: QueryRows) -> bytes:
+    """One query's delta, encoded once and shared by every subscriber of the query."""
+    return msgpack.packb(_rows(q), use_bin_type=True)
+
+
+def assemble_transaction_update(txs: list[tuple[bytes, list[bytes]]]) -> bytes:
+    """A ``tx`` frame from pre-encoded pieces: per transaction, ``encode_tx_fields`` and its
+    ``encode_query_rows`` deltas. Equals ``encode(TransactionUpdate(...))`` byte for byte."""
+    parts = [b"\x82", msgpack.packb("t"), msgpack.packb("tx"), msgpack.packb("txs"), array_header(len(txs))]
+    for fields, updates in txs:
+        parts.append(fields)
+        parts.append(array_header(len(updates)))
+        parts.extend(updates)
+    return b"".join(parts)
+
+
+def encode_tx_fields(tx: TxUpdate) -> bytes:
+    """A transaction map's header and first four entries; ``updates`` (key + array) follows."""
+    body = msgpack.packb({"offset": tx.offset, "timestamp": tx.timestamp, "reducer": tx.reducer,
+                          "caller": tx.caller}, use_bin_type=True)
+    # Re-head the 4-entry fixmap as a 5-entry one and append the key of the fifth.
+    return b"\x85" + body[1:] + msgpack.packb("updates")
