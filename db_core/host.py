@@ -1,0 +1,411 @@
+"""Sans-I/O session logic for one hosted database: frames in, (session, frame) pairs out.
+
+The websocket adapter feeds it connects, frames and disconnects, and tells it
+when the commit log is durable up to an offset; it never touches a socket.
+
+Every outgoing message waits behind an offset barrier: it is released only
+once the log is durable up to the last transaction it could reflect. Updates
+are evaluated once per distinct query at commit, encoded once per query, and
+a client's updates from one durable batch go out as one frame; clients with
+the same subscriptions get the very same bytes.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from .database import CallResult, Database
+from .errors import CallError, DbError, StorageError
+from .protocol import (CallReducer, ErrorMessage, IdentityToken, OneOffQuery, OneOffResult, ProtocolError, QueryRows,
+                       ReducerResult, Subscribe, SubscribeApplied, SubscriptionError, TxUpdate, Unsubscribe,
+                       UnsubscribeApplied, array_header, assemble_transaction_update, decode_client, encode,
+                       encode_query_rows, encode_tx_fields)
+from .sql import SqlError, check_subscription, run_sql
+from .subscription import QueryDelta, SubscriptionEngine
+from .tx import TxData
+from .types import ConnectionId, Identity
+
+
+@dataclasses.dataclass(slots=True)
+class Limits:
+    """What one client may ask; each breach gets a clear error."""
+
+    max_args_bytes: int = 64 * 1024
+    max_in_flight: int = 256          # calls and queries awaiting their reply, per connection
+    max_queries_per_subscribe: int = 64
+    max_subscriptions: int = 256      # subscribe requests alive per connection
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class _SubSet:
+    """One subscribe request of one session: its queries, live from ``since`` (exclusive)."""
+
+    request_id: int
+    qids: list[int]
+    since: int
+    until: int | None = None  # set by unsubscribe: updates up to here still go out
+
+
+class Session:
+    """One client connection as the host sees it."""
+
+    __slots__ = ("connection_id", "identity", "subs", "in_flight", "closed", "signature")
+
+    def __init__(self, connection_id: ConnectionId, identity: Identity) -> None:
+        self.connection_id = connection_id
+        self.identity = identity
+        self.subs: dict[int, _SubSet] = {}
+        self.in_flight = 0
+        self.closed = False
+        self.signature: tuple[int, ...] | None = ()
+
+    def __repr__(self) -> str:
+        return f"Session({self.identity.to_abbreviated_hex()}, {self.connection_id.hex()[:8]})"
+
+
+Out = tuple[Session, bytes]
+
+
+@dataclasses.dataclass(slots=True)
+class _PendingTx:
+    offset: int
+    fields: bytes                         # encode_tx_fields of the transaction
+    deltas: dict[int, bytes]              # query id -> encoded QueryRows
+
+
+@dataclasses.dataclass(slots=True)
+class _PendingMsg:
+    offset: int
+    session: Session
+    frame: bytes
+    counts_in_flight: bool
+
+
+@dataclasses.dataclass(slots=True)
+class _QueryInfo:
+    qid: int
+    key: Any
+    plan: Any
+    users: int = 0
+
+
+class Host:
+    """The sessions of one database."""
+
+    def __init__(self, db: Database, name: str, limits: Limits | None = None) -> None:
+        self.db = db
+        self.name = name
+        self.limits = limits or Limits()
+        self.sessions: dict[ConnectionId, Session] = {}
+        self._engine = SubscriptionEngine(db.tables)
+        self._queries_by_key: dict[Any, _QueryInfo] = {}
+        self._queries: dict[int, _QueryInfo] = {}
+        self._next_qid = 1
+        self._pending: collections.deque[_PendingTx | _PendingMsg] = collections.deque()
+        self._durable = db.durable_offset
+        self._tdefs = {name: t.tdef for name, t in db.tables.items() if not t.tdef.system}
+        self._codecs = db._codecs
+        db.add_commit_listener(self._on_commit)
+
+    def close(self) -> None:
+        self.db.remove_commit_listener(self._on_commit)
+
+    @property
+    def owner(self) -> Identity | None:
+        return self.db.owner
+
+    # -- connections --------------------------------------------------------------------
+    def connect(self, identity: Identity, token: str) -> tuple[Session | None, str | None, list[Out]]:
+        """Run client_connected. Returns (session, None, out) or (None, reason, []) if the module refused."""
+        result = self.db.connect_nowait(identity)
+        if not result.ok:
+            return None, result.error or "connection rejected", []
+        assert result.connection_id is not None
+        session = Session(result.connection_id, identity)
+        self.sessions[session.connection_id] = session
+        frame = encode(IdentityToken(bytes(identity), token, bytes(session.connection_id), self.name,
+                                     self.db.schema()))
+        return session, None, self._queue(_PendingMsg(result.offset, session, frame, False))
+
+    def disconnect(self, session: Session) -> list[Out]:
+        """Run client_disconnected and forget the session; its pending frames are dropped."""
+        if session.closed:
+            return []
+        session.closed = True
+        self.sessions.pop(session.connection_id, None)
+        for subset in session.subs.values():
+            self._release_queries(subset.qids)
+        session.subs.clear()
+        result = self.db.disconnect(session.connection_id, wait=False)
+        return self._release_ready() if result.offset <= self._durable else []
+
+    # -- requests -----------------------------------------------------------------------
+    def receive(self, session: Session, frame: bytes) -> list[Out]:
+        """Handle one client frame; returns the frames that may go out now."""
+        try:
+            msg = decode_client(frame)
+        except ProtocolError as exc:
+            rid = _peek_id(frame)
+            return [(session, encode(ErrorMessage(rid, str(exc))))]
+        if session.in_flight >= self.limits.max_in_flight:
+            text = f"too many requests in flight (limit {self.limits.max_in_flight}); wait for replies"
+            if isinstance(msg, CallReducer):
+                return [(session, encode(ReducerResult(msg.id, "refused", text, -1, 0)))]
+            return [(session, encode(ErrorMessage(msg.id, text)))]
+        if isinstance(msg, CallReducer):
+            return self._call(session, msg)
+        if isinstance(msg, Subscribe):
+            return self._subscribe(session, msg)
+        if isinstance(msg, Unsubscribe):
+            return self._unsubscribe(session, msg)
+        return self._sql(session, msg)
+
+    def _call(self, session: Session, msg: CallReducer) -> list[Out]:
+        def refuse(text: str) -> list[Out]:
+            return [(session, encode(ReducerResult(msg.id, "refused", text, -1, 0)))]
+
+        try:
+            rdef = self.db.reducer(msg.reducer)
+        except CallError as exc:
+            text = self.db.no_such_reducer_message(msg.reducer, self.name) if msg.reducer not in self.db._reducers else str(exc)
+            return refuse(text)
+        size = len(msgpack.packb(msg.args, use_bin_type=True))
+        if size > self.limits.max_args_bytes:
+            return refuse(f"arguments are {size} bytes; the limit is {self.limits.max_args_bytes}")
+        if len(msg.args) != len(rdef.params):
+            return refuse(
+                f"reducer `{rdef.name}` takes {len(rdef.params)} argument{'s' if len(rdef.params) != 1 else ''}"
+                f" ({', '.join(f'{n}: {t.name}' for n, t in rdef.params) or 'none'}), got {len(msg.args)}"
+            )
+        args = []
+        for (pname, ptype), value in zip(rdef.params, msg.args):
+            try:
+                args.append(ptype.convert(value))
+            except (TypeError, ValueError) as exc:
+                return refuse(f"reducer `{rdef.name}`: argument `{pname}` must be {ptype.name}: {exc}")
+        try:
+            result = self.db.submit(rdef.name, *args, sender=session.identity, connection_id=session.connection_id)
+        except CallError as exc:
+            return refuse(str(exc))
+        except StorageError as exc:
+            return refuse(f"the database cannot accept writes: {exc}")
+        session.in_flight += 1
+        return self._queue(_PendingMsg(result.offset, session, encode(_result_message(msg.id, result)), True))
+
+    def _subscribe(self, session: Session, msg: Subscribe) -> list[Out]:
+        if len(msg.queries) > self.limits.max_queries_per_subscribe:
+            return [(session, encode(SubscriptionError(
+                msg.id, f"too many queries in one subscribe ({len(msg.queries)}; limit {self.limits.max_queries_per_subscribe})")))]
+        if len(session.subs) >= self.limits.max_subscriptions:
+            return [(session, encode(SubscriptionError(
+                msg.id, f"too many live subscriptions (limit {self.limits.max_subscriptions}); unsubscribe first")))]
+        if msg.id in session.subs:
+            return [(session, encode(SubscriptionError(msg.id, f"request id {msg.id} is already a live subscription")))]
+        is_owner = session.identity == self.owner
+        plans = []
+        for text in msg.queries:
+            try:
+                plans.append((text, check_subscription(text, self._tdefs, is_owner, session.identity)))
+            except SqlError as exc:
+                return [(session, encode(SubscriptionError(msg.id, f"{exc} in query: {text}")))]
+        infos = [self._acquire_query(text, plan, session.identity) for text, plan in plans]
+        since = self.db.last_offset
+        subset = _SubSet(msg.id, [i.qid for i in infos], since)
+        session.subs[msg.id] = subset
+        session.signature = None
+        rows = [self._query_rows(info, inserts=True) for info in infos]
+        session.in_flight += 1
+        return self._queue(_PendingMsg(since, session, encode(SubscribeApplied(msg.id, rows)), True))
+
+    def _unsubscribe(self, session: Session, msg: Unsubscribe) -> list[Out]:
+        subset = session.subs.get(msg.subscription)
+        if subset is None or subset.until is not None:
+            return [(session, encode(ErrorMessage(msg.id, f"no live subscription with id {msg.subscription}")))]
+        now = self.db.last_offset
+        subset.until = now
+        session.signature = None
+        rows = [self._query_rows(self._queries[qid], inserts=False) for qid in subset.qids]
+        self._release_queries(subset.qids)
+        session.in_flight += 1
+        return self._queue(_PendingMsg(now, session, encode(UnsubscribeApplied(msg.id, msg.subscription, rows)), True))
+
+    def _sql(self, session: Session, msg: OneOffQuery) -> list[Out]:
+        is_owner = session.identity == self.owner
+        try:
+            res = run_sql(msg.query, tables=self.db.tables, sender=session.identity, is_owner=is_owner,
+                          transact=lambda body: self.db.transact(body, sender=session.identity))
+        except (DbError, ValueError) as exc:
+            reply = OneOffResult(msg.id, [], [], [], str(exc))
+            return [(session, encode(reply))]
+        offset = res.tx.offset if getattr(res, "tx", None) is not None else self.db.last_offset
+        reply = OneOffResult(msg.id, list(res.columns), [t.describe() for t in res.types],
+                             [[t.to_wire(v) for t, v in zip(res.types, row)] for row in res.rows], None, res.affected)
+        session.in_flight += 1
+        return self._queue(_PendingMsg(offset, session, encode(reply), True))
+
+    # -- queries --------------------------------------------------------------------------
+    def _acquire_query(self, text: str, plan: Any, sender: Identity) -> _QueryInfo:
+        key = (" ".join(text.split()), bytes(sender) if ":sender" in text else None)
+        info = self._queries_by_key.get(key)
+        if info is None:
+            info = _QueryInfo(self._next_qid, key, plan)
+            self._next_qid += 1
+            self._queries_by_key[key] = info
+            self._queries[info.qid] = info
+            self._engine.add(info.qid, plan)
+        info.users += 1
+        return info
+
+    def _release_queries(self, qids: list[int]) -> None:
+        for qid in qids:
+            info = self._queries.get(qid)
+            if info is None:
+                continue
+            info.users -= 1
+            if info.users == 0:
+                self._engine.remove(qid)
+                del self._queries[qid]
+                del self._queries_by_key[info.key]
+
+    def _query_rows(self, info: _QueryInfo, *, inserts: bool) -> QueryRows:
+        plan = info.plan
+        enc = self._codecs[plan.table].encode
+        rows = [enc(r) for r in self._engine.initial_rows(plan)]
+        return QueryRows(info.qid, plan.table, rows if inserts else [], [] if inserts else rows)
+
+    # -- commits and durability -------------------------------------------------------------
+    def _on_commit(self, tx: TxData) -> None:
+        deltas = self._engine.evaluate(tx) if len(self._engine) else {}
+        encoded: dict[int, bytes] = {}
+        for qid, delta in deltas.items():
+            enc = self._codecs[delta.table].encode
+            encoded[qid] = encode_query_rows(QueryRows(qid, delta.table, [enc(r) for r in delta.inserts],
+                                                       [enc(r) for r in delta.deletes]))
+        if not encoded:
+            return
+        fields = encode_tx_fields(TxUpdate(tx.offset, int(tx.timestamp), tx.reducer, bytes(tx.caller_identity), []))
+        self._pending.append(_PendingTx(tx.offset, fields, encoded))
+
+    def _queue(self, item: _PendingMsg) -> list[Out]:
+        self._pending.append(item)
+        return self._release_ready() if item.offset <= self._durable else []
+
+    def on_durable(self, offset: int) -> list[Out]:
+        """The log is durable up to ``offset``: release everything waiting on it, in order."""
+        if offset > self._durable:
+            self._durable = offset
+        return self._release_ready()
+
+    def _release_ready(self) -> list[Out]:
+        pending = self._pending
+        durable = self._durable
+        batch: list[_PendingTx | _PendingMsg] = []
+        while pending and pending[0].offset <= durable:
+            batch.append(pending.popleft())
+        if not batch:
+            return []
+        return self._deliver(batch)
+
+    def _deliver(self, batch: list[_PendingTx | _PendingMsg]) -> list[Out]:
+        """Frames for a batch in order: per session, its transaction updates coalesced between its other messages."""
+        out: list[Out] = []
+        txs = [item for item in batch if isinstance(item, _PendingTx)]
+        personal: dict[Session, list[_PendingMsg]] = {}
+        for item in batch:
+            if isinstance(item, _PendingMsg) and not item.session.closed:
+                personal.setdefault(item.session, []).append(item)
+        frames: dict[tuple[Any, ...], bytes] = {}
+        by_signature: dict[tuple[int, ...], bytes | None] = {}
+        first = txs[0].offset if txs else None
+        for session in self.sessions.values():
+            mine = personal.get(session)
+            if not mine and (first is None or not session.subs):
+                continue
+            if mine is None and self._steady(session, first):
+                # The common case: the same subscriptions as many others and nothing personal in
+                # this batch, so the frame is built once per signature and the bytes are shared.
+                signature = session.signature
+                assert signature is not None
+                if signature in by_signature:
+                    frame = by_signature[signature]
+                else:
+                    frame = by_signature[signature] = self._frame_for(session, txs, frames)
+                if frame is not None:
+                    out.append((session, frame))
+                continue
+            run: list[_PendingTx] = []
+            queue = collections.deque(mine or ())
+            for item in batch:
+                if isinstance(item, _PendingTx):
+                    run.append(item)
+                elif queue and item is queue[0]:
+                    queue.popleft()
+                    if run:
+                        frame = self._frame_for(session, run, frames)
+                        if frame is not None:
+                            out.append((session, frame))
+                        run = []
+                    out.append((session, item.frame))
+                    if item.counts_in_flight:
+                        session.in_flight -= 1
+            if run:
+                frame = self._frame_for(session, run, frames)
+                if frame is not None:
+                    out.append((session, frame))
+            self._prune(session)
+        return out
+
+    def _steady(self, session: Session, first: int | None) -> bool:
+        if session.signature is None:
+            if any(s.until is not None or (first is not None and s.since >= first) for s in session.subs.values()):
+                return False
+            session.signature = tuple(sorted(q for s in session.subs.values() for q in s.qids))
+        return True
+
+    def _frame_for(self, session: Session, txs: list[_PendingTx], cache: dict[tuple[Any, ...], bytes]) -> bytes | None:
+        """One ``tx`` frame of the updates ``session`` should see from ``txs`` (None if none)."""
+        parts: list[tuple[int, tuple[int, ...]]] = []
+        for tx in txs:
+            qids: list[int] = []
+            for s in session.subs.values():
+                if s.since < tx.offset and (s.until is None or tx.offset <= s.until):
+                    qids.extend(q for q in s.qids if q in tx.deltas)
+            if qids:
+                parts.append((tx.offset, tuple(qids)))
+        if not parts:
+            return None
+        key = tuple(parts)
+        frame = cache.get(key)
+        if frame is None:
+            by_offset = {tx.offset: tx for tx in txs}
+            frame = cache[key] = assemble_transaction_update(
+                [(by_offset[off].fields, [by_offset[off].deltas[q] for q in qids]) for off, qids in parts]
+            )
+        return frame
+
+    def _prune(self, session: Session) -> None:
+        for rid, s in list(session.subs.items()):
+            if s.until is not None and s.until <= self._durable:
+                del session.subs[rid]
+        session.signature = None
+
+
+def _result_message(request_id: int, r: CallResult) -> ReducerResult:
+    if r.ok:
+        status = "no_changes" if r.tx is not None and r.tx.is_empty else "committed"
+        return ReducerResult(request_id, status, None, r.offset, int(r.tx.timestamp) if r.tx else 0)
+    return ReducerResult(request_id, r.status, r.error, r.offset, 0)
+
+
+def _peek_id(frame: bytes) -> int | None:
+    try:
+        m = msgpack.unpackb(frame, raw=False)
+    except Exception:
+        return None
+    rid = m.get("id") if isinstance(m, dict) else None
+    return rid if isinstance(rid, int) and not isinstance(rid, bool) else None
