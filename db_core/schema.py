@@ -371,7 +371,9 @@ def build_table(cls: type, name: str, public: bool, system: bool = False) -> typ
             raise SchemaError(f"{where}: use a plain default value, not dataclasses.field()")
         if default is not _MISSING:
             if isinstance(default, list):
-                default = tuple(default)
+                # Rows are immutable: a list default is stored (and given to every row) as a tuple.
+                default = _deep_tuple(default)
+                setattr(cls, col_name, default)
             if not ctype.check(default):
                 raise SchemaError(f"{where}: default {default!r} is not a {ctype.name}")
         columns.append(ColumnDef(col_name, ctype, position, default))
