@@ -240,6 +240,29 @@ def col_type(hint: Any, where: str) -> ColType:
     return result
 
 
+def col_type_from_json(desc: Any) -> ColType:
+    """The ColType for a stored or wire type description (enums get a stand-in Enum class)."""
+    if isinstance(desc, str):
+        kind = desc
+        if kind not in _SIMPLE.values():
+            raise ValueError(f"unknown column type {desc!r}")
+        return col_type(next(t for t, k in _SIMPLE.items() if k == kind), "a described column")
+    if "option" in desc:
+        return ColType("option", inner=col_type_from_json(desc["option"]))
+    if "array" in desc:
+        return ColType("array", inner=col_type_from_json(desc["array"]))
+    if "enum" in desc:
+        key = (desc["enum"], tuple(desc["variants"]))
+        cls = _ENUMS.get(key)
+        if cls is None:
+            cls = _ENUMS[key] = enum.Enum(desc["enum"], list(desc["variants"]))  # type: ignore[misc]
+        return ColType("enum", enum_cls=cls)
+    raise ValueError(f"unknown column type {desc!r}")
+
+
+_ENUMS: dict[tuple[str, tuple[str, ...]], type[enum.Enum]] = {}
+
+
 def col_type_from_description(desc: Any) -> str:
     """A readable name for a stored type description (for migration messages)."""
     if isinstance(desc, str):

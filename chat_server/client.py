@@ -1,0 +1,252 @@
+"""The async client SDK, shared by the CLI and chat-tui.
+
+    client = await Client.connect("127.0.0.1:3000", "quickstart-chat", token=saved)
+    await client.subscribe(["SELECT * FROM user", "SELECT * FROM message"])
+    result = await client.call("send_message", "Hello!")
+    async for event in client.events(): ...
+
+Rows arrive decoded into one named tuple class per table (built from the
+schema the server sends first), kept in a ``ClientCache``; every change is
+also delivered as ``RowEvent``s. Reconnecting is the caller's loop (see
+``chat_tui.connection``): a Client is one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+from collections.abc import AsyncIterator, Callable
+from typing import Any, NamedTuple
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+
+from db_core.cache import ClientCache, RowEvent
+from db_core.protocol import (SUBPROTOCOL, CallReducer, ErrorMessage, IdentityToken, OneOffQuery, OneOffResult,
+                              ReducerResult, Subscribe, SubscribeApplied, SubscriptionError, TransactionUpdate,
+                              Unsubscribe, UnsubscribeApplied, decode_server, encode)
+from db_core.schema import ColType, col_type_from_json
+from db_core.types import ConnectionId, Identity
+
+DEFAULT_SERVER = "127.0.0.1:3000"
+
+
+class ClientError(Exception):
+    """A request the server refused, or a connection that could not be made; the text says why."""
+
+
+class ConnectFailed(ClientError):
+    """The server could not be reached or refused the connection."""
+
+
+def ws_url(server: str, database: str) -> str:
+    """The websocket URL of ``database`` on ``server`` (http(s)://, ws(s)://, or bare host:port)."""
+    base = server.strip().rstrip("/")
+    for plain, ws in (("http://", "ws://"), ("https://", "wss://")):
+        if base.startswith(plain):
+            base = ws + base[len(plain):]
+    if not base.startswith(("ws://", "wss://")):
+        base = "ws://" + base
+    return f"{base}/v1/database/{database}/subscribe"
+
+
+@dataclasses.dataclass(slots=True)
+class TableSchema:
+    name: str
+    columns: list[str]
+    types: list[ColType]
+    primary_key: str | None
+    public: bool
+    row: type
+
+    def decode(self, values: list[Any]) -> Any:
+        return self.row(*(t.from_wire(v) for t, v in zip(self.types, values)))
+
+
+def table_schemas(schema: dict[str, Any]) -> dict[str, TableSchema]:
+    out: dict[str, TableSchema] = {}
+    for t in schema.get("tables", []):
+        cols = [c["name"] for c in t["columns"]]
+        types = [col_type_from_json(c["type"]) for c in t["columns"]]
+        row = NamedTuple(_class_name(t["name"]), [(c, object) for c in cols])  # type: ignore[misc]
+        out[t["name"]] = TableSchema(t["name"], cols, types, t.get("primary_key"), t.get("public", False), row)
+    return out
+
+
+def _class_name(table: str) -> str:
+    return "".join(part.capitalize() for part in table.split("_")) or "Row"
+
+
+@dataclasses.dataclass(slots=True)
+class TxEvent:
+    """One transaction's effect on this client's subscriptions."""
+
+    offset: int
+    timestamp: int
+    reducer: str | None
+    caller: Identity
+    rows: list[RowEvent]
+
+
+class Client:
+    """One websocket connection to one database."""
+
+    def __init__(self, ws: ClientConnection, hello: IdentityToken) -> None:
+        self._ws = ws
+        self.identity = Identity(hello.identity)
+        self.token = hello.token
+        self.connection_id = ConnectionId(hello.connection_id)
+        self.database = hello.database
+        self.schema = hello.schema
+        self.tables = table_schemas(hello.schema)
+        self.cache = ClientCache({
+            name: (lambda i: (lambda row: row[i]))(ts.columns.index(ts.primary_key))
+            for name, ts in self.tables.items() if ts.primary_key
+        })
+        self._ids = itertools.count(1)
+        self._waiters: dict[int, asyncio.Future[Any]] = {}
+        self._events: asyncio.Queue[TxEvent | BaseException] = asyncio.Queue()
+        self._subscriptions: dict[int, list[int]] = {}
+        self._reader = asyncio.create_task(self._read())
+        self.closed = asyncio.Event()
+        self.close_reason: str | None = None
+        self.listeners: list[Callable[[TxEvent], None]] = []
+
+    @classmethod
+    async def connect(cls, server: str, database: str, token: str | None = None, *,
+                      open_timeout: float = 10.0) -> "Client":
+        """Connect (with ``token`` to be the same identity again); ConnectFailed with the reason if not."""
+        url = ws_url(server, database)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        try:
+            ws = await connect(url, subprotocols=[SUBPROTOCOL], additional_headers=headers,  # type: ignore[list-item]
+                               compression=None, open_timeout=open_timeout, max_size=64 << 20)
+        except InvalidStatus as exc:
+            body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
+            raise ConnectFailed(f"{url}: HTTP {exc.response.status_code} {body}".strip()) from None
+        except InvalidURI as exc:
+            raise ConnectFailed(f"invalid server address {server!r}: {exc}") from None
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise ConnectFailed(f"cannot reach {url}: {getattr(exc, 'strerror', None) or exc}") from None
+        try:
+            first = await ws.recv()
+        except ConnectionClosed as exc:
+            reason = exc.rcvd.reason if exc.rcvd else "closed"
+            raise ConnectFailed(f"the server refused the connection: {reason}") from None
+        hello = decode_server(first)  # type: ignore[arg-type]
+        if not isinstance(hello, IdentityToken):
+            await ws.close()
+            raise ConnectFailed("the server did not start with an identity message")
+        return cls(ws, hello)
+
+    # -- requests -----------------------------------------------------------------------
+    async def _request(self, make: Callable[[int], Any]) -> Any:
+        rid = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters[rid] = fut
+        try:
+            await self._ws.send(encode(make(rid)))
+        except ConnectionClosed:
+            self._waiters.pop(rid, None)
+            raise ClientError(f"connection closed: {self.close_reason or 'lost'}") from None
+        return await fut
+
+    async def call(self, reducer: str, *args: Any) -> ReducerResult:
+        """Call a reducer; returns its result (status committed/no_changes/failed/internal_error/refused)."""
+        return await self._request(lambda rid: CallReducer(rid, reducer, [_to_wire(a) for a in args]))
+
+    async def subscribe(self, queries: list[str]) -> int:
+        """Subscribe; returns the subscription id once the initial rows are in the cache."""
+        reply = await self._request(lambda rid: Subscribe(rid, list(queries)))
+        if isinstance(reply, SubscriptionError):
+            raise ClientError(reply.error)
+        return reply.id
+
+    async def unsubscribe(self, subscription: int) -> None:
+        reply = await self._request(lambda rid: Unsubscribe(rid, subscription))
+        if isinstance(reply, ErrorMessage):
+            raise ClientError(reply.error)
+
+    async def sql(self, query: str) -> OneOffResult:
+        return await self._request(lambda rid: OneOffQuery(rid, query))
+
+    async def events(self) -> AsyncIterator[TxEvent]:
+        """Transaction events until the connection closes (then raises ClientError with the reason)."""
+        while True:
+            item = await self._events.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def close(self) -> None:
+        await self._ws.close()
+        await asyncio.gather(self._reader, return_exceptions=True)
+
+    # -- reading ------------------------------------------------------------------------
+    def rows(self, table: str) -> list[Any]:
+        return self.cache.rows(table)
+
+    def _decode_rows(self, table: str, rows: list[list[Any]]) -> list[Any]:
+        ts = self.tables[table]
+        return [ts.decode(r) for r in rows]
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self._ws:
+                self._handle(decode_server(frame))  # type: ignore[arg-type]
+            reason = self._ws.close_reason or "closed by the server"
+        except ConnectionClosed as exc:
+            reason = (exc.rcvd.reason if exc.rcvd else "") or "connection lost"
+        except Exception as exc:  # a bug or a bad frame must not leave waiters hanging
+            reason = f"client error: {exc!r}"
+        self.close_reason = reason
+        error = ClientError(f"connection closed: {reason}")
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(error)
+        self._waiters.clear()
+        self._events.put_nowait(error)
+        self.closed.set()
+
+    def _handle(self, msg: Any) -> None:
+        if isinstance(msg, TransactionUpdate):
+            for tx in msg.txs:
+                events: list[RowEvent] = []
+                for q in tx.updates:
+                    events += self.cache.apply(q.table, self._decode_rows(q.table, q.inserts),
+                                               self._decode_rows(q.table, q.deletes))
+                event = TxEvent(tx.offset, tx.timestamp, tx.reducer, Identity(tx.caller), events)
+                for listener in self.listeners:
+                    listener(event)
+                self._events.put_nowait(event)
+            return
+        if isinstance(msg, SubscribeApplied):
+            events = []
+            for q in msg.queries:
+                events += self.cache.apply(q.table, self._decode_rows(q.table, q.inserts), ())
+            self._subscriptions[msg.id] = [q.query_id for q in msg.queries]
+            if events:
+                event = TxEvent(-1, 0, None, self.identity, events)
+                for listener in self.listeners:
+                    listener(event)
+                self._events.put_nowait(event)
+        elif isinstance(msg, UnsubscribeApplied):
+            for q in msg.queries:
+                self.cache.apply(q.table, (), self._decode_rows(q.table, q.deletes))
+            self._subscriptions.pop(msg.subscription, None)
+        rid = getattr(msg, "id", None)
+        fut = self._waiters.pop(rid, None) if rid is not None else None
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
+
+
+def _to_wire(value: Any) -> Any:
+    if isinstance(value, (Identity, ConnectionId)):
+        return bytes(value)
+    if isinstance(value, tuple):
+        return [_to_wire(v) for v in value]
+    return value
+
+
+__all__ = ["Client", "ClientError", "ConnectFailed", "TxEvent", "ws_url", "DEFAULT_SERVER"]
