@@ -220,9 +220,6 @@ class ChatServer:
         if hosted is None:
             await ws.close(1008, f"no such database: {m.group(1)}")
             return
-        if ws.subprotocol != SUBPROTOCOL:
-            await ws.close(1002, f"the client must offer the subprotocol {SUBPROTOCOL}")
-            return
         token = _token_from(ws.request.headers, url.query)
         try:
             if token:

@@ -1,0 +1,87 @@
+"""Helpers for tests that run a real server on 127.0.0.1 with an ephemeral port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from chat_server.server import ChatServer, ServerConfig
+
+BIN = Path(sys.executable).parent
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 60))  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def in_process_server(data_dir: Path, **overrides: Any) -> AsyncIterator[ChatServer]:
+    server = ChatServer(ServerConfig(data_dir=data_dir, port=0, **overrides))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def wait_for(pred: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+class ServerProcess:
+    """``chat-server start`` as a child process on an ephemeral port."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    def start(self) -> "ServerProcess":
+        exe = BIN / "chat-server"
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "chat_server.cli"]
+        self.proc = subprocess.Popen(
+            cmd + ["start", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 20
+        seen = []
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            m = re.search(r"listening on wss?://[^:]+:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                return self
+        raise AssertionError("server did not start:\n" + "".join(seen))
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> str:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=20)
+        return out

@@ -1,0 +1,220 @@
+"""The networked host: real servers on 127.0.0.1, real websockets, real files."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import msgpack
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from chat_server.client import Client, ClientError, ConnectFailed, ws_url
+from db_core.protocol import SUBPROTOCOL, ErrorMessage, ReducerResult, decode_server
+
+from .server_harness import ServerProcess, in_process_server, run, wait_for
+
+DB = "quickstart-chat"
+ALL = ["SELECT * FROM user", "SELECT * FROM message"]
+
+
+def names(client: Client) -> dict[bytes, tuple]:
+    return {bytes(u.identity): (u.name, u.online) for u in client.rows("user")}
+
+
+def test_message_reaches_the_other_client(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            url = f"127.0.0.1:{srv.port}"
+            alice = await Client.connect(url, DB)
+            bob = await Client.connect(url, DB)
+            await alice.subscribe(ALL)
+            await bob.subscribe(ALL)
+            r = await alice.call("send_message", "Hello, Bob!")
+            assert r.status == "committed"
+            await wait_for(lambda: len(bob.rows("message")) == 1)
+            (msg,) = bob.rows("message")
+            assert (msg.sender, msg.text) == (alice.identity, "Hello, Bob!")
+            assert names(bob) == {bytes(alice.identity): (None, True), bytes(bob.identity): (None, True)}
+            await alice.close()
+            await bob.close()
+
+    run(main())
+
+
+def test_failed_set_name_reaches_the_caller_only(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            url = f"127.0.0.1:{srv.port}"
+            alice = await Client.connect(url, DB)
+            bob = await Client.connect(url, DB)
+            await alice.subscribe(ALL)
+            await bob.subscribe(ALL)
+            seen: list = []
+            bob.listeners.append(seen.append)
+            r = await alice.call("set_name", "")
+            assert (r.status, r.error) == ("failed", "Names must not be empty")
+            r = await alice.call("set_name", "Alice")
+            assert r.status == "committed"
+            await wait_for(lambda: names(bob)[bytes(alice.identity)] == ("Alice", True))
+            # Bob heard exactly one transaction: the successful rename.
+            assert [e.reducer for e in seen] == ["set_name"]
+            await alice.close()
+            await bob.close()
+
+    run(main())
+
+
+def test_token_gives_the_same_identity_and_presence_flips(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            url = f"127.0.0.1:{srv.port}"
+            watcher = await Client.connect(url, DB)
+            await watcher.subscribe(ALL)
+            alice = await Client.connect(url, DB)
+            await alice.call("set_name", "Alice")
+            token, ident = alice.token, alice.identity
+            await alice.close()
+            await wait_for(lambda: names(watcher).get(bytes(ident)) == ("Alice", False))
+            again = await Client.connect(url, DB, token=token)
+            assert again.identity == ident and again.token == token
+            await wait_for(lambda: names(watcher).get(bytes(ident)) == ("Alice", True))
+            await again.close()
+            await watcher.close()
+
+    run(main())
+
+
+def test_forged_and_foreign_tokens_are_refused(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with in_process_server(tmp_path / "a") as a, in_process_server(tmp_path / "b") as b:
+            client = await Client.connect(f"127.0.0.1:{a.port}", DB)
+            token = client.token
+            await client.close()
+            forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+            for bad, server in ((forged, a), (token, b), ("garbage", a)):
+                with pytest.raises(ConnectFailed, match="invalid token"):
+                    await Client.connect(f"127.0.0.1:{server.port}", DB, token=bad)
+            ok = await Client.connect(f"127.0.0.1:{a.port}", DB, token=token)  # still serving
+            await ok.close()
+
+    run(main())
+
+
+def test_kill_and_restart_keeps_acknowledged_messages(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path).start()
+    try:
+        async def before() -> tuple[str, list[str]]:
+            alice = await Client.connect(server.url, DB)
+            await alice.call("set_name", "Alice")
+            sent = []
+            for i in range(30):
+                r = await alice.call("send_message", f"m{i}")
+                assert r.status == "committed"
+                sent.append(f"m{i}")
+            return alice.token, sent
+
+        token, sent = run(before())
+        server.kill()
+        server = ServerProcess(tmp_path).start()
+
+        async def after() -> None:
+            watcher = await Client.connect(server.url, DB)
+            await watcher.subscribe(ALL)
+            assert [m.text for m in sorted(watcher.rows("message"), key=lambda m: m.sent)] == sent
+            users = {u.name: u.online for u in watcher.rows("user")}
+            assert users["Alice"] is False  # online before the crash, offline until she reconnects
+            alice = await Client.connect(server.url, DB, token=token)
+            await wait_for(lambda: {u.name: u.online for u in watcher.rows("user")}["Alice"] is True)
+            await alice.close()
+            await watcher.close()
+
+        run(after())
+    finally:
+        server.stop()
+
+
+async def raw(port: int) -> object:
+    return await connect(ws_url(f"127.0.0.1:{port}", DB), subprotocols=[SUBPROTOCOL], compression=None)  # type: ignore[list-item]
+
+
+def test_malformed_input_gets_clear_errors_and_server_keeps_serving(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            bystander = await Client.connect(f"127.0.0.1:{srv.port}", DB)
+            ws = await raw(srv.port)
+            await ws.recv()  # identity
+
+            async def reply(frame: bytes) -> object:
+                await ws.send(frame)
+                return decode_server(await ws.recv())
+
+            m = await reply(b"\xc1\xc1")
+            assert isinstance(m, ErrorMessage) and m.error.startswith("malformed msgpack")
+            m = await reply(msgpack.packb({"t": "dance", "id": 7}))
+            assert isinstance(m, ErrorMessage) and m.id == 7 and "unknown message type 'dance'" in m.error
+            m = await reply(msgpack.packb([1, 2]))
+            assert isinstance(m, ErrorMessage) and "must be a msgpack map" in m.error
+            m = await reply(msgpack.packb({"t": "call", "id": 8, "reducer": "send_message", "args": [1, 2]}))
+            assert isinstance(m, ReducerResult) and m.status == "refused" and "takes 1 argument (text: str), got 2" in m.error
+            m = await reply(msgpack.packb({"t": "call", "id": 9, "reducer": "send_message", "args": [3]}))
+            assert "argument `text` must be str" in m.error
+            m = await reply(msgpack.packb({"t": "call", "id": 10, "reducer": "send_mesage", "args": ["x"]}))
+            assert "A reducer with a similar name exists: `send_message`" in m.error
+            m = await reply(msgpack.packb({"t": "call", "id": 11, "reducer": "identity_connected", "args": []}))
+            assert m.status == "refused" and "lifecycle reducer" in m.error
+            m = await reply(msgpack.packb({"t": "call", "id": 12, "reducer": "send_message", "args": ["x" * 70000]}))
+            assert m.status == "refused" and "the limit is 65536" in m.error
+            # the bystander is still served
+            r = await bystander.call("send_message", "still here")
+            assert r.status == "committed"
+            await ws.close()
+            await bystander.close()
+
+    run(main())
+
+
+def test_oversized_frame_closes_with_reason(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with in_process_server(tmp_path, max_frame_bytes=4096) as srv:
+            ws = await raw(srv.port)
+            await ws.recv()
+            await ws.send(msgpack.packb({"t": "call", "id": 1, "reducer": "send_message", "args": ["x" * 10000]}))
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+            ok = await Client.connect(f"127.0.0.1:{srv.port}", DB)
+            await ok.close()
+
+    run(main())
+
+
+def test_unknown_database_and_wrong_subprotocol(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            with pytest.raises(ConnectFailed, match="HTTP 404 no such database: nope"):
+                await Client.connect(f"127.0.0.1:{srv.port}", "nope")
+            with pytest.raises(InvalidStatus) as info:
+                await connect(ws_url(f"127.0.0.1:{srv.port}", DB))
+            assert info.value.response.status_code == 400
+            assert b"missing subprotocol" in info.value.response.body
+
+    run(main())
+
+
+def test_too_many_in_flight(tmp_path: Path) -> None:
+    from db_core.host import Limits
+
+    async def main() -> None:
+        async with in_process_server(tmp_path, limits=Limits(max_in_flight=2)) as srv:
+            ws = await raw(srv.port)
+            await ws.recv()
+            for i in range(6):
+                await ws.send(msgpack.packb({"t": "call", "id": i, "reducer": "send_message", "args": [f"m{i}"]}))
+            replies = [decode_server(await ws.recv()) for _ in range(6)]
+            refused = [r for r in replies if isinstance(r, ReducerResult) and r.status == "refused"]
+            assert refused and all("too many requests in flight (limit 2)" in r.error for r in refused)
+            await ws.close()
+
+    run(main())
