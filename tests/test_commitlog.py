@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from db_core.commitlog import CommitLog, SnapshotStore
+from db_core.commitlog import log as commitlog_log
 from db_core.errors import CorruptLogError, StorageError
 
 # The formats, written out independently of the implementation so the tests pin them.
@@ -35,8 +36,10 @@ def segments(directory: Path) -> list[Path]:
 def record_spans(segment: Path) -> list[tuple[int, int]]:
     data = segment.read_bytes()
     pos, spans = SEG_HEADER.size, []
-    while pos < len(data):
-        length, _, _ = FRAME.unpack_from(data, pos)
+    while pos + FRAME.size <= len(data):
+        length, crc, offset = FRAME.unpack_from(data, pos)
+        if length == crc == offset == 0:
+            break  # zero padding after the last record
         spans.append((pos, pos + FRAME.size + length))
         pos += FRAME.size + length
     return spans
@@ -450,6 +453,162 @@ def test_garbage_header_with_records_after_it_is_refused(tmp_path: Path) -> None
     flip_at(2)(seg)
     with pytest.raises(CorruptLogError, match=f"{seg.name}.*byte 0"):
         CommitLog.open(d)
+
+
+# ---------------------------------------------------------------------------- zero padding (preallocation)
+
+
+def copy_while_open(log: CommitLog, src: Path, dst: Path) -> None:
+    """What a kill -9 after ``flush`` leaves on disk: the files as they are, padding and all."""
+    log.flush()
+    shutil.copytree(src, dst)
+
+
+def logical_size(segment: Path) -> int:
+    spans = record_spans(segment)
+    return spans[-1][1] if spans else SEG_HEADER.size
+
+
+def test_zero_padded_tail_is_not_a_repair(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    log = CommitLog.open(src)
+    for i in range(20):
+        log.append(i, payload_for(i))
+    copy_while_open(log, src, dst)
+    log.close()
+    (seg,) = segments(dst)
+    end = logical_size(seg)
+    assert seg.stat().st_size > end and not any(seg.read_bytes()[end:])  # preallocated with real zeros
+    with CommitLog.open(dst) as log:
+        assert log.repairs == []
+        assert read_all(log) == expected_records(20) and log.next_offset == 20
+    assert seg.stat().st_size == end  # a clean close drops the padding
+    # Padding shorter than a frame header is a clean end too.
+    shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    with open(seg, "ab") as fh:
+        fh.write(bytes(FRAME.size - 1))
+    with CommitLog.open(dst) as log:
+        assert log.repairs == [] and read_all(log) == expected_records(20)
+
+
+def test_reopen_after_a_kill_appends_after_the_last_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(commitlog_log, "PREALLOC_STEP", 4096)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    log = CommitLog.open(src, segment_bytes=64 << 10)
+    for i in range(30):
+        log.append(i, payload_for(i))
+    copy_while_open(log, src, dst)
+    log.close()
+    (seg,) = segments(dst)
+    assert seg.stat().st_size == 4096
+    log = CommitLog.open(dst, segment_bytes=64 << 10)
+    assert log.repairs == [] and log.next_offset == 30
+    payloads = [payload_for(i) for i in range(30)] + [b"p" * 150] * 1000  # re-extends, then rotates
+    for i in range(30, 1030):
+        log.append(i, payloads[i])
+    log.flush()
+    copy_while_open(log, dst, tmp_path / "again")
+    log.close()
+    for d in (dst, tmp_path / "again"):
+        with CommitLog.open(d, segment_bytes=64 << 10) as log:
+            assert log.repairs == [] and read_all(log) == list(enumerate(payloads))
+    assert len(segments(dst)) > 2
+
+
+def test_zero_header_followed_by_garbage_in_the_last_segment_is_cut(pristine: Path, tmp_path: Path) -> None:
+    size = (segments(pristine)[0]).stat().st_size
+
+    def damage(path: Path) -> None:
+        with open(path, "ab") as fh:
+            fh.write(bytes(100) + b"junk" + bytes(50))
+
+    records, repairs, seg = reopen_after(pristine, tmp_path / "w", damage)
+    assert records == expected_records(N)
+    assert len(repairs) == 1 and f"cut 154 bytes at byte {size}" in repairs[0], repairs
+    assert "zero record header" in repairs[0] and f"last good offset {N - 1}" in repairs[0]
+
+
+def test_record_partly_written_over_padding_is_cut(pristine: Path, tmp_path: Path) -> None:
+    (seg,) = segments(pristine)
+    start, end = record_spans(seg)[-1]
+    size = seg.stat().st_size
+
+    def damage(path: Path) -> None:
+        with open(path, "r+b") as fh:
+            fh.seek(end - 3)
+            fh.write(bytes(3 + 4096))  # its last bytes never made it: zeros, then padding
+
+    records, repairs, _ = reopen_after(pristine, tmp_path / "w", damage)
+    assert records == expected_records(N - 1)
+    assert len(repairs) == 1 and f"cut {size + 4096 - start} bytes at byte {start} (checksum" in repairs[0]
+
+
+def test_zero_header_followed_by_garbage_in_an_earlier_segment_is_refused(tmp_path: Path) -> None:
+    d = tmp_path / "log"
+    make_log(d, 60, segment_bytes=200)
+    first, *_ = segments(d)
+    size = first.stat().st_size
+    with open(first, "ab") as fh:
+        fh.write(bytes(FRAME.size) + b"junk")
+    with pytest.raises(CorruptLogError, match=f"{first.name}: zero record header .* at byte {size}"):
+        CommitLog.open(d)
+    assert first.stat().st_size == size + FRAME.size + 4  # nothing was cut
+    # Padding alone in an earlier segment loses nothing (the next segment must still follow on): accepted.
+    truncate_to(size + 10)(first)
+    with CommitLog.open(d) as log:
+        assert log.repairs == [] and read_all(log) == expected_records(60)
+
+
+def test_sealed_segments_have_exact_sizes(tmp_path: Path) -> None:
+    d = tmp_path / "log"
+    log = CommitLog.open(d, segment_bytes=16 << 10)
+    for i in range(100):
+        log.append(i, bytes([i]) * 1000)
+        if i % 7 == 0:
+            log.flush()
+    log.flush()
+    *sealed, active = segments(d)
+    assert len(sealed) >= 4
+    for seg in sealed:
+        assert seg.stat().st_size == logical_size(seg) >= 16 << 10, seg
+    assert active.stat().st_size == 16 << 10 > logical_size(active)  # still padded while written
+    log.close()
+    assert active.stat().st_size == logical_size(active)
+    with CommitLog.open(d, segment_bytes=16 << 10) as log:
+        assert log.repairs == [] and read_all(log) == [(i, bytes([i]) * 1000) for i in range(100)]
+
+
+def test_preallocation_grows_in_steps_not_per_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    step = 16 << 10
+    monkeypatch.setattr(commitlog_log, "PREALLOC_STEP", step)
+    calls = {"extend": 0, "write": 0, "sync": 0}
+
+    def counting(name: str, real: Callable[..., object]) -> Callable[..., object]:
+        def wrapper(*args: object) -> object:
+            calls[name] += 1
+            return real(*args)
+        return wrapper
+
+    monkeypatch.setattr(CommitLog, "_extend", counting("extend", CommitLog._extend))
+    monkeypatch.setattr(CommitLog, "_write", counting("write", CommitLog._write))
+    monkeypatch.setattr(os, "fdatasync", counting("sync", os.fdatasync))
+    d = tmp_path / "log"
+    log = CommitLog.open(d, segment_bytes=1 << 20)
+    for i in range(2000):
+        log.append(i, b"q" * 150)
+        if i % 20 == 19:
+            log.flush()
+    (seg,) = segments(d)
+    end = SEG_HEADER.size + 2000 * (FRAME.size + 150)
+    assert seg.stat().st_size == -(-end // step) * step  # whole steps of real zeros
+    assert calls["write"] >= 100
+    assert calls["extend"] == -(-end // step) - 1  # once per step, however many batches
+    assert calls["sync"] == calls["write"] + 1  # the segment's creation; extending adds no sync of its own
+    log.close()
+    assert seg.stat().st_size == end
 
 
 # ---------------------------------------------------------------------------- truncate_before

@@ -39,8 +39,10 @@ FRAME = struct.Struct("<IIQ")
 def record_spans(segment: Path) -> list[tuple[int, int]]:
     data = segment.read_bytes()
     pos, spans = HEADER, []
-    while pos < len(data):
-        length, _, _ = FRAME.unpack_from(data, pos)
+    while pos + FRAME.size <= len(data):
+        length, crc, offset = FRAME.unpack_from(data, pos)
+        if length == crc == offset == 0:
+            break  # zero padding after the last record
         spans.append((pos, pos + FRAME.size + length))
         pos += FRAME.size + length
     return spans

@@ -9,6 +9,11 @@ Segment file ``{base_offset:020d}.log``::
 it covers both and, as they are adjacent on disk, is one crc32 call to check.
 All integers are little-endian.
 
+The segment being written may end in zero padding (preallocated space): when
+every byte after the last record is zero, that is the end of the data. An
+all-zero frame header is never a valid record (its crc would have to be
+crc32 of eight zero bytes, 0x6522DF69), so padding cannot be mistaken for one.
+
 Snapshot file ``{offset:020d}.snap``::
 
     b"QCSNAP01"  u64 offset  u64 length  u32 crc32(payload)  payload[length]

@@ -37,3 +37,36 @@ def write_all(fd: int, data: bytes) -> None:
         if n <= 0:  # pragma: no cover - os.write raises rather than returning 0 for regular files
             raise OSError("write returned 0 bytes")
         view = view[n:]
+
+
+def pwrite_all(fd: int, data: bytes, pos: int) -> None:
+    """Write all of ``data`` at byte ``pos`` of ``fd`` (os.pwrite may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, pos)
+        if n <= 0:  # pragma: no cover - os.pwrite raises rather than returning 0 for regular files
+            raise OSError("pwrite returned 0 bytes")
+        view = view[n:]
+        pos += n
+
+
+ZERO_CHUNK = 1 << 20
+_ZEROS = bytes(ZERO_CHUNK)
+
+
+def write_zeros(fd: int, start: int, end: int) -> None:
+    """Fill bytes ``start``..``end`` of ``fd`` with real zero bytes, at most ``ZERO_CHUNK`` per write.
+
+    Real writes, not fallocate/ftruncate: those leave unwritten extents (or holes) whose first
+    overwrite still changes file-system metadata, which is exactly the cost preallocation avoids.
+    """
+    zeros = memoryview(_ZEROS)
+    while start < end:
+        n = min(end - start, ZERO_CHUNK)
+        pwrite_all(fd, zeros[:n], start)
+        start += n
+
+
+def all_zero(data: bytes, start: int) -> bool:
+    """True if every byte of ``data`` from ``start`` on is zero (also when there is none)."""
+    return data.count(0, start) == len(data) - start

@@ -8,6 +8,16 @@ per segment), fdatasyncs, and only then advances ``durable_offset`` and calls
 after it is ever reported durable, and every later call raises
 ``StorageError``. Start-up cuts a torn tail off the last segment and reports
 it in ``repairs``; damage anywhere else raises ``CorruptLogError``.
+
+Preallocation: the flusher pads the active segment with real zero bytes (in
+steps of ``PREALLOC_STEP``, at most ``segment_bytes``) and writes records in
+place with ``pwrite``. Overwriting already-written blocks lets each fdatasync
+skip the journal commit a growing file size costs; the size changes, and so
+needs committing, only once per step. A segment is truncated to its exact
+size when it is sealed (rotation) or the log is closed cleanly, so only the
+active segment, after a crash, ends in zeros. Start-up treats an all-zero rest
+of a segment as its clean end; a zero frame header followed by non-zero bytes
+is damage like any other.
 """
 
 from __future__ import annotations
@@ -34,21 +44,30 @@ from .framing import (
     parse_segment_name,
     segment_name,
 )
-from .fsio import datasync, fsync_dir, write_all
+from .fsio import all_zero, datasync, fsync_dir, pwrite_all, write_zeros
 
 logger = logging.getLogger(__name__)
 
 _HEADER = SEGMENT_HEADER.size
+_ZERO_FRAME = bytes(FRAME.size)
+
+# Zero padding is added to the active segment in steps of this many bytes (never more than ``segment_bytes``).
+PREALLOC_STEP = 4 << 20
 
 
 @dataclass
 class _Segment:
-    """One segment file; ``size`` and ``count`` cover only records already written."""
+    """One segment file; ``size`` and ``count`` cover only records already written.
+
+    ``alloc`` is the file's length: ``size`` plus the zero padding after it (only the active
+    segment has any once the log runs; the flusher alone reads or changes it).
+    """
 
     base: int
     path: Path
     size: int
     count: int
+    alloc: int
 
     @property
     def end(self) -> int:
@@ -99,6 +118,7 @@ class CommitLog:
             raise ValueError(f"segment_bytes must be positive, not {segment_bytes}")
         self._dir = Path(directory)
         self._segment_bytes = segment_bytes
+        self._step = min(segment_bytes, PREALLOC_STEP)
         self._sync = sync
         self._on_durable = on_durable
         self._on_error = on_error
@@ -116,7 +136,8 @@ class CommitLog:
             self._segments = self._scan()
             if self._segments:
                 last = self._segments[-1]
-                self._fd = os.open(last.path, os.O_WRONLY | os.O_APPEND)
+                # Not O_APPEND: records go at the logical end with pwrite, over the zero padding.
+                self._fd = os.open(last.path, os.O_WRONLY)
                 if sync:
                     # A crashed process may have left written-but-unsynced records; sync before calling them durable.
                     datasync(self._fd)
@@ -143,7 +164,7 @@ class CommitLog:
             if not self._header_ok(data, base):
                 # A header is synced before any record is written after it, so a bad header followed by
                 # non-zero bytes is damage, not a crash during creation.
-                torn = len(data) < _HEADER or not any(memoryview(data)[_HEADER:])
+                torn = len(data) < _HEADER or all_zero(data, _HEADER)
                 if is_last and torn:
                     path.unlink()
                     fsync_dir(self._dir)
@@ -161,24 +182,33 @@ class CommitLog:
                     f"commit log {path}: segment starts at offset {base} but the one before it ends at offset"
                     f" {expected - 1} (a segment is missing or overlaps), at byte 0"
                 )
-            count, pos = 0, _HEADER
+            count, pos, alloc = 0, _HEADER, len(data)
             try:
                 for _offset, _start, end in iter_frames(data, _HEADER, base):
                     count += 1
                     pos = end
             except FrameError as bad:
-                if not is_last:
-                    raise CorruptLogError(
-                        f"commit log {path}: {bad.reason} at byte {bad.pos}; a later segment exists, so the"
-                        f" records here were acknowledged and will not be dropped"
-                    ) from None
-                self._cut(path, bad.pos)
-                self.repairs.append(
-                    f"commit log {path}: cut {len(data) - bad.pos} bytes at byte {bad.pos} ({bad.reason});"
-                    f" last good offset {_show(base + count - 1)}"
-                )
                 pos = bad.pos
-            segments.append(_Segment(base, path, pos, count))
+                # Zero padding: the rest of the file is zeros (a zero frame header never verifies, its crc
+                # would have to be crc32 of the offset bytes). Not a repair. In an earlier segment (sealed
+                # ones are truncated, but sync=False and a power cut could leave padding) it is harmless
+                # too: the next segment's base offset still has to follow on from the last record here.
+                if not all_zero(data, pos):
+                    reason = bad.reason
+                    if data[pos:pos + FRAME.size] == _ZERO_FRAME:
+                        reason = "zero record header followed by non-zero bytes"
+                    if not is_last:
+                        raise CorruptLogError(
+                            f"commit log {path}: {reason} at byte {pos}; a later segment exists, so the"
+                            f" records here were acknowledged and will not be dropped"
+                        ) from None
+                    self._cut(path, pos)
+                    self.repairs.append(
+                        f"commit log {path}: cut {len(data) - pos} bytes at byte {pos} ({reason});"
+                        f" last good offset {_show(base + count - 1)}"
+                    )
+                    alloc = pos
+            segments.append(_Segment(base, path, pos, count, alloc))
             expected = base + count
         return segments
 
@@ -364,6 +394,7 @@ class CommitLog:
     # ------------------------------------------------------------------ the flusher thread
     def _run(self) -> None:
         cond = self._cond
+        clean = False
         try:
             while True:
                 with cond:
@@ -375,10 +406,18 @@ class CommitLog:
                         break  # closed and drained
                     batch, self._queue = self._queue, []
                 self._publish(self._write(batch))
+            clean = True
         except BaseException as exc:  # noqa: BLE001 - any failure must poison the log, not vanish with the thread
             self._fail(exc)
         finally:
             if self._fd is not None:
+                if clean and self._segments:
+                    # Everything is durable already; dropping the zero padding only tidies up, so a failure
+                    # here is not a failure of the log (start-up reads padding as a clean end anyway).
+                    try:
+                        self._seal(self._segments[-1])
+                    except OSError as exc:
+                        logger.warning("cannot trim the zero padding of %s: %s", self._segments[-1].path, exc)
                 try:
                     os.close(self._fd)
                 except OSError:
@@ -403,10 +442,9 @@ class CommitLog:
             if seg is None or (size >= limit and seg.count + pending > 0):
                 if seg is not None:
                     self._write_chunk(seg, parts, pending, size)
-                    if self._sync:
-                        # The old segment must be complete on disk before a newer one exists: start-up treats
-                        # damage in a non-last segment as corruption, not as a torn tail.
-                        datasync(self._active_fd())
+                    # The old segment must be complete on disk before a newer one exists: start-up treats
+                    # damage in a non-last segment as corruption, not as a torn tail.
+                    self._seal(seg)
                     self._publish(seg.end - 1)
                 seg = self._create_segment(offset)
                 size, parts, pending = seg.size, [], 0
@@ -428,23 +466,52 @@ class CommitLog:
     def _write_chunk(self, seg: _Segment, parts: list[bytes], count: int, size: int) -> None:
         if not parts:
             return
-        write_all(self._active_fd(), b"".join(parts))
+        fd = self._active_fd()
+        pwrite_all(fd, b"".join(parts), seg.size)
+        if size > seg.alloc:
+            self._extend(seg, size)
         with self._cond:
             seg.size = size
             seg.count += count
+
+    def _extend(self, seg: _Segment, end: int) -> None:
+        """Pad the active segment with zeros after ``end``, where data just written past the padding stops.
+
+        Grows in whole steps; the batch's own fdatasync then makes data and new size durable together,
+        so the size change costs one journal commit per step, not one per batch. Near ``segment_bytes``
+        it pads no further than that (the segment is about to be sealed).
+        """
+        step = self._step
+        alloc = seg.alloc + -(-(end - seg.alloc) // step) * step
+        if alloc > self._segment_bytes:
+            alloc = max(end, self._segment_bytes)
+        write_zeros(self._active_fd(), end, alloc)
+        seg.alloc = alloc
+
+    def _seal(self, seg: _Segment) -> None:
+        """Cut the active segment's zero padding off and sync it: it then has its exact size."""
+        fd = self._active_fd()
+        if seg.alloc != seg.size:
+            os.ftruncate(fd, seg.size)
+            seg.alloc = seg.size
+        if self._sync:
+            # fdatasync commits a changed file size (it is needed to read the data back), so no fsync.
+            datasync(fd)
 
     def _create_segment(self, base: int) -> _Segment:
         path = self._dir / segment_name(base)
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        # O_EXCL: a file already there would mean two writers or a bug; never append into it.
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        write_all(self._fd, encode_segment_header(base))
+        # O_EXCL: a file already there would mean two writers or a bug; never write into it.
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        pwrite_all(self._fd, encode_segment_header(base), 0)
+        alloc = max(_HEADER, self._step)
+        write_zeros(self._fd, _HEADER, alloc)
         if self._sync:
             datasync(self._fd)
             fsync_dir(self._dir)
-        seg = _Segment(base, path, _HEADER, 0)
+        seg = _Segment(base, path, _HEADER, 0, alloc)
         with self._cond:
             self._segments.append(seg)
         return seg
