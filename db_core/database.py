@@ -623,6 +623,23 @@ class Database:
         self._snapshot_thread = threading.Thread(target=work, name="db-snapshot", daemon=True)
         self._snapshot_thread.start()
 
+    # ------------------------------------------------------------------ SQL
+    def sql(self, query: str, *, sender: Identity | None = None, wait: bool = True) -> Any:
+        """Run one SQL statement as ``sender`` (default: the owner); returns an ``SqlResult``.
+
+        A caller who is not the owner sees only public tables and may not run DML. DML runs
+        as one transaction, logged like a reducer's; with ``wait`` it returns once durable.
+        """
+        from .sql import run_sql  # the SQL layer sits above the datastore
+
+        who = sender if sender is not None else (self.owner or self.identity)
+        is_owner = self.owner is None and sender is None or who == self.owner
+        result = run_sql(query, tables=self.tables, sender=who, is_owner=is_owner,
+                         transact=lambda body: self.transact(body, sender=who))
+        if wait and getattr(result, "tx", None) is not None:
+            self.wait_durable(result.tx.offset)
+        return result
+
     # ------------------------------------------------------------------ schema
     def schema(self) -> dict[str, Any]:
         """The module's tables and reducers as JSON (stored with the data; shown by describe)."""
