@@ -107,6 +107,8 @@ class Host:
         self._queries: dict[int, _QueryInfo] = {}
         self._next_qid = 1
         self._pending: collections.deque[_PendingTx | _PendingMsg] = collections.deque()
+        # query id -> sessions holding it (live or awaiting their unsubscribe): who to consider at delivery
+        self._watchers: dict[int, dict[Session, int]] = {}
         self._durable = db.durable_offset
         self._tdefs = {name: t.tdef for name, t in db.tables.items() if not t.tdef.system}
         self._codecs = db._codecs
@@ -139,7 +141,9 @@ class Host:
         session.closed = True
         self.sessions.pop(session.connection_id, None)
         for subset in session.subs.values():
-            self._release_queries(subset.qids)
+            if subset.until is None:
+                self._release_queries(subset.qids)
+            self._unwatch(session, subset)
         session.subs.clear()
         result = self.db.disconnect(session.connection_id, wait=False)
         return self._release_ready() if result.offset <= self._durable else []
@@ -217,6 +221,9 @@ class Host:
         since = self.db.last_offset
         subset = _SubSet(msg.id, [i.qid for i in infos], since)
         session.subs[msg.id] = subset
+        for qid in subset.qids:
+            watchers = self._watchers.setdefault(qid, {})
+            watchers[session] = watchers.get(session, 0) + 1
         session.signature = None
         rows = [self._query_rows(info, inserts=True) for info in infos]
         session.in_flight += 1
@@ -322,7 +329,13 @@ class Host:
         frames: dict[tuple[Any, ...], bytes] = {}
         by_signature: dict[tuple[int, ...], bytes | None] = {}
         first = txs[0].offset if txs else None
-        for session in self.sessions.values():
+        candidates: dict[Session, None] = dict.fromkeys(personal)
+        for tx in txs:
+            for qid in tx.deltas:
+                candidates.update(dict.fromkeys(self._watchers.get(qid, ())))
+        for session in candidates:
+            if session.closed:
+                continue
             mine = personal.get(session)
             if not mine and (first is None or not session.subs):
                 continue
@@ -388,10 +401,22 @@ class Host:
             )
         return frame
 
+    def _unwatch(self, session: Session, subset: _SubSet) -> None:
+        for qid in subset.qids:
+            watchers = self._watchers.get(qid)
+            if watchers is None or session not in watchers:
+                continue
+            watchers[session] -= 1
+            if watchers[session] <= 0:
+                del watchers[session]
+                if not watchers:
+                    del self._watchers[qid]
+
     def _prune(self, session: Session) -> None:
         for rid, s in list(session.subs.items()):
             if s.until is not None and s.until <= self._durable:
                 del session.subs[rid]
+                self._unwatch(session, s)
         session.signature = None
 
 
