@@ -41,6 +41,7 @@ from .migration import MigrationPlan, plan_migration
 from .module import DbView, ModuleDef, ReducerContext, TableHandle, TxSlot, load_module
 from .module import _sink as _log_sink
 from .schema import ReducerDef, TableDef
+from .sql import PlanCache, SqlResult, run_sql
 from .system import SYSTEM_TABLES, StClient
 from .table import Table
 from .tx import Transaction, TxData
@@ -90,6 +91,7 @@ class Database:
         self.repairs: list[str] = []
         self.migrations: list[str] = []
         self._lock = threading.RLock()
+        self._plans = PlanCache()
         self._slot = TxSlot()
         self._view: DbView
         self._codecs: dict[str, TableCodec] = {}
@@ -624,19 +626,18 @@ class Database:
         self._snapshot_thread.start()
 
     # ------------------------------------------------------------------ SQL
-    def sql(self, query: str, *, sender: Identity | None = None, wait: bool = True) -> Any:
+    def sql(self, query: str, *, sender: Identity | None = None, wait: bool = True) -> SqlResult:
         """Run one SQL statement as ``sender`` (default: the owner); returns an ``SqlResult``.
 
         A caller who is not the owner sees only public tables and may not run DML. DML runs
         as one transaction, logged like a reducer's; with ``wait`` it returns once durable.
         """
-        from .sql import run_sql  # the SQL layer sits above the datastore
-
         who = sender if sender is not None else (self.owner or self.identity)
-        is_owner = self.owner is None and sender is None or who == self.owner
-        result = run_sql(query, tables=self.tables, sender=who, is_owner=is_owner,
-                         transact=lambda body: self.transact(body, sender=who))
-        if wait and getattr(result, "tx", None) is not None:
+        is_owner = sender is None or who == self.owner
+        with self._lock:  # reads must not see a transaction half-way
+            result = run_sql(query, tables=self.tables, sender=who, is_owner=is_owner,
+                             transact=lambda body: self.transact(body, sender=who), cache=self._plans)
+        if wait and result.tx is not None:
             self.wait_durable(result.tx.offset)
         return result
 

@@ -25,7 +25,7 @@ from .protocol import (CallReducer, ErrorMessage, IdentityToken, OneOffQuery, On
                        ReducerResult, Subscribe, SubscribeApplied, SubscriptionError, TxUpdate, Unsubscribe,
                        UnsubscribeApplied, array_header, assemble_transaction_update, decode_client, encode,
                        encode_query_rows, encode_tx_fields)
-from .sql import SqlError, check_subscription, run_sql
+from .sql import SqlError, check_subscription
 from .subscription import QueryDelta, SubscriptionEngine
 from .tx import TxData
 from .types import ConnectionId, Identity
@@ -242,14 +242,12 @@ class Host:
         return self._queue(_PendingMsg(now, session, encode(UnsubscribeApplied(msg.id, msg.subscription, rows)), True))
 
     def _sql(self, session: Session, msg: OneOffQuery) -> list[Out]:
-        is_owner = session.identity == self.owner
         try:
-            res = run_sql(msg.query, tables=self.db.tables, sender=session.identity, is_owner=is_owner,
-                          transact=lambda body: self.db.transact(body, sender=session.identity))
+            res = self.db.sql(msg.query, sender=session.identity, wait=False)
         except (DbError, ValueError) as exc:
             reply = OneOffResult(msg.id, [], [], [], str(exc))
             return [(session, encode(reply))]
-        offset = res.tx.offset if getattr(res, "tx", None) is not None else self.db.last_offset
+        offset = res.tx.offset if res.tx is not None else self.db.last_offset
         reply = OneOffResult(msg.id, list(res.columns), [t.describe() for t in res.types],
                              [[t.to_wire(v) for t, v in zip(res.types, row)] for row in res.rows], None, res.affected)
         session.in_flight += 1
