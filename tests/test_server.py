@@ -218,3 +218,48 @@ def test_too_many_in_flight(tmp_path: Path) -> None:
             await ws.close()
 
     run(main())
+
+
+PRIVATE_MODULE = '''
+from typing import Annotated
+from db_core import table, reducer, ReducerContext, PrimaryKey
+
+@table(name="note", public=True)
+class Note:
+    id: Annotated[int, PrimaryKey]
+    text: str
+
+@table(name="secret")
+class Secret:
+    id: Annotated[int, PrimaryKey]
+    text: str
+'''
+
+
+def test_sql_dml_reaches_subscribers_and_private_tables_hide(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            srv.publish("notes", PRIVATE_MODULE)
+            url = f"127.0.0.1:{srv.port}"
+            owner = await Client.connect(url, "notes", token=srv.owner_token)
+            other = await Client.connect(url, "notes")
+            await other.subscribe(["SELECT * FROM note"])
+            r = await owner.sql("INSERT INTO note (id, text) VALUES (1, 'hello'), (2, 'world')")
+            assert r.error is None and r.affected == 2
+            await wait_for(lambda: sorted(n.text for n in other.rows("note")) == ["hello", "world"])
+            r = await owner.sql("INSERT INTO secret VALUES (1, 'psst')")
+            assert r.error is None
+            r = await owner.sql("SELECT * FROM secret")
+            assert r.rows == [[1, "psst"]]
+            # a non-owner: private tables do not exist for it, and DML is refused
+            r = await other.sql("SELECT * FROM secret")
+            assert r.error == "no such table: `secret`. If the table exists, it may be marked private. (at line 1, column 15)"
+            with pytest.raises(ClientError, match="no such table: `secret`"):
+                await other.subscribe(["SELECT * FROM secret"])
+            r = await other.sql("DELETE FROM note")
+            assert r.error == f"Identity 0x{other.identity.hex()} is not authorized to run SQL DML statements"
+            assert len(other.rows("note")) == 2
+            await owner.close()
+            await other.close()
+
+    run(main())
