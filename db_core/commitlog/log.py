@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ from .fsio import all_zero, datasync, fsync_dir, pwrite_all, write_zeros
 logger = logging.getLogger(__name__)
 
 _HEADER = SEGMENT_HEADER.size
+# Group commit under load: wait this long for more records unless this many are already queued.
+LINGER_SECONDS = 100e-6
+LINGER_BATCH = 32
 _ZERO_FRAME = bytes(FRAME.size)
 
 # Zero padding is added to the active segment in steps of this many bytes (never more than ``segment_bytes``).
@@ -395,6 +399,7 @@ class CommitLog:
     def _run(self) -> None:
         cond = self._cond
         clean = False
+        busy = False
         try:
             while True:
                 with cond:
@@ -404,8 +409,16 @@ class CommitLog:
                     self._idle = False
                     if not self._queue:
                         break  # closed and drained
+                    linger = busy and not self._closed and len(self._queue) < LINGER_BATCH
+                if linger:
+                    # Records kept arriving while the last batch synced: writers are pipelining, so a
+                    # moment's wait fills the batch and saves syncs and GIL hand-offs. A lone caller
+                    # waiting on its own commit never lingers (the queue was empty after its sync).
+                    time.sleep(LINGER_SECONDS)
+                with cond:
                     batch, self._queue = self._queue, []
                 self._publish(self._write(batch))
+                busy = bool(self._queue)
             clean = True
         except BaseException as exc:  # noqa: BLE001 - any failure must poison the log, not vanish with the thread
             self._fail(exc)
