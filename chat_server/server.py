@@ -103,15 +103,17 @@ class ChatServer:
     def _open_databases(self) -> None:
         root = self.config.data_dir / "databases"
         root.mkdir(parents=True, exist_ok=True)
-        if not (root / DEFAULT_DATABASE / "module.py").exists():
-            self.publish(DEFAULT_DATABASE, QUICKSTART_CHAT.read_text())
+        if _module_file(root / DEFAULT_DATABASE) is None:
+            self.publish(DEFAULT_DATABASE, QUICKSTART_CHAT.read_text(), filename=QUICKSTART_CHAT.name)
         for path in sorted(root.iterdir()):
-            if path.name not in self.databases and (path / "module.py").exists():
+            if path.name not in self.databases and _module_file(path) is not None:
                 self._open(path.name)
 
     def _open(self, name: str, *, clear: bool = False) -> Hosted:
         path = self.config.data_dir / "databases" / name
-        db = Database.open(path / "data", path / "module.py", owner=self.owner, clear=clear)
+        module_file = _module_file(path)
+        assert module_file is not None
+        db = Database.open(path / "data", module_file, owner=self.owner, clear=clear)
         hosted = Hosted(name, db, self.config.limits)
         loop = self._loop
 
@@ -125,26 +127,35 @@ class ChatServer:
                  len(db.module_def.reducers))
         return hosted
 
-    def publish(self, name: str, source: str, *, clear: bool = False) -> list[str]:
-        """Create or update database ``name`` from module source; returns what migrated."""
+    def publish(self, name: str, source: str, *, filename: str = "module.py", clear: bool = False) -> list[str]:
+        """Create or update database ``name`` from module source; returns what migrated.
+
+        The module is kept under its own file name, which is what log lines cite.
+        """
         if not DB_NAME_RE.match(name):
             raise DbError(f"invalid database name {name!r}: use lowercase letters, digits and single dashes")
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\.py$", filename):
+            filename = "module.py"
         path = self.config.data_dir / "databases" / name
         path.mkdir(parents=True, exist_ok=True)
         old = self.databases.pop(name, None)
-        module_path = path / "module.py"
-        previous = module_path.read_text() if module_path.exists() else None
-        tmp = path / "module.py.new"
+        previous_path = _module_file(path)
+        previous = previous_path.read_text() if previous_path is not None else None
+        tmp = path / (filename + ".new")
         tmp.write_text(source)
         if old is not None:
             old.host.close()
             old.db.close()
+        if previous_path is not None:
+            previous_path.unlink()
+        module_path = path / filename
         tmp.replace(module_path)
         try:
             hosted = self._open(name, clear=clear)
         except BaseException:
-            if previous is not None:
-                module_path.write_text(previous)
+            module_path.unlink(missing_ok=True)
+            if previous is not None and previous_path is not None:
+                previous_path.write_text(previous)
                 if old is not None:
                     self._open(name)
             else:
@@ -281,6 +292,12 @@ class ChatServer:
     def _on_durable(self, hosted: Hosted, offset: int) -> None:
         if self.databases.get(hosted.name) is hosted:
             self._dispatch(hosted, hosted.host.on_durable(offset))
+
+
+def _module_file(path: Path) -> Path | None:
+    """The module a database directory hosts (its one ``.py`` file)."""
+    files = sorted(path.glob("*.py")) if path.is_dir() else []
+    return files[0] if files else None
 
 
 def _token_from(headers: Headers, query: str) -> str | None:
