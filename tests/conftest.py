@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import sys
 from pathlib import Path
 
@@ -24,3 +25,20 @@ def write_module(tmp_path: Path, source: str, name: str = "mod") -> Path:
     path = tmp_path / f"{name}.py"
     path.write_text(source)
     return path
+
+
+SEG_HEADER = struct.Struct("<8sQ")  # segment magic + base offset (the on-disk format, read independently)
+FRAME = struct.Struct("<IIQ")       # payload length, crc32, offset
+
+
+def record_spans(segment: Path) -> list[tuple[int, int]]:
+    """(start, end) byte spans of the records in a commit-log segment file."""
+    data = segment.read_bytes()
+    pos, spans = SEG_HEADER.size, []
+    while pos + FRAME.size <= len(data):
+        length, crc, offset = FRAME.unpack_from(data, pos)
+        if length == crc == offset == 0:
+            break  # zero padding after the last record
+        spans.append((pos, pos + FRAME.size + length))
+        pos += FRAME.size + length
+    return spans

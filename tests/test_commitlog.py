@@ -18,9 +18,9 @@ from db_core.commitlog import CommitLog, SnapshotStore
 from db_core.commitlog import log as commitlog_log
 from db_core.errors import CorruptLogError, StorageError
 
+from .conftest import FRAME, SEG_HEADER, record_spans
+
 # The formats, written out independently of the implementation so the tests pin them.
-SEG_HEADER = struct.Struct("<8sQ")
-FRAME = struct.Struct("<IIQ")
 SNAP_HEADER = struct.Struct("<8sQQI")
 
 
@@ -31,18 +31,6 @@ def frame(offset: int, payload: bytes) -> bytes:
 
 def segments(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.log"))
-
-
-def record_spans(segment: Path) -> list[tuple[int, int]]:
-    data = segment.read_bytes()
-    pos, spans = SEG_HEADER.size, []
-    while pos + FRAME.size <= len(data):
-        length, crc, offset = FRAME.unpack_from(data, pos)
-        if length == crc == offset == 0:
-            break  # zero padding after the last record
-        spans.append((pos, pos + FRAME.size + length))
-        pos += FRAME.size + length
-    return spans
 
 
 def payload_for(i: int) -> bytes:

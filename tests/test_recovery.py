@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import textwrap
@@ -17,7 +16,7 @@ import pytest
 
 from db_core import Database, Identity, RecoveryWarning
 
-from .conftest import ROOT, write_module
+from .conftest import ROOT, record_spans, write_module
 
 PAIRS = textwrap.dedent("""
     from db_core import table, reducer, ReducerContext
@@ -32,20 +31,6 @@ PAIRS = textwrap.dedent("""
         ctx.db.half.insert(Half(n, "b"))
 """)
 
-HEADER = 16  # segment magic + base offset
-FRAME = struct.Struct("<IIQ")
-
-
-def record_spans(segment: Path) -> list[tuple[int, int]]:
-    data = segment.read_bytes()
-    pos, spans = HEADER, []
-    while pos + FRAME.size <= len(data):
-        length, crc, offset = FRAME.unpack_from(data, pos)
-        if length == crc == offset == 0:
-            break  # zero padding after the last record
-        spans.append((pos, pos + FRAME.size + length))
-        pos += FRAME.size + length
-    return spans
 
 
 def committed_pairs(db: Database) -> dict[int, set[str]]:
