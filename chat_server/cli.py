@@ -15,7 +15,10 @@ import platformdirs
 
 from db_core import DbError
 
+from .client import DEFAULT_SERVER
+from .commands import add_client_commands
 from .server import ChatServer, ServerConfig
+from .tokens import remember_owner
 
 APP = "quickstart-chat"
 
@@ -45,6 +48,7 @@ def _raise_file_limit() -> None:
 async def _serve(config: ServerConfig) -> int:
     server = ChatServer(config)
     await server.start()
+    remember_owner(f"{config.host}:{server.port}", server.owner_token)
     scheme = "wss" if config.tls_cert else "ws"
     logging.getLogger("chat_server").info(
         "listening on %s://%s:%d (databases: %s; data in %s)", scheme, config.host, server.port,
@@ -102,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve wss:// with this certificate (PEM)")
     start.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's private key (PEM)")
     start.set_defaults(func=cmd_start)
+    add_client_commands(sub, DEFAULT_SERVER)
     return parser
 
 

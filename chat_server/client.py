@@ -40,15 +40,17 @@ class ConnectFailed(ClientError):
     """The server could not be reached or refused the connection."""
 
 
-def ws_url(server: str, database: str) -> str:
-    """The websocket URL of ``database`` on ``server`` (http(s)://, ws(s)://, or bare host:port)."""
+def ws_url(server: str, database: str, endpoint: str = "subscribe") -> str:
+    """The websocket URL of ``database`` on ``server`` (http(s)://, ws(s)://, or bare host:port).
+
+    ``endpoint`` is ``subscribe`` for a client (lifecycle hooks run) or ``cli``."""
     base = server.strip().rstrip("/")
     for plain, ws in (("http://", "ws://"), ("https://", "wss://")):
         if base.startswith(plain):
             base = ws + base[len(plain):]
     if not base.startswith(("ws://", "wss://")):
         base = "ws://" + base
-    return f"{base}/v1/database/{database}/subscribe"
+    return f"{base}/v1/database/{database}/{endpoint}"
 
 
 @dataclasses.dataclass(slots=True)
@@ -108,6 +110,8 @@ class Client:
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._events: asyncio.Queue[TxEvent | BaseException] = asyncio.Queue()
         self._subscriptions: dict[int, list[int]] = {}
+        self._streams: dict[int, asyncio.Queue[Any]] = {}
+        self._raw: asyncio.Queue[Any] | None = None
         self._reader = asyncio.create_task(self._read())
         self.closed = asyncio.Event()
         self.close_reason: str | None = None
@@ -115,9 +119,9 @@ class Client:
 
     @classmethod
     async def connect(cls, server: str, database: str, token: str | None = None, *,
-                      open_timeout: float = 10.0) -> "Client":
+                      open_timeout: float = 10.0, endpoint: str = "subscribe") -> "Client":
         """Connect (with ``token`` to be the same identity again); ConnectFailed with the reason if not."""
-        url = ws_url(server, database)
+        url = ws_url(server, database, endpoint)
         headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
             ws = await connect(url, subprotocols=[SUBPROTOCOL], additional_headers=headers,  # type: ignore[list-item]
@@ -141,8 +145,43 @@ class Client:
         return cls(ws, hello)
 
     # -- requests -----------------------------------------------------------------------
-    async def _request(self, make: Callable[[int], Any]) -> Any:
-        rid = next(self._ids)
+    async def request(self, make: Callable[[int], Any], *, stream: bool = False) -> Any:
+        """Send ``make(request_id)`` and return the reply; with ``stream``, later messages
+        with the same id are kept for ``stream(request_id)``."""
+        if stream:
+            rid = next(self._ids)
+            self._streams[rid] = asyncio.Queue()
+            return await self._request(make, rid)
+        return await self._request(make)
+
+    async def stream(self, rid: int) -> AsyncIterator[Any]:
+        """Further messages answering request ``rid`` (e.g. followed log lines), until the connection closes."""
+        queue = self._streams[rid]
+        while True:
+            item = await queue.get()
+            if isinstance(item, BaseException):
+                return
+            yield item
+
+    async def subscribe_rows(self, queries: list[str]) -> list[Any]:
+        """Subscribe and return the initial ``QueryRows`` as sent (wire rows); see ``raw_updates``."""
+        self._raw = asyncio.Queue()
+        reply = await self._request(lambda rid: Subscribe(rid, list(queries)))
+        if isinstance(reply, SubscriptionError):
+            raise ClientError(reply.error)
+        return reply.queries
+
+    async def raw_updates(self) -> AsyncIterator[Any]:
+        """Each transaction's ``TxUpdate`` as sent, after ``subscribe_rows``."""
+        assert self._raw is not None, "call subscribe_rows first"
+        while True:
+            item = await self._raw.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def _request(self, make: Callable[[int], Any], rid: int | None = None) -> Any:
+        rid = next(self._ids) if rid is None else rid
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters[rid] = fut
         try:
@@ -207,19 +246,36 @@ class Client:
                 fut.set_exception(error)
         self._waiters.clear()
         self._events.put_nowait(error)
+        for queue in self._streams.values():
+            queue.put_nowait(error)
+        if self._raw is not None:
+            self._raw.put_nowait(error)
         self.closed.set()
 
     def _handle(self, msg: Any) -> None:
+        if isinstance(msg, IdentityToken):
+            # The database was updated with a new module: new schema; our subscriptions'
+            # rows are dropped here and arrive again (checked against it) right after.
+            self.schema = msg.schema
+            self.tables = table_schemas(msg.schema)
+            events = self.cache.clear()
+            self.cache = ClientCache({
+                name: (lambda i: (lambda row: row[i]))(ts.columns.index(ts.primary_key))
+                for name, ts in self.tables.items() if ts.primary_key
+            })
+            if events:
+                self._publish_event(TxEvent(-1, 0, None, self.identity, events))
+            return
         if isinstance(msg, TransactionUpdate):
+            if self._raw is not None:
+                for tx in msg.txs:
+                    self._raw.put_nowait(tx)
             for tx in msg.txs:
                 events: list[RowEvent] = []
                 for q in tx.updates:
                     events += self.cache.apply(q.table, self._decode_rows(q.table, q.inserts),
                                                self._decode_rows(q.table, q.deletes))
-                event = TxEvent(tx.offset, tx.timestamp, tx.reducer, Identity(tx.caller), events)
-                for listener in self.listeners:
-                    listener(event)
-                self._events.put_nowait(event)
+                self._publish_event(TxEvent(tx.offset, tx.timestamp, tx.reducer, Identity(tx.caller), events))
             return
         if isinstance(msg, SubscribeApplied):
             events = []
@@ -227,10 +283,7 @@ class Client:
                 events += self.cache.apply(q.table, self._decode_rows(q.table, q.inserts), ())
             self._subscriptions[msg.id] = [q.query_id for q in msg.queries]
             if events:
-                event = TxEvent(-1, 0, None, self.identity, events)
-                for listener in self.listeners:
-                    listener(event)
-                self._events.put_nowait(event)
+                self._publish_event(TxEvent(-1, 0, None, self.identity, events))
         elif isinstance(msg, UnsubscribeApplied):
             for q in msg.queries:
                 self.cache.apply(q.table, (), self._decode_rows(q.table, q.deletes))
@@ -239,6 +292,13 @@ class Client:
         fut = self._waiters.pop(rid, None) if rid is not None else None
         if fut is not None and not fut.done():
             fut.set_result(msg)
+        elif rid in self._streams:
+            self._streams[rid].put_nowait(msg)
+
+    def _publish_event(self, event: TxEvent) -> None:
+        for listener in self.listeners:
+            listener(event)
+        self._events.put_nowait(event)
 
 
 def _to_wire(value: Any) -> Any:

@@ -18,7 +18,7 @@ import logging
 import re
 import shutil
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,16 +27,19 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from db_core import Database, DbError, Identity
+from db_core import ConnectionId, Database, DbError, Identity
 from db_core.host import Host, Limits, Out, Session
-from db_core.protocol import SUBPROTOCOL
+from db_core.protocol import (SUBPROTOCOL, DeleteDatabase, Done, ErrorMessage, IdentityToken, ProtocolError, Publish,
+                              decode_client, encode)
 
 from .auth import InvalidToken, TokenAuthority
 from .modules import QUICKSTART_CHAT
+from .tokens import write_private
 
 log = logging.getLogger("chat_server")
 DB_NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-PATH_RE = re.compile(r"^/v1/database/([^/]+)/subscribe$")
+# "subscribe": a client (lifecycle hooks run); "cli": the command line (no hooks, calls carry no connection).
+PATH_RE = re.compile(r"^/v1/database/([^/]+)/(subscribe|cli)$")
 DEFAULT_DATABASE = "quickstart-chat"
 
 
@@ -53,13 +56,14 @@ class ServerConfig:
 
 
 class _Client:
-    """One websocket: its session and its bounded outgoing queue."""
+    """One websocket: its session, the database serving it, and its bounded outgoing queue."""
 
-    __slots__ = ("ws", "session", "queue", "wake", "closing")
+    __slots__ = ("ws", "session", "hosted", "queue", "wake", "closing")
 
-    def __init__(self, ws: ServerConnection, session: Session) -> None:
+    def __init__(self, ws: ServerConnection, session: Session, hosted: "Hosted") -> None:
         self.ws = ws
         self.session = session
+        self.hosted = hosted
         self.queue: collections.deque[bytes] = collections.deque()
         self.wake = asyncio.Event()
         self.closing: str | None = None
@@ -96,8 +100,7 @@ class ChatServer:
             return self.auth.verify(token), token
         except (FileNotFoundError, InvalidToken):
             identity, token = self.auth.mint()
-            path.write_text(token + "\n")
-            path.chmod(0o600)
+            write_private(path, token + "\n")
             return identity, token
 
     def _open_databases(self) -> None:
@@ -109,12 +112,16 @@ class ChatServer:
             if path.name not in self.databases and _module_file(path) is not None:
                 self._open(path.name)
 
-    def _open(self, name: str, *, clear: bool = False) -> Hosted:
+    def _open(self, name: str, *, clear: bool = False, owner: Identity | None = None,
+              keep: frozenset = frozenset()) -> Hosted:
         path = self.config.data_dir / "databases" / name
         module_file = _module_file(path)
         assert module_file is not None
-        db = Database.open(path / "data", module_file, owner=self.owner, clear=clear)
+        db = Database.open(path / "data", module_file, owner=owner, clear=clear, keep_connections=keep)
+        if db.owner is None:
+            db.owner = self.owner
         hosted = Hosted(name, db, self.config.limits)
+        hosted.host.on_admin = lambda session, msg: self._admin_soon(hosted, session, msg)
         loop = self._loop
 
         def durable(offset: int) -> None:
@@ -127,7 +134,8 @@ class ChatServer:
                  len(db.module_def.reducers))
         return hosted
 
-    def publish(self, name: str, source: str, *, filename: str = "module.py", clear: bool = False) -> list[str]:
+    def publish(self, name: str, source: str, *, filename: str = "module.py", clear: bool = False,
+                publisher: Identity | None = None) -> list[str]:
         """Create or update database ``name`` from module source; returns what migrated.
 
         The module is kept under its own file name, which is what log lines cite.
@@ -139,6 +147,11 @@ class ChatServer:
         path = self.config.data_dir / "databases" / name
         path.mkdir(parents=True, exist_ok=True)
         old = self.databases.pop(name, None)
+        moving = list(old.clients.values()) if old is not None else []
+        carried = [(c, old.host.live_subscriptions(c.session)) for c in moving] if old is not None else []
+        keep = frozenset(c.session.connection_id for c in moving if c.session.hooks)
+        for client in moving:
+            old.host.detach(client.session)  # type: ignore[union-attr]
         previous_path = _module_file(path)
         previous = previous_path.read_text() if previous_path is not None else None
         tmp = path / (filename + ".new")
@@ -150,26 +163,77 @@ class ChatServer:
             previous_path.unlink()
         module_path = path / filename
         tmp.replace(module_path)
+        owner = publisher if old is None and previous is None else None
         try:
-            hosted = self._open(name, clear=clear)
+            hosted = self._open(name, clear=clear, owner=owner or self.owner if previous is None else None, keep=keep)
         except BaseException:
             module_path.unlink(missing_ok=True)
             if previous is not None and previous_path is not None:
                 previous_path.write_text(previous)
                 if old is not None:
-                    self._open(name)
+                    restored = self._open(name, keep=keep)
+                    self._carry_over(restored, carried)
             else:
                 shutil.rmtree(path, ignore_errors=True)
             raise
-        if old is not None:
-            # Keep the live clients: hand their sessions to the new host.
-            for client in old.clients.values():
-                self._reattach(hosted, client)
+        # Keep the live clients: their sessions move to the new host with their subscriptions.
+        self._carry_over(hosted, carried)
         return hosted.db.migrations
 
-    def _reattach(self, hosted: Hosted, client: _Client) -> None:
-        client.closing = "the database was updated; reconnect"
-        client.wake.set()
+    def _carry_over(self, hosted: Hosted, carried: list[tuple[_Client, list[tuple[int, list[str]]]]]) -> None:
+        for client, subscriptions in carried:
+            client.hosted = hosted
+            hosted.clients[client.session] = client
+            self._dispatch(hosted, hosted.host.adopt(client.session, subscriptions))
+
+    def delete(self, name: str) -> None:
+        """Delete database ``name``: its clients are disconnected and its files removed."""
+        hosted = self.databases.pop(name, None)
+        if hosted is None:
+            raise DbError(f"no such database: {name}")
+        for client in list(hosted.clients.values()):
+            hosted.host.detach(client.session)
+            client.closing = f"database `{name}` was deleted"
+            client.wake.set()
+        hosted.host.close()
+        hosted.db.close()
+        shutil.rmtree(self.config.data_dir / "databases" / name, ignore_errors=True)
+
+    # -- admin requests (publish, delete) ---------------------------------------------------------
+    def _admin_soon(self, hosted: Hosted, session: Session, msg: Publish | DeleteDatabase) -> None:
+        # Publishing closes and reopens the database: not from inside the host's own call.
+        asyncio.get_running_loop().call_soon(self._admin, hosted, session, msg)
+
+    def _admin(self, hosted: Hosted | None, session: Session, msg: Publish | DeleteDatabase, name: str = "",
+               reply: Callable[[bytes], None] | None = None) -> None:
+        name = hosted.name if hosted is not None else name
+        send = reply or (lambda frame: self._send_direct(session, frame))
+        owner = hosted.db.owner if hosted is not None else None
+        if owner is not None and session.identity != owner:
+            what = "publish over" if isinstance(msg, Publish) else "delete"
+            send(encode(ErrorMessage(msg.id, f"Identity 0x{session.identity.hex()} is not authorized to {what} database `{name}`")))
+            return
+        try:
+            if isinstance(msg, DeleteDatabase):
+                send(encode(Done(msg.id, [f"deleted database `{name}`"])))
+                self.delete(name)
+                return
+            created = hosted is None
+            migrations = self.publish(name, msg.module, filename=msg.filename, clear=msg.clear, publisher=session.identity)
+        except DbError as exc:
+            send(encode(ErrorMessage(msg.id, str(exc))))
+            return
+        detail = [f"created database `{name}`" if created else f"updated database `{name}`"]
+        if msg.clear and not created:
+            detail.append("cleared its data")
+        send(encode(Done(msg.id, detail + migrations)))
+
+    def _send_direct(self, session: Session, frame: bytes) -> None:
+        for hosted in self.databases.values():
+            client = hosted.clients.get(session)
+            if client is not None:
+                self._dispatch(hosted, [(session, frame)])
+                return
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -215,7 +279,7 @@ class ChatServer:
         m = PATH_RE.match(path)
         if m is None:
             return connection.respond(http.HTTPStatus.NOT_FOUND, f"no such endpoint: {path}\n")
-        if m.group(1) not in self.databases:
+        if m.group(1) not in self.databases and m.group(2) != "cli":
             return connection.respond(http.HTTPStatus.NOT_FOUND, f"no such database: {m.group(1)}\n")
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return connection.respond(http.HTTPStatus.UPGRADE_REQUIRED, "this endpoint speaks websocket\n")
@@ -227,10 +291,7 @@ class ChatServer:
         url = urlsplit(ws.request.path)
         m = PATH_RE.match(url.path)
         assert m is not None
-        hosted = self.databases.get(m.group(1))
-        if hosted is None:
-            await ws.close(1008, f"no such database: {m.group(1)}")
-            return
+        name, hooks = m.group(1), m.group(2) == "subscribe"
         token = _token_from(ws.request.headers, url.query)
         try:
             if token:
@@ -240,38 +301,71 @@ class ChatServer:
         except InvalidToken as exc:
             await ws.close(1008, f"invalid token: {exc}")
             return
-        session, reason, out = hosted.host.connect(identity, token)
+        hosted = self.databases.get(name)
+        if hosted is None:
+            await self._handle_absent(ws, name, identity, token)
+            return
+        session, reason, out = hosted.host.connect(identity, token, hooks=hooks)
         if session is None:
             await ws.close(1008, (reason or "connection rejected")[:120])
             return
-        client = _Client(ws, session)
+        client = _Client(ws, session, hosted)
         hosted.clients[session] = client
         self._dispatch(hosted, out)
-        writer = asyncio.create_task(self._writer(hosted, client))
+        writer = asyncio.create_task(self._writer(client))
         try:
             async for frame in ws:
                 if isinstance(frame, str):
                     frame = frame.encode()
-                self._dispatch(hosted, hosted.host.receive(session, frame))
+                current = client.hosted
+                if current.clients.get(session) is not client:
+                    break  # the database went away under this client
+                out = current.host.receive(session, frame)
+                out += current.host.release()
+                self._dispatch(current, out)
         except ConnectionClosed:
             pass
         finally:
+            current = client.hosted
+            if current.clients.get(session) is client:
+                del current.clients[session]
+                if self.databases.get(current.name) is current:
+                    self._dispatch(current, current.host.disconnect(session))
+            await asyncio.sleep(0)  # let the writer send what is queued (e.g. a close reason)
             writer.cancel()
-            hosted.clients.pop(session, None)
-            if hosted is self.databases.get(hosted.name):
-                self._dispatch(hosted, hosted.host.disconnect(session))
 
-    async def _writer(self, hosted: Hosted, client: _Client) -> None:
+    async def _handle_absent(self, ws: ServerConnection, name: str, identity: Identity, token: str) -> None:
+        """A CLI connection to a database that does not exist yet: only publish is possible."""
+        session = Session(ConnectionId.random(), identity, hooks=False, token=token)
+        await ws.send(encode(IdentityToken(bytes(identity), token, bytes(session.connection_id), name, {"tables": [], "reducers": []})))
+        outbox: list[bytes] = []
+        try:
+            async for frame in ws:
+                try:
+                    msg = decode_client(frame if isinstance(frame, bytes) else frame.encode())
+                except ProtocolError as exc:
+                    await ws.send(encode(ErrorMessage(None, str(exc))))
+                    continue
+                if isinstance(msg, Publish):
+                    self._admin(None, session, msg, name=name, reply=outbox.append)
+                else:
+                    outbox.append(encode(ErrorMessage(msg.id, f"no such database: {name}")))
+                while outbox:
+                    await ws.send(outbox.pop(0))
+        except ConnectionClosed:
+            pass
+
+    async def _writer(self, client: _Client) -> None:
         ws = client.ws
         try:
             while True:
                 await client.wake.wait()
                 client.wake.clear()
+                while client.queue:  # what was queued before a close (e.g. a delete's reply) still goes
+                    await ws.send(client.queue.popleft())
                 if client.closing:
                     await ws.close(1008 if "slow" in client.closing else 1001, client.closing)
                     return
-                while client.queue:
-                    await ws.send(client.queue.popleft())
         except ConnectionClosed:
             return
 

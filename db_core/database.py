@@ -120,6 +120,7 @@ class Database:
         *,
         clear: bool = False,
         owner: Identity | None = None,
+        keep_connections: frozenset[ConnectionId] = frozenset(),
         sync: bool = True,
         snapshot_every: int = 100_000,
         segment_bytes: int = 16 << 20,
@@ -128,6 +129,8 @@ class Database:
 
         Raises DatabaseLocked if another process has it open, MigrationError if
         the stored schema is incompatible with the module (unless ``clear``).
+        Connections recorded as open are disconnected (their hooks run), except
+        ``keep_connections``: live clients a host carries over a module update.
         """
         db = cls()
         db._snapshot_every = snapshot_every
@@ -143,7 +146,8 @@ class Database:
             if path is None:
                 db._open_memory(owner)
             else:
-                db._open_dir(Path(path), clear=clear, owner=owner, sync=sync, segment_bytes=segment_bytes)
+                db._open_dir(Path(path), clear=clear, owner=owner, sync=sync, segment_bytes=segment_bytes,
+                             keep=keep_connections)
         except BaseException:
             db._release()
             raise
@@ -163,7 +167,8 @@ class Database:
         self._build_tables()
         self._initialize()
 
-    def _open_dir(self, path: Path, *, clear: bool, owner: Identity | None, sync: bool, segment_bytes: int) -> None:
+    def _open_dir(self, path: Path, *, clear: bool, owner: Identity | None, sync: bool, segment_bytes: int,
+                  keep: frozenset[ConnectionId]) -> None:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -211,7 +216,7 @@ class Database:
                 self.snapshot()
             elif owner is not None and meta.get("owner") != owner.hex():
                 self._write_meta()
-        self._disconnect_stale()
+        self._disconnect_stale(keep)
 
     def _acquire_lock(self, path: Path) -> None:
         fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -309,8 +314,8 @@ class Database:
             self.wait_durable(r.offset)
         self.logs.system("Database initialized")
 
-    def _disconnect_stale(self) -> None:
-        stale = list(self.tables["st_client"].rows.values())
+    def _disconnect_stale(self, keep: frozenset[ConnectionId] = frozenset()) -> None:
+        stale = [row for row in self.tables["st_client"].rows.values() if row.connection_id not in keep]
         for row in stale:
             self.logs.system(f"Disconnecting connection {row.connection_id.hex()} left open by the last run")
             self.disconnect(row.connection_id, wait=False)

@@ -21,10 +21,11 @@ import msgpack
 
 from .database import CallResult, Database
 from .errors import CallError, DbError, StorageError
-from .protocol import (CallReducer, ErrorMessage, IdentityToken, OneOffQuery, OneOffResult, ProtocolError, QueryRows,
-                       ReducerResult, Subscribe, SubscribeApplied, SubscriptionError, TxUpdate, Unsubscribe,
-                       UnsubscribeApplied, array_header, assemble_transaction_update, decode_client, encode,
-                       encode_query_rows, encode_tx_fields)
+from .logs import LEVEL_RANK, LogRecord
+from .protocol import (CallReducer, DeleteDatabase, ErrorMessage, IdentityToken, LogLines, Logs, OneOffQuery,
+                       OneOffResult, ProtocolError, Publish, QueryRows, ReducerResult, Subscribe, SubscribeApplied,
+                       SubscriptionError, TxUpdate, Unsubscribe, UnsubscribeApplied, assemble_transaction_update,
+                       decode_client, encode, encode_query_rows, encode_tx_fields)
 from .sql import SqlError, check_subscription
 from .subscription import QueryDelta, SubscriptionEngine
 from .tx import TxData
@@ -47,6 +48,7 @@ class _SubSet:
 
     request_id: int
     qids: list[int]
+    queries: list[str]
     since: int
     until: int | None = None  # set by unsubscribe: updates up to here still go out
 
@@ -54,11 +56,15 @@ class _SubSet:
 class Session:
     """One client connection as the host sees it."""
 
-    __slots__ = ("connection_id", "identity", "subs", "in_flight", "closed", "signature")
+    __slots__ = ("connection_id", "identity", "subs", "in_flight", "closed", "signature", "hooks", "log_follow",
+                 "token")
 
-    def __init__(self, connection_id: ConnectionId, identity: Identity) -> None:
+    def __init__(self, connection_id: ConnectionId, identity: Identity, hooks: bool = True, token: str = "") -> None:
         self.connection_id = connection_id
         self.identity = identity
+        self.hooks = hooks  # False: a CLI session, no lifecycle hooks, reducers see no connection id
+        self.log_follow: tuple[int, Callable[[LogRecord], None]] | None = None
+        self.token = token
         self.subs: dict[int, _SubSet] = {}
         self.in_flight = 0
         self.closed = False
@@ -112,6 +118,8 @@ class Host:
         self._durable = db.durable_offset
         self._tdefs = {name: t.tdef for name, t in db.tables.items() if not t.tdef.system}
         self._codecs = db._codecs
+        # Set by the network adapter: handles publish and delete, which outlive this host.
+        self.on_admin: Callable[[Session, Publish | DeleteDatabase], None] | None = None
         db.add_commit_listener(self._on_commit)
 
     def close(self) -> None:
@@ -122,17 +130,52 @@ class Host:
         return self.db.owner
 
     # -- connections --------------------------------------------------------------------
-    def connect(self, identity: Identity, token: str) -> tuple[Session | None, str | None, list[Out]]:
-        """Run client_connected. Returns (session, None, out) or (None, reason, []) if the module refused."""
-        result = self.db.connect_nowait(identity)
-        if not result.ok:
-            return None, result.error or "connection rejected", []
-        assert result.connection_id is not None
-        session = Session(result.connection_id, identity)
+    def connect(self, identity: Identity, token: str, *, hooks: bool = True,
+                connection_id: ConnectionId | None = None) -> tuple[Session | None, str | None, list[Out]]:
+        """Open a session. With ``hooks`` (a client), client_connected runs and may refuse:
+        then (None, reason, []). Without (the CLI), nothing runs and calls carry no connection id."""
+        if hooks:
+            result = self.db.connect_nowait(identity, connection_id)
+            if not result.ok:
+                return None, result.error or "connection rejected", []
+            assert result.connection_id is not None
+            session = Session(result.connection_id, identity, True, token)
+            barrier = result.offset
+        else:
+            session = Session(connection_id or ConnectionId.random(), identity, False, token)
+            barrier = self.db.last_offset
         self.sessions[session.connection_id] = session
-        frame = encode(IdentityToken(bytes(identity), token, bytes(session.connection_id), self.name,
-                                     self.db.schema()))
-        return session, None, self._queue(_PendingMsg(result.offset, session, frame, False))
+        return session, None, self._queue(_PendingMsg(barrier, session, self._hello(session), False))
+
+    def _hello(self, session: Session) -> bytes:
+        return encode(IdentityToken(bytes(session.identity), session.token, bytes(session.connection_id), self.name,
+                                    self.db.schema()))
+
+    def live_subscriptions(self, session: Session) -> list[tuple[int, list[str]]]:
+        """(request id, queries) of a session's live subscriptions."""
+        return [(s.request_id, s.queries) for s in session.subs.values() if s.until is None]
+
+    def adopt(self, session: Session, subscriptions: list[tuple[int, list[str]]]) -> list[Out]:
+        """Take over a live session from the host of the previous module version.
+
+        Same identity and connection, no hooks run. The client is sent the new
+        schema (an identity message: clients drop their cached rows on it) and
+        then each subscription's rows again, checked against the new schema.
+        """
+        session.closed = False
+        session.subs = {}
+        session.in_flight = 0
+        session.signature = None
+        session.log_follow = None
+        self.sessions[session.connection_id] = session
+        out = self._queue(_PendingMsg(self.db.last_offset, session, self._hello(session), False))
+        for rid, queries in subscriptions:
+            out += self._subscribe(session, Subscribe(rid, queries))
+        return out
+
+    def release(self) -> list[Out]:
+        """Whatever is ready to go now (e.g. log lines queued while a reducer ran)."""
+        return self._release_ready()
 
     def disconnect(self, session: Session) -> list[Out]:
         """Run client_disconnected and forget the session; its pending frames are dropped."""
@@ -145,8 +188,17 @@ class Host:
                 self._release_queries(subset.qids)
             self._unwatch(session, subset)
         session.subs.clear()
+        self._stop_following(session)
+        if not session.hooks:
+            return []
         result = self.db.disconnect(session.connection_id, wait=False)
         return self._release_ready() if result.offset <= self._durable else []
+
+    def detach(self, session: Session) -> None:
+        """Forget a session without running its disconnect hook (it moves to another host)."""
+        session.closed = True
+        self.sessions.pop(session.connection_id, None)
+        self._stop_following(session)
 
     # -- requests -----------------------------------------------------------------------
     def receive(self, session: Session, frame: bytes) -> list[Out]:
@@ -167,7 +219,43 @@ class Host:
             return self._subscribe(session, msg)
         if isinstance(msg, Unsubscribe):
             return self._unsubscribe(session, msg)
-        return self._sql(session, msg)
+        if isinstance(msg, OneOffQuery):
+            return self._sql(session, msg)
+        if isinstance(msg, Logs):
+            return self._logs(session, msg)
+        if self.on_admin is None:
+            return [(session, encode(ErrorMessage(msg.id, "publish and delete are not available here")))]
+        self.on_admin(session, msg)
+        return []
+
+    def _not_owner(self, session: Session, what: str) -> str | None:
+        if session.identity == self.owner:
+            return None
+        return f"Identity 0x{session.identity.hex()} is not authorized to {what} database `{self.name}`"
+
+    def _logs(self, session: Session, msg: Logs) -> list[Out]:
+        refusal = self._not_owner(session, "read the logs of")
+        if refusal is not None:
+            return [(session, encode(ErrorMessage(msg.id, refusal)))]
+        lines = self.db.logs.lines(msg.n, msg.level)
+        out = [(session, encode(LogLines(msg.id, lines)))]
+        if msg.follow:
+            self._stop_following(session)
+            floor = LEVEL_RANK[msg.level.upper()] if msg.level else 0
+
+            def follow(record: LogRecord) -> None:
+                if LEVEL_RANK[record.level] >= floor and not session.closed:
+                    frame = encode(LogLines(msg.id, record.format().split("\n")))
+                    self._pending.append(_PendingMsg(self.db.last_offset, session, frame, False))
+
+            session.log_follow = (msg.id, follow)
+            self.db.logs.add_listener(follow)
+        return out
+
+    def _stop_following(self, session: Session) -> None:
+        if session.log_follow is not None:
+            self.db.logs.remove_listener(session.log_follow[1])
+            session.log_follow = None
 
     def _call(self, session: Session, msg: CallReducer) -> list[Out]:
         def refuse(text: str) -> list[Out]:
@@ -193,7 +281,8 @@ class Host:
             except (TypeError, ValueError) as exc:
                 return refuse(f"reducer `{rdef.name}`: argument `{pname}` must be {ptype.name}: {exc}")
         try:
-            result = self.db.submit(rdef.name, *args, sender=session.identity, connection_id=session.connection_id)
+            result = self.db.submit(rdef.name, *args, sender=session.identity,
+                                    connection_id=session.connection_id if session.hooks else None)
         except CallError as exc:
             return refuse(str(exc))
         except StorageError as exc:
@@ -219,7 +308,7 @@ class Host:
                 return [(session, encode(SubscriptionError(msg.id, f"{exc} in query: {text}")))]
         infos = [self._acquire_query(text, plan, session.identity) for text, plan in plans]
         since = self.db.last_offset
-        subset = _SubSet(msg.id, [i.qid for i in infos], since)
+        subset = _SubSet(msg.id, [i.qid for i in infos], list(msg.queries), since)
         session.subs[msg.id] = subset
         for qid in subset.qids:
             watchers = self._watchers.setdefault(qid, {})

@@ -50,7 +50,34 @@ class OneOffQuery:
     query: str
 
 
-ClientMessage = CallReducer | Subscribe | Unsubscribe | OneOffQuery
+@dataclasses.dataclass(slots=True)
+class Logs:
+    """Owner only: the last ``n`` module log lines (all if None) at ``level`` or above; ``follow`` streams more."""
+
+    id: int
+    n: int | None = None
+    level: str | None = None
+    follow: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class Publish:
+    """Create or update the endpoint's database from module source (owner only for an update)."""
+
+    id: int
+    module: str
+    filename: str = "module.py"
+    clear: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class DeleteDatabase:
+    """Owner only: delete the endpoint's database and its data."""
+
+    id: int
+
+
+ClientMessage = CallReducer | Subscribe | Unsubscribe | OneOffQuery | Logs | Publish | DeleteDatabase
 
 
 # -- server -> client -----------------------------------------------------------------
@@ -135,7 +162,23 @@ class ErrorMessage:
     error: str
 
 
-ServerMessage = (IdentityToken | SubscribeApplied | UnsubscribeApplied | SubscriptionError | TransactionUpdate
+@dataclasses.dataclass(slots=True)
+class LogLines:
+    """Module log lines, oldest first; with ``follow``, more arrive as they are written."""
+
+    id: int
+    lines: list[str]
+
+
+@dataclasses.dataclass(slots=True)
+class Done:
+    """A publish or delete finished: ``detail`` says what happened (e.g. the migrations)."""
+
+    id: int
+    detail: list[str]
+
+
+ServerMessage = (LogLines | Done | IdentityToken | SubscribeApplied | UnsubscribeApplied | SubscriptionError | TransactionUpdate
                  | ReducerResult | OneOffResult | ErrorMessage)
 
 STATUSES = ("committed", "no_changes", "failed", "internal_error")
@@ -161,6 +204,16 @@ def to_wire(msg: ClientMessage | ServerMessage) -> dict[str, Any]:
         return {"t": "unsubscribe", "id": msg.id, "subscription": msg.subscription}
     if isinstance(msg, OneOffQuery):
         return {"t": "sql", "id": msg.id, "query": msg.query}
+    if isinstance(msg, Logs):
+        return {"t": "logs", "id": msg.id, "n": msg.n, "level": msg.level, "follow": msg.follow}
+    if isinstance(msg, Publish):
+        return {"t": "publish", "id": msg.id, "module": msg.module, "filename": msg.filename, "clear": msg.clear}
+    if isinstance(msg, DeleteDatabase):
+        return {"t": "delete", "id": msg.id}
+    if isinstance(msg, LogLines):
+        return {"t": "log_lines", "id": msg.id, "lines": msg.lines}
+    if isinstance(msg, Done):
+        return {"t": "done", "id": msg.id, "detail": msg.detail}
     if isinstance(msg, IdentityToken):
         return {"t": "identity", "identity": msg.identity, "token": msg.token, "connection_id": msg.connection_id,
                 "database": msg.database, "schema": msg.schema}
@@ -209,7 +262,7 @@ def _request_id(m: dict[str, Any], what: str) -> int:
     return rid
 
 
-CLIENT_TYPES = ("call", "subscribe", "unsubscribe", "sql")
+CLIENT_TYPES = ("call", "subscribe", "unsubscribe", "sql", "logs", "publish", "delete")
 
 
 def decode_client(frame: bytes) -> ClientMessage:
@@ -228,6 +281,21 @@ def decode_client(frame: bytes) -> ClientMessage:
         return Unsubscribe(_request_id(m, "unsubscribe"), _field(m, "subscription", int, "unsubscribe"))
     if kind == "sql":
         return OneOffQuery(_request_id(m, "sql"), _field(m, "query", str, "sql"))
+    if kind == "logs":
+        n = m.get("n")
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
+            raise ProtocolError("field `n` of a logs message must be a non-negative integer or nil")
+        level = m.get("level")
+        if level is not None and (not isinstance(level, str) or level.upper() not in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")):
+            raise ProtocolError("field `level` of a logs message must be one of trace, debug, info, warn, error")
+        return Logs(_request_id(m, "logs"), n, level, bool(m.get("follow", False)))
+    if kind == "publish":
+        filename = m.get("filename", "module.py")
+        if not isinstance(filename, str):
+            raise ProtocolError("field `filename` of a publish message must be str")
+        return Publish(_request_id(m, "publish"), _field(m, "module", str, "publish"), filename, bool(m.get("clear", False)))
+    if kind == "delete":
+        return DeleteDatabase(_request_id(m, "delete"))
     raise ProtocolError(f"unknown message type {kind!r}; expected one of: {', '.join(CLIENT_TYPES)}")
 
 
@@ -254,6 +322,10 @@ def decode_server(frame: bytes) -> ServerMessage:
         return OneOffResult(m["id"], m["columns"], m["types"], m["rows"], m["error"], m.get("affected"))
     if kind == "error":
         return ErrorMessage(m.get("id"), m["error"])
+    if kind == "log_lines":
+        return LogLines(m["id"], m["lines"])
+    if kind == "done":
+        return Done(m["id"], m["detail"])
     raise ProtocolError(f"unknown server message type {kind!r}")
 
 

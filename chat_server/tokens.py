@@ -1,0 +1,77 @@
+"""Where the CLI keeps identity tokens: per server, in the user's config directory, mode 0600.
+
+``owner-tokens.json``: written by ``chat-server start`` for the address it
+listens on, so the same OS user's CLI acts as the owner of that server's
+databases. ``cli-tokens.json``: the CLI's own identity on other servers,
+minted by each server on first contact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP = "quickstart-chat"
+
+
+def config_dir() -> Path:
+    return Path(platformdirs.user_config_dir(APP, appauthor=False))
+
+
+def server_key(server: str) -> str:
+    """``host:port`` of a server URL (http(s)://, ws(s)://, or bare), for keying tokens."""
+    text = server.strip().rstrip("/")
+    for prefix in ("http://", "https://", "ws://", "wss://"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    text = text.split("/", 1)[0]
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, "3000"
+    if host in ("localhost", "0.0.0.0", "::", "[::]", ""):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
+
+
+def _load(name: str) -> dict[str, str]:
+    try:
+        data = json.loads((config_dir() / name).read_text())
+        return data if isinstance(data, dict) else {}
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (created 0600, replaced atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _store(name: str, key: str, token: str) -> None:
+    data = _load(name)
+    data[key] = token
+    write_private(config_dir() / name, json.dumps(data, indent=1, sort_keys=True))
+
+
+def remember_owner(server: str, token: str) -> None:
+    _store("owner-tokens.json", server_key(server), token)
+
+
+def remember_cli(server: str, token: str) -> None:
+    _store("cli-tokens.json", server_key(server), token)
+
+
+def token_for(server: str) -> str | None:
+    """The owner token if this user runs that server, else the CLI's saved token (or None)."""
+    key = server_key(server)
+    return _load("owner-tokens.json").get(key) or _load("cli-tokens.json").get(key)
