@@ -44,8 +44,9 @@ async def wait_for(pred: Callable[[], bool], timeout: float = 5.0) -> None:
 class ServerProcess:
     """``chat-server start`` as a child process on an ephemeral port."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.env = env
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
 
@@ -55,7 +56,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             cmd + ["start", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**(self.env or os.environ), "PYTHONUNBUFFERED": "1"},
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 20
