@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from db_core.cache import ClientCache, RowEvent
 from db_core.protocol import (SUBPROTOCOL, CallReducer, ErrorMessage, IdentityToken, OneOffQuery, OneOffResult,
@@ -119,18 +120,22 @@ class Client:
 
     @classmethod
     async def connect(cls, server: str, database: str, token: str | None = None, *,
-                      open_timeout: float = 10.0, endpoint: str = "subscribe") -> "Client":
+                      open_timeout: float = 10.0, endpoint: str = "subscribe",
+                      ssl_context: ssl.SSLContext | None = None) -> "Client":
         """Connect (with ``token`` to be the same identity again); ConnectFailed with the reason if not."""
         url = ws_url(server, database, endpoint)
         headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
             ws = await connect(url, subprotocols=[SUBPROTOCOL], additional_headers=headers,  # type: ignore[list-item]
-                               compression=None, open_timeout=open_timeout, max_size=64 << 20)
+                               compression=None, open_timeout=open_timeout, max_size=64 << 20,
+                               **({"ssl": ssl_context} if ssl_context is not None and url.startswith("wss:") else {}))
         except InvalidStatus as exc:
             body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
             raise ConnectFailed(f"{url}: HTTP {exc.response.status_code} {body}".strip()) from None
         except InvalidURI as exc:
             raise ConnectFailed(f"invalid server address {server!r}: {exc}") from None
+        except InvalidHandshake as exc:
+            raise ConnectFailed(f"{url}: no websocket handshake ({exc}); is the scheme (ws/wss) right?") from None
         except (OSError, asyncio.TimeoutError) as exc:
             raise ConnectFailed(f"cannot reach {url}: {getattr(exc, 'strerror', None) or exc}") from None
         try:
