@@ -78,6 +78,14 @@ def cmd_start(args: argparse.Namespace) -> int:
     config = ServerConfig(data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(), host=host, port=port,
                           tls_cert=args.tls_cert, tls_key=args.tls_key)
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    if not args.no_uvloop:
+        try:
+            import uvloop  # optional: pip install 'quickstart-chat[fast]'
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+            logging.getLogger("chat_server").info("using uvloop")
+        except ImportError:
+            pass
     try:
         return asyncio.run(_serve(config))
     except DbError as exc:
@@ -105,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--data-dir", metavar="DIR", help=f"where databases live (default {default_data_dir()})")
     start.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve wss:// with this certificate (PEM)")
     start.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's private key (PEM)")
+    start.add_argument("--no-uvloop", action="store_true", help="use the plain asyncio loop even if uvloop is installed")
     start.set_defaults(func=cmd_start)
     add_client_commands(sub, DEFAULT_SERVER)
     return parser
