@@ -263,3 +263,37 @@ def test_sql_dml_reaches_subscribers_and_private_tables_hide(tmp_path: Path) -> 
             await other.close()
 
     run(main())
+
+
+def test_sigterm_disconnects_clients_runs_hooks_and_exits_zero(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path).start()
+
+    async def hold() -> Client:
+        client = await Client.connect(server.url, DB)
+        await client.call("set_name", "Holder")
+        return client
+
+    async def scenario() -> str | None:
+        client = await hold()
+        assert server.proc is not None
+        server.proc.terminate()
+        await asyncio.wait_for(client.closed.wait(), 10)
+        return client.close_reason
+
+    reason = run(scenario())
+    assert reason == "server shutting down"
+    assert server.proc is not None and server.proc.wait(10) == 0
+    server = ServerProcess(tmp_path).start()
+    try:
+        async def check() -> None:
+            watcher = await Client.connect(server.url, DB)
+            await watcher.subscribe(["SELECT * FROM user"])
+            users = {u.name: u.online for u in watcher.rows("user")}
+            assert users["Holder"] is False
+            await watcher.close()
+
+        run(check())
+        log = (tmp_path / "databases" / DB / "data" / "module.log").read_text()
+        assert "left open by the last run" not in log  # the hook ran at shutdown, not at the next start
+    finally:
+        server.stop()
