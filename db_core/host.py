@@ -90,6 +90,10 @@ class _PendingMsg:
     session: Session
     frame: bytes
     counts_in_flight: bool
+    # Ordered messages (identity, subscribe and unsubscribe answers) must go out before the
+    # updates that follow them; replies (results, query answers, log lines) only after the
+    # updates that precede them, so they wait for the batch's one coalesced frame.
+    ordered: bool = False
 
 
 @dataclasses.dataclass(slots=True)
@@ -145,7 +149,7 @@ class Host:
             session = Session(connection_id or ConnectionId.random(), identity, False, token)
             barrier = self.db.last_offset
         self.sessions[session.connection_id] = session
-        return session, None, self._queue(_PendingMsg(barrier, session, self._hello(session), False))
+        return session, None, self._queue(_PendingMsg(barrier, session, self._hello(session), False, True))
 
     def _hello(self, session: Session) -> bytes:
         return encode(IdentityToken(bytes(session.identity), session.token, bytes(session.connection_id), self.name,
@@ -168,7 +172,7 @@ class Host:
         session.signature = None
         session.log_follow = None
         self.sessions[session.connection_id] = session
-        out = self._queue(_PendingMsg(self.db.last_offset, session, self._hello(session), False))
+        out = self._queue(_PendingMsg(self.db.last_offset, session, self._hello(session), False, True))
         for rid, queries in subscriptions:
             out += self._subscribe(session, Subscribe(rid, queries))
         return out
@@ -316,7 +320,7 @@ class Host:
         session.signature = None
         rows = [self._query_rows(info, inserts=True) for info in infos]
         session.in_flight += 1
-        return self._queue(_PendingMsg(since, session, encode(SubscribeApplied(msg.id, rows)), True))
+        return self._queue(_PendingMsg(since, session, encode(SubscribeApplied(msg.id, rows)), True, True))
 
     def _unsubscribe(self, session: Session, msg: Unsubscribe) -> list[Out]:
         subset = session.subs.get(msg.subscription)
@@ -328,7 +332,7 @@ class Host:
         rows = [self._query_rows(self._queries[qid], inserts=False) for qid in subset.qids]
         self._release_queries(subset.qids)
         session.in_flight += 1
-        return self._queue(_PendingMsg(now, session, encode(UnsubscribeApplied(msg.id, msg.subscription, rows)), True))
+        return self._queue(_PendingMsg(now, session, encode(UnsubscribeApplied(msg.id, msg.subscription, rows)), True, True))
 
     def _sql(self, session: Session, msg: OneOffQuery) -> list[Out]:
         try:
@@ -439,24 +443,32 @@ class Host:
                     out.append((session, frame))
                 continue
             run: list[_PendingTx] = []
+            replies: list[_PendingMsg] = []
             queue = collections.deque(mine or ())
+
+            def flush() -> None:
+                if run:
+                    frame = self._frame_for(session, run, frames)
+                    if frame is not None:
+                        out.append((session, frame))
+                    run.clear()
+                for reply in replies:
+                    out.append((session, reply.frame))
+                replies.clear()
+
             for item in batch:
                 if isinstance(item, _PendingTx):
                     run.append(item)
                 elif queue and item is queue[0]:
                     queue.popleft()
-                    if run:
-                        frame = self._frame_for(session, run, frames)
-                        if frame is not None:
-                            out.append((session, frame))
-                        run = []
-                    out.append((session, item.frame))
                     if item.counts_in_flight:
                         session.in_flight -= 1
-            if run:
-                frame = self._frame_for(session, run, frames)
-                if frame is not None:
-                    out.append((session, frame))
+                    if item.ordered:
+                        flush()
+                        out.append((session, item.frame))
+                    else:
+                        replies.append(item)
+            flush()
             self._prune(session)
         return out
 

@@ -1,0 +1,82 @@
+"""The sans-I/O host: no sockets, just frames in and (session, frame) pairs out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from db_core import Database, Identity
+from db_core.host import Host
+from db_core.protocol import (CallReducer, IdentityToken, ReducerResult, Subscribe, SubscribeApplied,
+                              TransactionUpdate, decode_server, encode)
+
+
+def frames_for(out, session):
+    return [decode_server(f) for s, f in out if s is session]
+
+
+def test_nothing_goes_out_before_the_log_is_durable(tmp_path: Path, quickstart_path: Path) -> None:
+    with Database.open(tmp_path / "d", quickstart_path) as db:
+        host = Host(db, "quickstart-chat")
+        alice, _, out = host.connect(Identity.random(), "tok")
+        assert alice is not None and out == []  # even the identity message waits for the connect's commit
+        out = host.on_durable(db.last_offset)
+        assert isinstance(frames_for(out, alice)[0], IdentityToken)
+        out = host.receive(alice, encode(CallReducer(1, "send_message", ["hi"])))
+        assert out == []
+        db.wait_durable(db.last_offset)
+        out = host.on_durable(db.last_offset)
+        (result,) = frames_for(out, alice)
+        assert isinstance(result, ReducerResult) and result.status == "committed"
+
+
+def test_same_bytes_to_every_subscriber_and_one_frame_per_batch(quickstart_path: Path) -> None:
+    with Database.open(None, quickstart_path) as db:
+        host = Host(db, "quickstart-chat")
+        sessions = []
+        for i in range(5):
+            s, _, _ = host.connect(Identity.random(), "tok")
+            host.receive(s, encode(Subscribe(1, ["SELECT * FROM message"])))
+            sessions.append(s)
+        host.on_durable(db.last_offset)
+        sender = sessions[0]
+        for text in ("one", "two", "three"):
+            host.receive(sender, encode(CallReducer(10, "send_message", [text])))
+        out = host.on_durable(db.last_offset)
+        tx_frames = {s: f for s, f in out if isinstance(decode_server(f), TransactionUpdate)}
+        assert set(tx_frames) == set(sessions)
+        # the listeners got the very same bytes object, built once
+        assert len({id(f) for s, f in tx_frames.items() if s is not sender}) == 1
+        update = decode_server(tx_frames[sessions[1]])
+        assert [tx.updates[0].inserts[0][2] for tx in update.txs] == ["one", "two", "three"]
+        # the caller's results come after the frame that carries their changes
+        mine = [decode_server(f) for s, f in out if s is sender]
+        assert isinstance(mine[0], TransactionUpdate) and all(isinstance(m, ReducerResult) for m in mine[1:])
+
+
+def test_failed_call_reaches_only_its_caller(quickstart_path: Path) -> None:
+    with Database.open(None, quickstart_path) as db:
+        host = Host(db, "quickstart-chat")
+        a, _, _ = host.connect(Identity.random(), "tok")
+        b, _, _ = host.connect(Identity.random(), "tok")
+        for s in (a, b):
+            host.receive(s, encode(Subscribe(1, ["SELECT * FROM user"])))
+        host.on_durable(db.last_offset)
+        out = host.receive(a, encode(CallReducer(2, "set_name", [""])))
+        out += host.on_durable(db.last_offset)
+        assert [s for s, _ in out] == [a]
+        (result,) = frames_for(out, a)
+        assert (result.status, result.error) == ("failed", "Names must not be empty")
+
+
+def test_subscribe_answer_precedes_its_updates(quickstart_path: Path) -> None:
+    with Database.open(None, quickstart_path) as db:
+        host = Host(db, "quickstart-chat")
+        a, _, _ = host.connect(Identity.random(), "tok")
+        host.on_durable(db.last_offset)
+        # Subscribe and call in the same batch: the answer comes first, then the update.
+        out = host.receive(a, encode(Subscribe(1, ["SELECT * FROM message"])))
+        out += host.receive(a, encode(CallReducer(2, "send_message", ["x"])))
+        out += host.on_durable(db.last_offset)
+        kinds = [type(m).__name__ for m in frames_for(out, a)]
+        assert kinds == ["SubscribeApplied", "TransactionUpdate", "ReducerResult"]
+        assert isinstance(frames_for(out, a)[0], SubscribeApplied)
