@@ -27,7 +27,7 @@ from .protocol import (CallReducer, DeleteDatabase, ErrorMessage, IdentityToken,
                        SubscriptionError, TxUpdate, Unsubscribe, UnsubscribeApplied, assemble_transaction_update,
                        decode_client, encode, encode_query_rows, encode_tx_fields)
 from .sql import SqlError, check_subscription
-from .subscription import QueryDelta, SubscriptionEngine
+from .subscription import SubscriptionEngine
 from .tx import TxData
 from .types import ConnectionId, Identity
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import pytest
 
 from db_core import (AutoInc, ConnectionId, Database, Identity, Index, InvalidArguments, NoSuchReducer, NoSuchRow,
-                     NotCallable, PrimaryKey, ReducerContext, ReducerError, SchemaError, Timestamp, Unique,
+                     NotCallable, PrimaryKey, ReducerContext, SchemaError, Timestamp, Unique,
                      UniqueConstraintViolation, log, reducer, table)
 from db_core.errors import ModuleLoadError
 
