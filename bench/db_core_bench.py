@@ -166,8 +166,8 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"db_core benchmark (python {sys.version.split()[0]}, {os.cpu_count()} cores)\n")
-    print(f"| measurement | result | vs baseline | target |")
-    print(f"|---|---|---|---|")
+    print("| measurement | result | vs baseline | target |")
+    print("|---|---|---|---|")
     print(f"| in-memory send_message | {mem:,.0f} calls/s | | >= 100,000 calls/s |")
     print(f"| durable send_message, 1 caller waiting | {serial:,.0f} calls/s | {serial / sq_full:.2f}x sqlite FULL | |")
     print(f"| durable send_message, 64 in flight | {inflight:,.0f} calls/s | {inflight / sq_full:.2f}x sqlite FULL, {inflight / sq_normal:.2f}x sqlite NORMAL | >= 5x FULL, >= 1x NORMAL |")

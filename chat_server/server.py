@@ -147,6 +147,10 @@ class ChatServer:
         path = self.config.data_dir / "databases" / name
         path.mkdir(parents=True, exist_ok=True)
         old = self.databases.pop(name, None)
+        if old is not None:
+            # Everything the old version committed goes out before its clients move on.
+            old.db.wait_durable(old.db.last_offset)
+            self._dispatch(old, old.host.on_durable(old.db.last_offset))
         moving = list(old.clients.values()) if old is not None else []
         carried = [(c, old.host.live_subscriptions(c.session)) for c in moving] if old is not None else []
         keep = frozenset(c.session.connection_id for c in moving if c.session.hooks)
@@ -315,8 +319,6 @@ class ChatServer:
         writer = asyncio.create_task(self._writer(client))
         try:
             async for frame in ws:
-                if isinstance(frame, str):
-                    frame = frame.encode()
                 current = client.hosted
                 if current.clients.get(session) is not client:
                     break  # the database went away under this client
@@ -342,11 +344,17 @@ class ChatServer:
         try:
             async for frame in ws:
                 try:
-                    msg = decode_client(frame if isinstance(frame, bytes) else frame.encode())
+                    msg = decode_client(frame)  # type: ignore[arg-type]
                 except ProtocolError as exc:
                     await ws.send(encode(ErrorMessage(None, str(exc))))
                     continue
-                if isinstance(msg, Publish):
+                existing = self.databases.get(name)
+                if existing is not None:
+                    # Created since this connection opened: it has an owner now, and this connection
+                    # speaks for nobody's session on it. Reconnecting is the only way in.
+                    outbox.append(encode(ErrorMessage(
+                        getattr(msg, "id", None), f"database `{name}` exists now; reconnect to use it")))
+                elif isinstance(msg, Publish):
                     self._admin(None, session, msg, name=name, reply=outbox.append)
                 else:
                     outbox.append(encode(ErrorMessage(msg.id, f"no such database: {name}")))

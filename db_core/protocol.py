@@ -138,7 +138,7 @@ class TransactionUpdate:
 @dataclasses.dataclass(slots=True)
 class ReducerResult:
     id: int
-    status: str                  # committed | no_changes | failed | internal_error
+    status: str                  # committed | no_changes | failed | internal_error | refused
     error: str | None
     offset: int
     timestamp: int
@@ -181,7 +181,7 @@ class Done:
 ServerMessage = (LogLines | Done | IdentityToken | SubscribeApplied | UnsubscribeApplied | SubscriptionError | TransactionUpdate
                  | ReducerResult | OneOffResult | ErrorMessage)
 
-STATUSES = ("committed", "no_changes", "failed", "internal_error")
+STATUSES = ("committed", "no_changes", "failed", "internal_error", "refused")
 
 
 # -- encoding ----------------------------------------------------------------------------
@@ -335,7 +335,7 @@ def _unpack(frame: bytes) -> dict[str, Any]:
     try:
         m = msgpack.unpackb(frame, raw=False, strict_map_key=True)
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as exc:
-        raise ProtocolError(f"malformed msgpack: {exc or type(exc).__name__}") from None
+        raise ProtocolError(f"malformed msgpack: {str(exc) or type(exc).__name__}") from None
     if not isinstance(m, dict):
         raise ProtocolError(f"a message must be a msgpack map, got {type(m).__name__}")
     return m

@@ -297,3 +297,40 @@ def test_sigterm_disconnects_clients_runs_hooks_and_exits_zero(tmp_path: Path) -
         assert "left open by the last run" not in log  # the hook ran at shutdown, not at the next start
     finally:
         server.stop()
+
+
+def test_publish_from_a_connection_opened_before_the_database_existed_is_refused(tmp_path: Path) -> None:
+    from db_core.protocol import Done, Publish, encode
+
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            cli_url = ws_url(f"127.0.0.1:{srv.port}", "fresh", "cli")
+            early = await connect(cli_url, subprotocols=[SUBPROTOCOL], compression=None)  # type: ignore[list-item]
+            await early.recv()  # identity (no such database yet)
+            owner = await Client.connect(f"127.0.0.1:{srv.port}", "fresh", endpoint="cli")
+            done = await owner.request(lambda rid: Publish(rid, PRIVATE_MODULE, "notes.py"))
+            assert isinstance(done, Done)
+            await early.send(encode(Publish(1, "x = 1\n", "evil.py")))
+            reply = decode_server(await early.recv())
+            assert isinstance(reply, ErrorMessage) and "exists now; reconnect" in reply.error
+            assert "note" in srv.databases["fresh"].db.tables  # untouched
+            await early.send("a text frame")
+            reply = decode_server(await early.recv())
+            assert isinstance(reply, ErrorMessage)
+            await early.close()
+            await owner.close()
+
+    run(main())
+
+
+def test_text_frames_are_refused(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            ws = await raw(srv.port)
+            await ws.recv()
+            await ws.send('{"t": "call"}')
+            reply = decode_server(await ws.recv())
+            assert isinstance(reply, ErrorMessage) and reply.error == "frames must be binary (msgpack), not text"
+            await ws.close()
+
+    run(main())
