@@ -50,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _server_bench_common import count, merge, percentile, raise_file_limit  # noqa: E402
+from _server_bench_common import merge, percentile, raise_file_limit  # noqa: E402
 
 PY = sys.executable
 WORKER = HERE / "_server_bench_worker.py"
