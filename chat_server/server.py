@@ -11,7 +11,6 @@ and never slows anyone else.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import http
 import logging
@@ -25,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 from websockets.http11 import Request, Response
 
 from db_core import ConnectionId, Database, DbError, Identity
@@ -37,6 +37,7 @@ from .modules import QUICKSTART_CHAT
 from .tokens import write_private
 
 log = logging.getLogger("chat_server")
+OPEN = State.OPEN
 DB_NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 # "subscribe": a client (lifecycle hooks run); "cli": the command line (no hooks, calls carry no connection).
 PATH_RE = re.compile(r"^/v1/database/([^/]+)/(subscribe|cli)$")
@@ -51,20 +52,19 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_frame_bytes: int = 1 << 20
-    send_queue_frames: int = 1024
+    send_buffer_bytes: int = 8 << 20   # a client with more unsent than this is too slow: disconnected
     limits: Limits = dataclasses.field(default_factory=Limits)
 
 
 class _Client:
     """One websocket: its session, the database serving it, and its bounded outgoing queue."""
 
-    __slots__ = ("ws", "session", "hosted", "queue", "wake", "closing")
+    __slots__ = ("ws", "session", "hosted", "wake", "closing")
 
     def __init__(self, ws: ServerConnection, session: Session, hosted: "Hosted") -> None:
         self.ws = ws
         self.session = session
         self.hosted = hosted
-        self.queue: collections.deque[bytes] = collections.deque()
         self.wake = asyncio.Event()
         self.closing: str | None = None
 
@@ -364,32 +364,41 @@ class ChatServer:
             pass
 
     async def _writer(self, client: _Client) -> None:
-        ws = client.ws
+        """Closes the socket when asked to (frames themselves are written synchronously)."""
         try:
-            while True:
-                await client.wake.wait()
-                client.wake.clear()
-                while client.queue:  # what was queued before a close (e.g. a delete's reply) still goes
-                    await ws.send(client.queue.popleft())
-                if client.closing:
-                    await ws.close(1008 if "slow" in client.closing else 1001, client.closing)
-                    return
+            await client.wake.wait()
+            if client.closing:
+                await client.ws.close(1008 if "slow" in client.closing else 1001, client.closing)
         except ConnectionClosed:
             return
 
     def _dispatch(self, hosted: Hosted, out: Iterable[Out]) -> None:
-        limit = self.config.send_queue_frames
+        """Write frames straight into each client's transport, as ``websockets.broadcast`` does.
+
+        No task wake-up per frame: that was most of the server's CPU under load. A client whose
+        transport holds more than ``send_buffer_bytes`` unsent is not reading: it is disconnected
+        with a reason and never holds anyone else up.
+        """
+        limit = self.config.send_buffer_bytes
         for session, frame in out:
             client = hosted.clients.get(session)
             if client is None or client.closing:
                 continue
-            if len(client.queue) >= limit:
-                client.queue.clear()
-                client.closing = f"send queue overflow: the client is too slow reading ({limit} frames queued)"
+            ws = client.ws
+            if ws.protocol.state is not OPEN:
+                continue
+            transport = ws.transport
+            if transport.get_write_buffer_size() > limit:
+                client.closing = (f"send queue overflow: the client is too slow reading "
+                                  f"({transport.get_write_buffer_size()} bytes unsent)")
                 log.warning("disconnecting %s: %s", session, client.closing)
-            else:
-                client.queue.append(frame)
-            client.wake.set()
+                client.wake.set()
+                continue
+            try:
+                ws.protocol.send_binary(frame)
+                ws.send_data()
+            except Exception as exc:  # a connection failing mid-write is closing anyway
+                log.debug("write to %s failed: %s", session, exc)
 
     def _on_durable(self, hosted: Hosted, offset: int) -> None:
         if self.databases.get(hosted.name) is hosted:

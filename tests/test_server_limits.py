@@ -23,7 +23,7 @@ DB = "quickstart-chat"
 
 def test_a_client_that_stops_reading_is_disconnected_and_others_are_not_delayed(tmp_path: Path) -> None:
     async def main() -> None:
-        async with in_process_server(tmp_path, send_queue_frames=8) as srv:
+        async with in_process_server(tmp_path, send_buffer_bytes=64 * 1024) as srv:
             url = f"127.0.0.1:{srv.port}"
             slow = await connect(ws_url(url, DB), subprotocols=[SUBPROTOCOL], compression=None, max_queue=1)  # type: ignore[list-item]
             await slow.recv()  # identity
