@@ -385,6 +385,7 @@ class ChatServer:
         with a reason and never holds anyone else up.
         """
         limit = self.config.send_buffer_bytes
+        touched: dict[_Client, None] = {}
         for session, frame in out:
             client = hosted.clients.get(session)
             if client is None or client.closing:
@@ -401,9 +402,15 @@ class ChatServer:
                 continue
             try:
                 ws.protocol.send_binary(frame)
-                ws.send_data()
+                touched[client] = None
             except Exception as exc:  # a connection failing mid-write is closing anyway
                 log.debug("write to %s failed: %s", session, exc)
+        for client in touched:
+            # One transport write per client for all of its frames of this batch (e.g. an update and a result).
+            try:
+                client.ws.send_data()
+            except Exception as exc:
+                log.debug("write to %s failed: %s", client.session, exc)
 
     def _on_durable(self, hosted: Hosted, offset: int) -> None:
         if self.databases.get(hosted.name) is hosted:
