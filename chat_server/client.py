@@ -77,6 +77,14 @@ def table_schemas(schema: dict[str, Any]) -> dict[str, TableSchema]:
     return out
 
 
+def _cache_for(tables: dict[str, TableSchema]) -> ClientCache:
+    """An empty cache keyed by each table's primary key."""
+    return ClientCache({
+        name: (lambda i: (lambda row: row[i]))(ts.columns.index(ts.primary_key))
+        for name, ts in tables.items() if ts.primary_key
+    })
+
+
 def _class_name(table: str) -> str:
     return "".join(part.capitalize() for part in table.split("_")) or "Row"
 
@@ -103,10 +111,7 @@ class Client:
         self.database = hello.database
         self.schema = hello.schema
         self.tables = table_schemas(hello.schema)
-        self.cache = ClientCache({
-            name: (lambda i: (lambda row: row[i]))(ts.columns.index(ts.primary_key))
-            for name, ts in self.tables.items() if ts.primary_key
-        })
+        self.cache = _cache_for(self.tables)
         self._ids = itertools.count(1)
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._events: asyncio.Queue[TxEvent | BaseException] = asyncio.Queue()
@@ -264,10 +269,7 @@ class Client:
             self.schema = msg.schema
             self.tables = table_schemas(msg.schema)
             events = self.cache.clear()
-            self.cache = ClientCache({
-                name: (lambda i: (lambda row: row[i]))(ts.columns.index(ts.primary_key))
-                for name, ts in self.tables.items() if ts.primary_key
-            })
+            self.cache = _cache_for(self.tables)
             if events:
                 self._publish_event(TxEvent(-1, 0, None, self.identity, events))
             return
