@@ -188,7 +188,8 @@ def _decode_column(col: Any, from_wire: Callable[[Any], Any], count: int) -> lis
     return col if from_wire is _identity else list(map(from_wire, col))
 
 
-def encode_snapshot(offset: int, schema: dict[str, Any], tables: Iterable[tuple[TableCodec, list[Any], dict[str, int]]]) -> bytes:
+def encode_snapshot(offset: int, schema: dict[str, Any], tables: Iterable[tuple[TableCodec, list[Any], dict[str, int]]],
+                    timestamp: int = 0) -> bytes:
     """All tables' rows, column-wise (fast to decode), plus sequences and the schema."""
     out: dict[str, Any] = {}
     for codec, rows, sequences in tables:
@@ -201,7 +202,8 @@ def encode_snapshot(offset: int, schema: dict[str, Any], tables: Iterable[tuple[
             "columns": [_encode_column(col, kind) for col, kind in zip(columns, kinds)],
             "sequences": sequences,
         }
-    return msgpack.packb({"format": FORMAT, "offset": offset, "schema": schema, "tables": out}, **_packer_opts)
+    return msgpack.packb({"format": FORMAT, "offset": offset, "timestamp": timestamp, "schema": schema, "tables": out},
+                         **_packer_opts)
 
 
 def decode_snapshot(payload: bytes) -> dict[str, Any]:

@@ -612,7 +612,7 @@ class Database:
             return  # nothing was ever committed
         # The log must hold everything up to the snapshot before older segments may go.
         self._clog.wait_durable(offset)
-        payload = encode_snapshot(offset, self.schema(), rows)
+        payload = encode_snapshot(offset, self.schema(), rows, self._last_ts)
         self._snapshots.write(offset, payload)
         self._clog.truncate_before(offset + 1)
 

@@ -21,7 +21,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from .errors import ModuleLoadError, SchemaError
-from .logs import LogRecord, ModuleLog
+from .logs import LogRecord
 from .schema import LIFECYCLE_KINDS, ReducerDef, TableDef, build_reducer, build_table
 from .table import BTreeIndex, Table, UniqueIndex
 from .tx import Transaction
@@ -298,13 +298,6 @@ class ReducerContext:
 _sink = threading.local()
 _basenames: dict[str, str] = {}
 _new_record = tuple.__new__
-
-
-def set_log_sink(log: ModuleLog | None) -> ModuleLog | None:
-    """Route ``log.*`` calls on this thread to ``log``; returns the previous sink."""
-    previous = getattr(_sink, "log", None)
-    _sink.log = log
-    return previous
 
 
 class _Logger:

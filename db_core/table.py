@@ -142,9 +142,6 @@ class Table:
     def __iter__(self) -> Iterator[Any]:
         return iter(self.rows.values())
 
-    def contains(self, row: Any) -> bool:
-        return self.rows.get(self.key_of(row)) == row
-
     def index_for(self, column: str) -> UniqueIndex | BTreeIndex | None:
         if self.pk_index is not None and self.pk_index.column == column:
             return self.pk_index
@@ -215,17 +212,6 @@ class Table:
             return
         for row in rows:
             self.add(row)
-
-    def clear(self) -> None:
-        self.rows.clear()
-        for idx in self.uniques:
-            idx.map.clear()
-            idx.ordered.reset()
-        for bidx in self.btrees:
-            bidx.map.clear()
-            bidx.ordered.reset()
-        if self.pk_index is not None:
-            self.pk_index.ordered.reset()
 
 
 def _row_checker(tdef: TableDef) -> Callable[[Any], None]:
