@@ -91,13 +91,18 @@ def _class_name(table: str) -> str:
 
 @dataclasses.dataclass(slots=True)
 class TxEvent:
-    """One transaction's effect on this client's subscriptions."""
+    """One transaction's effect on this client's subscriptions.
+
+    ``initial`` marks a subscription's first rows (published even when empty, so a
+    consumer of ``events()`` sees exactly where the subscription begins); its offset is -1,
+    like the reset after a module update, which drops every cached row."""
 
     offset: int
     timestamp: int
     reducer: str | None
     caller: Identity
     rows: list[RowEvent]
+    initial: bool = False
 
 
 class Client:
@@ -141,7 +146,7 @@ class Client:
             raise ConnectFailed(f"invalid server address {server!r}: {exc}") from None
         except InvalidHandshake as exc:
             raise ConnectFailed(f"{url}: no websocket handshake ({exc}); is the scheme (ws/wss) right?") from None
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise ConnectFailed(f"cannot reach {url}: {getattr(exc, 'strerror', None) or exc}") from None
         try:
             first = await ws.recv()
@@ -236,7 +241,8 @@ class Client:
     def rows(self, table: str) -> list[Any]:
         return self.cache.rows(table)
 
-    def _decode_rows(self, table: str, rows: list[list[Any]]) -> list[Any]:
+    def decode_rows(self, table: str, rows: list[list[Any]]) -> list[Any]:
+        """Wire rows of ``table`` (e.g. a one-off query's) as its row named tuples."""
         ts = self.tables[table]
         return [ts.decode(r) for r in rows]
 
@@ -280,20 +286,19 @@ class Client:
             for tx in msg.txs:
                 events: list[RowEvent] = []
                 for q in tx.updates:
-                    events += self.cache.apply(q.table, self._decode_rows(q.table, q.inserts),
-                                               self._decode_rows(q.table, q.deletes))
+                    events += self.cache.apply(q.table, self.decode_rows(q.table, q.inserts),
+                                               self.decode_rows(q.table, q.deletes))
                 self._publish_event(TxEvent(tx.offset, tx.timestamp, tx.reducer, Identity(tx.caller), events))
             return
         if isinstance(msg, SubscribeApplied):
             events = []
             for q in msg.queries:
-                events += self.cache.apply(q.table, self._decode_rows(q.table, q.inserts), ())
+                events += self.cache.apply(q.table, self.decode_rows(q.table, q.inserts), ())
             self._subscriptions[msg.id] = [q.query_id for q in msg.queries]
-            if events:
-                self._publish_event(TxEvent(-1, 0, None, self.identity, events))
+            self._publish_event(TxEvent(-1, 0, None, self.identity, events, initial=True))
         elif isinstance(msg, UnsubscribeApplied):
             for q in msg.queries:
-                self.cache.apply(q.table, (), self._decode_rows(q.table, q.deletes))
+                self.cache.apply(q.table, (), self.decode_rows(q.table, q.deletes))
             self._subscriptions.pop(msg.subscription, None)
         rid = getattr(msg, "id", None)
         fut = self._waiters.pop(rid, None) if rid is not None else None

@@ -91,3 +91,24 @@ def test_public_api_names() -> None:
                  "Identity", "ConnectionId", "Timestamp", "PrimaryKey", "Unique", "AutoInc", "Index",
                  "ReducerError", "UniqueConstraintViolation", "log", "Database"):
         assert name in db_core.__all__
+
+
+def test_chat_tui_reaches_the_database_only_through_the_sdk() -> None:
+    # What chat_tui's own modules import (importing db_core.cache also runs db_core/__init__,
+    # so the loaded-module set cannot tell; the import statements can).
+    allowed = {"chat_server.client", "chat_server.tokens", "chat_server.cli", "db_core.cache", "db_core.types",
+               "db_core.protocol"}
+    found: set[str] = set()
+    for path in (ROOT / "chat_tui").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+    ours = {m for m in found if m.split(".")[0] in ("db_core", "chat_server")}
+    assert ours and ours <= allowed, ours - allowed
+
+
+def test_chat_tui_core_imports_no_ui() -> None:
+    # What a line means is decided without Textual, so it can be tested and reused on its own.
+    assert "textual" not in {m.split(".")[0] for m in loaded_after_import("chat_tui.commands")}

@@ -1,0 +1,104 @@
+"""Modal screens: the help, and the confirmation for a multi-line paste."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+from chat_tui.commands import COMMANDS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS
+
+KEYS: list[tuple[str, str]] = [
+    ("Enter", "send the line (or run the /command)"),
+    ("Up / Down", "recall earlier lines (kept across runs)"),
+    ("Tab", "complete a user name or /command; again for the next match"),
+    ("PageUp / PageDown", "scroll the messages"),
+    ("ctrl+End", "jump to the newest message"),
+    ("F1", "this help"),
+    ("ctrl+p", "command palette (themes, keys, screenshot)"),
+    ("ctrl+q / ctrl+c", "quit"),
+]
+
+
+def help_table() -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    for name, synopsis, what in COMMANDS:
+        table.add_row(f"{name} {synopsis}".strip(), what)
+    table.add_row("//text", "send a message that begins with /")
+    table.add_row("", "")
+    for key, what in KEYS:
+        table.add_row(key, what)
+    table.add_row("", "")
+    table.add_row("Limits", f"messages up to {MAX_MESSAGE_CHARS:,} characters; names up to {MAX_NAME_CHARS}")
+    return table
+
+
+class HelpScreen(ModalScreen[None]):
+    """Commands and keys; any of Escape, q, F1 closes it."""
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > Vertical {
+        width: auto; max-width: 90%; height: auto;
+        border: thick $primary; background: $surface; padding: 1 2;
+    }
+    HelpScreen #help-title { text-style: bold; margin-bottom: 1; }
+    HelpScreen #help-foot { color: $text-muted; margin-top: 1; }
+    """
+
+    BINDINGS = [Binding("escape,q,f1", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static("quickstart-chat: commands and keys", id="help-title")
+            yield Static(help_table(), id="help-table")
+            yield Static("Escape closes this help.", id="help-foot")
+
+
+class PasteScreen(ModalScreen[bool]):
+    """Asks whether to send a multi-line paste as one message; dismisses with True to send."""
+
+    DEFAULT_CSS = """
+    PasteScreen { align: center middle; }
+    PasteScreen > Vertical {
+        width: 80%; max-width: 100; height: auto; max-height: 80%;
+        border: thick $warning; background: $surface; padding: 1 2;
+    }
+    PasteScreen #paste-preview {
+        height: auto; max-height: 12; background: $boost; padding: 0 1; margin: 1 0;
+    }
+    PasteScreen Horizontal { height: auto; align-horizontal: right; }
+    PasteScreen Button { margin-left: 2; }
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "send", "Send", priority=True)]
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        lines = self.text.split("\n")
+        preview = "\n".join(lines[:10]) + (f"\n… and {len(lines) - 10} more lines" if len(lines) > 10 else "")
+        with Vertical():
+            yield Static(Text(f"You pasted {len(lines)} lines ({len(self.text):,} characters). "
+                              "Send them as one message?", style="bold"))
+            yield Static(Text(preview), id="paste-preview")
+            with Horizontal():
+                yield Button("Send (Enter)", variant="primary", id="send")
+                yield Button("Cancel (Esc)", id="cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "send")
+
+    def action_send(self) -> None:
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)

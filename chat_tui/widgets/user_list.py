@@ -1,0 +1,73 @@
+"""Who is here: online users first with a marker, offline dimmed, yourself marked, a count."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rich.text import Text
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserLine:
+    """One user as the list shows them."""
+
+    key: str          # the identity's hex: the option id
+    name: str
+    online: bool
+    me: bool = False
+    name_style: str = ""
+
+
+class UserList(OptionList):
+    """Renders line by line (an ``OptionList``), so thousands of users stay cheap."""
+
+    DEFAULT_CSS = """
+    UserList {
+        width: 28;
+        border: round $primary 40%;
+        border-title-color: $text;
+        padding: 0;
+    }
+    UserList:focus {
+        border: round $primary;
+    }
+    UserList .user-list--offline {
+        color: $text-muted;
+    }
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.border_title = "Users"
+        self.lines: list[UserLine] = []
+
+    def show(self, lines: list[UserLine]) -> None:
+        """Replace the list: online first, then by name; the title counts who is online."""
+        ordered = sorted(lines, key=lambda u: (not u.online, not u.me, u.name.casefold()))
+        if ordered == self.lines:
+            return
+        self.lines = ordered
+        online = sum(1 for u in ordered if u.online)
+        self.border_title = f"Online {online}/{len(ordered)}"
+        highlighted = self.highlighted_option.id if self.highlighted_option is not None else None
+        self.clear_options()
+        self.add_options([Option(self._prompt(u), id=u.key) for u in ordered])
+        if highlighted is not None:
+            try:
+                self.highlighted = self.get_option_index(highlighted)
+            except Exception:
+                pass
+
+    @staticmethod
+    def _prompt(user: UserLine) -> Text:
+        if user.online:
+            text = Text("● ", style="green")
+            text.append(user.name, style=user.name_style or "bold")
+        else:
+            text = Text("○ ", style="dim")
+            text.append(user.name, style="dim")
+        if user.me:
+            text.append(" (you)", style="italic dim")
+        return text

@@ -1,0 +1,198 @@
+"""chat-tui against a real in-process server: Pilot drives the real app, as a user would."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from chat_server.client import Client
+from chat_server.server import ChatServer, ServerConfig
+from chat_tui.app import ChatApp
+from chat_tui.screens import HelpScreen, PasteScreen
+from chat_tui.widgets.composer import Composer
+
+from ..server_harness import in_process_server, run
+
+SIZE = (110, 32)
+
+
+async def until(pilot: Pilot, pred: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or pred}")
+        await pilot.pause(0.02)
+
+
+def log_text(app: ChatApp) -> str:
+    return "\n".join(app.log_view.lines_text())
+
+
+def users_text(app: ChatApp) -> list[str]:
+    return [str(opt.prompt) for opt in app.users_view.options]
+
+
+async def type_line(pilot: Pilot, text: str) -> None:
+    await pilot.press(*text)
+    await pilot.press("enter")
+
+
+async def online(pilot: Pilot, app: ChatApp) -> None:
+    await until(pilot, lambda: app.status_bar.state == "online" and app.state.me is not None,
+                what="online")
+
+
+def test_two_users_talk_rename_and_quit(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            url = f"127.0.0.1:{srv.port}"
+            alice, bob = ChatApp(server=url), ChatApp(server=url)
+            async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
+                await online(pa, alice)
+                await online(pb, bob)
+                anon = alice.state.me.to_abbreviated_hex()
+                await type_line(pa, "/name Alice")
+                await until(pb, lambda: f"{anon} renamed to Alice." in log_text(bob), what="rename line")
+                await type_line(pa, "Hello Bob!")
+                await until(pb, lambda: "Hello Bob!" in log_text(bob), what="message at Bob")
+                line = next(l for l in bob.log_view.lines_text() if "Hello Bob!" in l)
+                assert "Alice" in line and line.index("Alice") < line.index("Hello Bob!")
+                await until(pb, lambda: any("● Alice" in u for u in users_text(bob)), what="Alice online")
+                assert sum("●" in u for u in users_text(bob)) == 2
+                assert any("(you)" in u for u in users_text(bob))
+                assert "Online 2/2" in str(bob.users_view.border_title)
+                # Alice's own screen: her message, not pending, under her name.
+                await until(pa, lambda: "Hello Bob!" in log_text(alice) and "…" not in log_text(alice))
+                await type_line(pa, "/quit")
+                start = time.monotonic()
+                await until(pb, lambda: "Alice disconnected." in log_text(bob), what="Alice offline")
+                assert time.monotonic() - start < 1.0
+                await until(pb, lambda: any("○ Alice" in u for u in users_text(bob)))
+                assert "Online 1/2" in str(bob.users_view.border_title)
+    run(main())
+
+
+def test_input_rules(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            url = f"127.0.0.1:{srv.port}"
+            app = ChatApp(server=url)
+            async with app.run_test(size=SIZE) as pilot:
+                await online(pilot, app)
+                composer = app.composer
+                await pilot.press("enter")
+                await until(pilot, lambda: "Nothing to send: the message is empty." in log_text(app))
+                await type_line(pilot, "/quitt now")
+                await until(pilot, lambda: "Unknown command /quitt: not sent" in log_text(app))
+                assert composer.value == "/quitt now"      # kept for editing, not sent
+                composer.value = "x" * 4001
+                await pilot.press("enter")
+                await until(pilot, lambda: "Message too long: 4,001 characters" in log_text(app))
+                composer.value = ""
+                await type_line(pilot, "/name")
+                await until(pilot, lambda: 'Failed to set name to "": Names must not be empty' in log_text(app))
+                # Nothing above reached the database as a message.
+                checker = await Client.connect(url, "quickstart-chat")
+                assert (await checker.sql("SELECT COUNT(*) AS n FROM message")).rows == [[0]]
+                await checker.close()
+
+                await type_line(pilot, "//quit is how you leave")
+                await until(pilot, lambda: "/quit is how you leave" in log_text(app))
+                # History: Up recalls, Down returns to the draft.
+                await pilot.press(*"draft")
+                await pilot.press("up")
+                assert composer.value == "//quit is how you leave"
+                await pilot.press("up")
+                assert composer.value == "/name"
+                await pilot.press("down", "down")
+                assert composer.value == "draft"
+                composer.value = ""
+                # Tab completes commands, cycling; and names.
+                await pilot.press("/", "h", "tab")
+                assert composer.value == "/help "
+                composer.value = ""
+                await type_line(pilot, "/help")
+                await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+                await pilot.press("escape")
+                await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
+                # A multi-line paste asks first, then goes as one message.
+                app.composer.post_message(Composer.MultilinePaste("line one\nline two"))
+                await until(pilot, lambda: isinstance(app.screen, PasteScreen))
+                await pilot.press("enter")
+                await until(pilot, lambda: "line two" in log_text(app))
+                checker = await Client.connect(url, "quickstart-chat")
+                rows = (await checker.sql("SELECT text FROM message")).rows
+                assert ["line one\nline two"] in rows
+                await checker.close()
+    run(main())
+
+
+def test_paste_event_and_name_completion(tmp_path: Path) -> None:
+    from textual import events
+
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            url = f"127.0.0.1:{srv.port}"
+            app, other = ChatApp(server=url), ChatApp(server=url)
+            async with app.run_test(size=SIZE) as pilot, other.run_test(size=SIZE) as po:
+                await online(pilot, app)
+                await online(po, other)
+                await type_line(po, "/name Zoltan")
+                await until(pilot, lambda: "Zoltan" in app.composer.names)
+                composer = app.composer
+                await pilot.press("z", "o", "tab")
+                assert composer.value == "Zoltan: "
+                composer.value = ""
+                composer.post_message(events.Paste("a\nb\nc"))
+                await until(pilot, lambda: isinstance(app.screen, PasteScreen))
+                await pilot.press("escape")
+                await until(pilot, lambda: not isinstance(app.screen, PasteScreen))
+                assert composer.value == ""          # cancelled: nothing sent, nothing inserted
+                composer.post_message(events.Paste("single line\n"))
+                await pilot.pause(0.1)
+                assert composer.value == "single line"
+    run(main())
+
+
+def test_reconnects_after_restart_and_sends_what_was_queued(tmp_path: Path) -> None:
+    async def main() -> None:
+        srv = ChatServer(ServerConfig(data_dir=tmp_path, port=0))
+        await srv.start()
+        port = srv.port
+        url = f"127.0.0.1:{port}"
+        app = ChatApp(server=url)
+        async with app.run_test(size=SIZE) as pilot:
+            await online(pilot, app)
+            await type_line(pilot, "before the outage")
+            await until(pilot, lambda: "before the outage" in log_text(app) and "…" not in log_text(app))
+            await srv.stop()
+            await until(pilot, lambda: app.status_bar.state in ("offline", "connecting"), what="offline")
+            await until(pilot, lambda: "Disconnected" in log_text(app), what="disconnected line")
+            await type_line(pilot, "typed while offline")
+            await until(pilot, lambda: app.status_bar.queued == 1, what="queued count")
+            assert "typed while offline" in log_text(app)           # shown, marked pending
+            srv = ChatServer(ServerConfig(data_dir=tmp_path, port=port))
+            await srv.start()
+            try:
+                await until(pilot, lambda: app.status_bar.state == "online", timeout=20, what="reconnect")
+                await until(pilot, lambda: app.status_bar.queued == 0)
+                checker = await Client.connect(url, "quickstart-chat")
+                texts = [r[0] for r in (await checker.sql("SELECT text FROM message")).rows]
+                for _ in range(100):
+                    if "typed while offline" in texts:
+                        break
+                    await asyncio.sleep(0.05)
+                    texts = [r[0] for r in (await checker.sql("SELECT text FROM message")).rows]
+                assert sorted(texts) == ["before the outage", "typed while offline"]
+                await checker.close()
+                log = log_text(app)
+                assert log.count("before the outage") == 1 and log.count("typed while offline") == 1
+                assert "Reconnected." in log
+            finally:
+                await app.connection.close()
+                await srv.stop()
+    run(main())

@@ -1,0 +1,79 @@
+"""ChatState: log entries and presence lines from the rows the SDK delivers (no I/O)."""
+
+from typing import NamedTuple
+
+from chat_tui.chat import ChatState
+from db_core.cache import RowEvent
+from db_core.types import Identity
+
+A = Identity(bytes([0xAA]) * 32)
+B = Identity(bytes([0xBB]) * 32)
+C = Identity(bytes([0xCC]) * 32)
+
+
+class User(NamedTuple):
+    identity: Identity
+    name: str | None
+    online: bool
+
+
+class Message(NamedTuple):
+    sender: Identity
+    sent: int
+    text: str
+
+
+def upd(old: User, new: User) -> RowEvent:
+    return RowEvent("update", "user", old, new)
+
+
+def texts(entries) -> list[str]:
+    return [e.text for e in entries]
+
+
+def test_first_load_shows_messages_without_presence_lines() -> None:
+    s = ChatState()
+    s.me = A
+    out = s.load([User(A, "Alice", True), User(B, None, True)], [Message(B, 2, "hi"), Message(A, 1, "yo")], 10)
+    assert sorted(texts(out)) == ["hi", "yo"]
+    by_text = {e.text: e for e in out}
+    assert by_text["yo"].name == "Alice"
+    assert by_text["hi"].name == B.to_abbreviated_hex()
+    assert all(e.kind == "message" for e in out)
+
+
+def test_presence_and_rename_lines() -> None:
+    s = ChatState()
+    s.load([User(A, "Alice", True), User(B, None, False)], [], 0)
+    assert texts(s.apply([upd(User(B, None, False), User(B, None, True))], 5)) == [f"{B.to_abbreviated_hex()} connected."]
+    assert texts(s.apply([upd(User(B, None, True), User(B, "Bob", True))], 6)) == [f"{B.to_abbreviated_hex()} renamed to Bob."]
+    assert texts(s.apply([upd(User(A, "Alice", True), User(A, "Al", True))], 7)) == ["Alice renamed to Al."]
+    assert texts(s.apply([upd(User(A, "Al", True), User(A, "Al", False))], 8)) == ["Al disconnected."]
+    assert texts(s.apply([RowEvent("insert", "user", None, User(C, None, True))], 9)) == [f"{C.to_abbreviated_hex()} connected."]
+    assert all(e.kind == "system" for e in s.apply([upd(User(A, "Al", False), User(A, "Al", True))], 10))
+
+
+def test_reconnect_load_reports_what_changed_and_dedupes_messages() -> None:
+    s = ChatState()
+    s.load([User(A, "Alice", True), User(B, "Bob", True)], [Message(A, 1, "one")], 0)
+    out = s.load([User(A, "Alice", True), User(B, "Bob", False), User(C, "Cy", True)],
+                 [Message(A, 1, "one"), Message(C, 2, "two")], 5)
+    assert texts(out) == ["Bob disconnected.", "Cy connected.", "two"]
+
+
+def test_mentions_highlight_but_not_my_own_messages() -> None:
+    s = ChatState()
+    s.me = A
+    s.load([User(A, "Alice", True), User(B, "Bob", True)], [], 0)
+    out = s.apply([RowEvent("insert", "message", None, Message(B, 3, "hey alice, look")),
+                   RowEvent("insert", "message", None, Message(B, 4, "malice is not a mention")),
+                   RowEvent("insert", "message", None, Message(A, 5, "I am Alice"))], 5)
+    assert [e.highlight for e in out] == [True, False, False]
+
+
+def test_same_name_told_apart() -> None:
+    s = ChatState()
+    s.load([User(A, "Sam", True), User(B, "Sam", True)], [], 0)
+    assert s.display_name(A) == "Sam#" + A.hex()[:4]
+    assert s.display_name(B) == "Sam#" + B.hex()[:4]
+    assert s.display_name(A) != s.display_name(B)
