@@ -244,10 +244,12 @@ class ChatApp(App[None]):
         self.sub_title = self._who()
 
     def _who(self) -> str:
+        """The header's line: who you are first (it must survive truncation), then where."""
         me = self.state.me
-        who = "connecting…" if me is None else f"you are {self.state.display_name(me)}"
+        who = "connecting…" if me is None else self.state.display_name(me)
         profile = f" · profile {self.profile.name}" if self.profile else ""
-        return f"{who} · {self.database} on {self.server}{profile}"
+        where = self.server if self.database == "quickstart-chat" else f"{self.database} on {self.server}"
+        return f"you are {who}{profile} · {where}"
 
 
 def _quoted(text: str) -> str:

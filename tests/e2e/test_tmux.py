@@ -1,0 +1,102 @@
+"""End to end: the installed ``chat-tui`` in real terminals (tmux panes) against a real
+``chat-server start``; the screens are read back with ``capture-pane`` as a person sees them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ..server_harness import BIN, ServerProcess
+
+if shutil.which("tmux") is None and not os.environ.get("QC_REQUIRE_TMUX"):
+    pytest.skip("tmux is not installed (.ci/run installs it)", allow_module_level=True)
+
+
+class Tmux:
+    """One private tmux server (its own socket, no user config)."""
+
+    def __init__(self, name: str) -> None:
+        self.base = ["tmux", "-L", name, "-f", "/dev/null"]
+
+    def __call__(self, *args: str) -> str:
+        return subprocess.run(self.base + list(args), check=True, capture_output=True, text=True).stdout
+
+    def screen(self, pane: str) -> str:
+        return self("capture-pane", "-p", "-t", pane)
+
+    def type(self, pane: str, text: str) -> None:
+        self("send-keys", "-t", pane, "-l", text)
+        self("send-keys", "-t", pane, "Enter")
+
+    def wait(self, pane: str, pred: Callable[[str], bool], what: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            try:
+                screen = self.screen(pane)
+            except subprocess.CalledProcessError:
+                screen = "<pane gone>"
+            if pred(screen):
+                return screen
+            time.sleep(0.05)
+        raise AssertionError(f"{what}: not on screen after {timeout} s; the screen was:\n{screen}")
+
+    def kill(self) -> None:
+        subprocess.run(self.base + ["kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    t = Tmux(f"qc-e2e-{os.getpid()}")
+    try:
+        yield t
+    finally:
+        t.kill()
+
+
+def test_two_users_in_two_panes(tmp_path: Path, tmux: Tmux) -> None:
+    server = ServerProcess(tmp_path / "server").start()
+    try:
+        chat_tui = BIN / "chat-tui"
+        assert chat_tui.exists(), "chat-tui is not installed next to this Python"
+        env = f"env XDG_CONFIG_HOME={tmp_path / 'config'} XDG_DATA_HOME={tmp_path / 'data'}"
+        cmd = f"{env} {chat_tui} --server {server.url}"
+        tmux("new-session", "-d", "-s", "chat", "-x", "200", "-y", "40", cmd)
+        tmux("split-window", "-h", "-t", "chat", cmd)
+        left, right = "chat:0.0", "chat:0.1"
+        for pane in (left, right):
+            tmux.wait(pane, lambda s: "Connected to" in s, f"{pane} connected")
+
+        tmux.type(left, "/name Alice")
+        tmux.wait(right, lambda s: "renamed to Alice." in s, "Bob sees Alice's rename")
+        tmux.type(right, "/name Bob")
+        tmux.wait(left, lambda s: "renamed to Bob." in s, "Alice sees Bob's rename")
+        tmux.type(left, "Hello from Alice")
+        tmux.wait(right, lambda s: "Hello from Alice" in s, "Bob sees Alice's message")
+        tmux.type(right, "Hi Alice, Bob here")
+        screen = tmux.wait(left, lambda s: "Hi Alice, Bob here" in s, "Alice sees Bob's message")
+        # Both users listed online; each terminal is its own profile and identity.
+        assert "● Alice (you)" in screen and "● Bob" in screen and "Online 2/2" in screen
+        assert "you are Alice" in screen and "profile default" in screen
+        assert "you are Bob" in tmux.screen(right) and "profile 2" in tmux.screen(right)
+        # The mention of Alice is on Alice's screen under Bob's name.
+        line = next(l for l in screen.splitlines() if "Hi Alice, Bob here" in l)
+        assert "Bob" in line.split("Hi Alice")[0]
+
+        tmux.type(left, "/quit")
+        tmux.wait(right, lambda s: "Alice disconnected." in s, "Bob sees Alice leave", timeout=5)
+        screen = tmux.wait(right, lambda s: "○ Alice" in s, "Alice offline in Bob's list", timeout=5)
+        assert "Online 1/2" in screen
+        deadline = time.monotonic() + 5
+        while len(tmux("list-panes", "-t", "chat").splitlines()) != 1:
+            assert time.monotonic() < deadline, "chat-tui did not exit on /quit"
+            time.sleep(0.05)
+    finally:
+        tmux.kill()
+        server.stop()
