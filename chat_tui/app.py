@@ -107,13 +107,14 @@ class ChatApp(App[None]):
         self.state.me = msg.identity
         entries = self.state.load(msg.users, msg.messages, now_us())
         log = self.log_view
-        if msg.first:
-            self._history_floor = self.connection.cutoff
-            log.set_has_older(msg.has_older)
-        else:
+        if not msg.first:
             entries.append(self.state.system_entry(now_us(), "Reconnected."))
         self._was_online = True
         self._log(entries)
+        if msg.first:
+            # After the rows are in: an empty log is "at the top" and would page at once.
+            self._history_floor = self.connection.cutoff
+            log.set_has_older(msg.has_older)
         self._refresh_users()
         self.sub_title = self._who()
 

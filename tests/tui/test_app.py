@@ -196,3 +196,36 @@ def test_reconnects_after_restart_and_sends_what_was_queued(tmp_path: Path) -> N
                 await app.connection.close()
                 await srv.stop()
     run(main())
+
+
+def test_long_history_opens_recent_and_pages_back(tmp_path: Path) -> None:
+    """Only recent messages arrive on connect; scrolling to the top fetches older pages,
+    in order, without duplicates, until the first message."""
+    total = 3000
+
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            url = f"127.0.0.1:{srv.port}"
+            seeder = await Client.connect(url, "quickstart-chat")
+            for start in range(0, total, 100):  # within the server's in-flight limit
+                results = await asyncio.gather(*(seeder.call("send_message", f"m{i:05d}")
+                                                 for i in range(start, start + 100)))
+                assert {r.status for r in results} == {"committed"}
+            await seeder.close()
+            app = ChatApp(server=url)
+            async with app.run_test(size=SIZE) as pilot:
+                await online(pilot, app)
+                log = app.log_view
+                await until(pilot, lambda: f"m{total - 1:05d}" in log_text(app),
+                            what=f"newest message ({app.status_bar.text}, {log.entry_count} entries)")
+                first = log.entry_count
+                assert 500 <= first < total, first
+                for _ in range(40):
+                    if log.entry_count >= total:
+                        break
+                    log.scroll_home(animate=False, immediate=True)
+                    await pilot.pause(0.1)
+                assert log.entry_count == total
+                texts = [l.split("│", 1)[1].strip() for l in log.lines_text() if "│" in l and " m" in l]
+                assert texts == [f"m{i:05d}" for i in range(total)]
+    run(main())
