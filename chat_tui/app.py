@@ -109,6 +109,10 @@ class ChatApp(App[None]):
         log = self.log_view
         if not msg.first:
             entries.append(self.state.system_entry(now_us(), "Reconnected."))
+        elif self.state.my_name is None:
+            entries.append(self.state.system_entry(
+                now_us(), f"Welcome! You are {msg.identity.to_abbreviated_hex()}. "
+                          "Choose a name with /name NAME; /help lists commands and keys."))
         self._was_online = True
         self._log(entries)
         if msg.first:
