@@ -563,6 +563,20 @@ class Database:
             return True
         return self._clog.wait_durable(offset, timeout)
 
+    def hold_commits(self) -> None:
+        """Let commits queue without starting an fsync until ``release_commits`` (see ``CommitLog.hold``).
+
+        A server holds while it handles one batch of requests, so that they share one fsync and one
+        round of updates; ``wait_durable`` releases the hold rather than wait on it.
+        """
+        if self._clog is not None:
+            self._clog.hold()
+
+    def release_commits(self) -> None:
+        """End ``hold_commits``: everything committed since goes to disk together."""
+        if self._clog is not None:
+            self._clog.release()
+
     def add_commit_listener(self, callback: Callable[[TxData], None]) -> None:
         """Called with each non-empty TxData right after commit (under the writer lock)."""
         self._commit_listeners.append(callback)

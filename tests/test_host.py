@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+import pytest
 
 from db_core import Database, Identity
 from db_core.host import Host
@@ -80,3 +83,36 @@ def test_subscribe_answer_precedes_its_updates(quickstart_path: Path) -> None:
         kinds = [type(m).__name__ for m in frames_for(out, a)]
         assert kinds == ["SubscribeApplied", "TransactionUpdate", "ReducerResult"]
         assert isinstance(frames_for(out, a)[0], SubscribeApplied)
+
+
+# -- holding commits: what the server does while it handles one turn's requests ----------------------
+def test_held_commits_wait_and_then_share_one_fsync(tmp_path: Path, quickstart_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from db_core.commitlog import log as commitlog_log
+
+    with Database.open(tmp_path / "d", quickstart_path) as db:
+        alice = Identity.random()
+        db.call("send_message", "warm-up", sender=alice)
+        syncs: list[int] = []
+        real = commitlog_log.datasync
+        monkeypatch.setattr(commitlog_log, "datasync", lambda fd: (syncs.append(fd), real(fd))[1])
+        before = db.durable_offset
+        db.hold_commits()
+        offsets = [db.submit("send_message", f"m{i}", sender=alice).offset for i in range(5)]
+        time.sleep(0.05)
+        assert db.durable_offset == before and syncs == []  # nothing goes to disk while held
+        db.release_commits()
+        assert db.wait_durable(offsets[-1], timeout=5)
+        assert len(syncs) == 1  # the five commits shared one fsync
+
+
+def test_waiting_for_a_held_commit_releases_the_hold(tmp_path: Path, quickstart_path: Path) -> None:
+    with Database.open(tmp_path / "d", quickstart_path) as db:
+        db.hold_commits()
+        r = db.submit("send_message", "hi", sender=Identity.random())
+        assert db.wait_durable(r.offset, timeout=5)  # no deadlock: the waiter lifts the hold
+        db.hold_commits()
+        db.submit("send_message", "on close", sender=Identity.random())
+    # closing while held still makes everything durable
+    with Database.open(tmp_path / "d", quickstart_path) as db:
+        assert sorted(m.text for m in db.tables["message"].rows.values()) == ["hi", "on close"]

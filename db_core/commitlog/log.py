@@ -7,7 +7,9 @@ per segment), fdatasyncs, and only then advances ``durable_offset`` and calls
 (group commit). A failed write or fsync poisons the log for good: nothing
 after it is ever reported durable, and every later call raises
 ``StorageError``. Start-up cuts a torn tail off the last segment and reports
-it in ``repairs``; damage anywhere else raises ``CorruptLogError``.
+it in ``repairs``; damage anywhere else raises ``CorruptLogError``. A writer
+that knows more records are on their way can ``hold`` the flusher briefly and
+``release`` it, so that they share one fsync.
 
 Preallocation: the flusher pads the active segment with real zero bytes (in
 steps of ``PREALLOC_STEP``, at most ``segment_bytes``) and writes records in
@@ -130,6 +132,7 @@ class CommitLog:
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[tuple[int, bytes]] = []
         self._idle = False  # the flusher is parked in wait(); only then does append pay for notify()
+        self._held = False  # ``hold``: the flusher starts no new batch until ``release`` (or a waiter needs one)
         self._error: StorageError | None = None  # set when the flusher fails
         self._failed: StorageError | None = None  # the same, published to waiters once on_error has run
         self._closed = False
@@ -305,9 +308,30 @@ class CommitLog:
                 raise ValueError(f"append at offset {offset}, but the next offset must be {self._next}")
             self._queue.append((offset, payload))
             self._next = offset + 1
-            if self._idle:
+            if self._idle and not self._held:
                 self._idle = False
                 self._cond.notify()
+
+    def hold(self) -> None:
+        """Start no new batch until ``release``: records appended meanwhile then share one write and fsync.
+
+        For a caller that knows more appends are coming right away (a server in the middle of
+        one event-loop turn's requests). Nothing becomes durable while held, so release soon;
+        ``wait_durable``, ``flush`` and ``close`` release a hold themselves rather than wait on it.
+        """
+        with self._cond:
+            self._held = True
+
+    def release(self) -> None:
+        """End a ``hold``: the flusher takes everything queued."""
+        with self._cond:
+            self._release_locked()
+
+    def _release_locked(self) -> None:
+        self._held = False
+        if self._idle and self._queue:
+            self._idle = False
+            self._cond.notify()
 
     def wait_durable(self, offset: int, timeout: float | None = None) -> bool:
         """Block until ``offset`` is durable: True, or False if ``timeout`` passed first.
@@ -319,6 +343,8 @@ class CommitLog:
         with self._cond:
             if self._durable < offset and threading.current_thread() is self._thread:
                 raise RuntimeError("wait_durable() for a later offset from the flusher thread would deadlock")
+            if self._held and self._durable < offset:
+                self._release_locked()  # whoever held the log may be the one waiting now
             self._cond.wait_for(
                 lambda: self._durable >= offset or self._failed is not None or self._stopped, timeout
             )
@@ -403,7 +429,7 @@ class CommitLog:
         try:
             while True:
                 with cond:
-                    while not self._queue and not self._closed:
+                    while (not self._queue or self._held) and not self._closed:
                         self._idle = True
                         cond.wait()
                     self._idle = False
