@@ -334,3 +334,42 @@ def test_text_frames_are_refused(tmp_path: Path) -> None:
             await ws.close()
 
     run(main())
+
+
+def test_frames_written_directly_match_websockets_own() -> None:
+    from websockets.frames import Frame, Opcode
+
+    from chat_server.server import _ws_frame
+
+    for n in (0, 1, 125, 126, 127, 65535, 65536, 70000):
+        payload = bytes(range(256)) * (n // 256) + bytes(n % 256)
+        assert _ws_frame(payload) == Frame(Opcode.BINARY, payload).serialize(mask=False)
+
+
+def test_early_and_fragmented_requests_are_handled_in_order(tmp_path: Path) -> None:
+    from db_core.protocol import CallReducer, Subscribe, TransactionUpdate, encode
+
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            ws = await raw(srv.port)
+            # Sent before reading anything: the server may not have a session for them yet.
+            await ws.send(encode(Subscribe(1, ["SELECT * FROM message"])))
+            call = encode(CallReducer(2, "send_message", ["in three pieces"]))
+            await ws.send([call[:3], call[3:10], call[10:]])  # one message, three websocket frames
+            await ws.send(encode(CallReducer(3, "send_message", ["whole"])))
+            kinds: list[str] = []
+            texts: list[str] = []
+            results: list[int] = []
+            while len(results) < 2:
+                m = decode_server(await asyncio.wait_for(ws.recv(), 5))
+                kinds.append(type(m).__name__)
+                if isinstance(m, TransactionUpdate):
+                    texts += [u.inserts[0][2] for tx in m.txs for u in tx.updates]
+                elif isinstance(m, ReducerResult):
+                    assert m.status == "committed"
+                    results.append(m.id)
+            assert kinds[:2] == ["IdentityToken", "SubscribeApplied"]
+            assert texts == ["in three pieces", "whole"] and results == [2, 3]
+            await ws.close()
+
+    run(main())
