@@ -133,6 +133,7 @@ class CommitLog:
         self._queue: list[tuple[int, bytes]] = []
         self._idle = False  # the flusher is parked in wait(); only then does append pay for notify()
         self._held = False  # ``hold``: the flusher starts no new batch until ``release`` (or a waiter needs one)
+        self._holds = False  # ``hold`` was ever used: the writer marks its batches, so the flusher never lingers
         self._error: StorageError | None = None  # set when the flusher fails
         self._failed: StorageError | None = None  # the same, published to waiters once on_error has run
         self._closed = False
@@ -321,6 +322,7 @@ class CommitLog:
         """
         with self._cond:
             self._held = True
+            self._holds = True
 
     def release(self) -> None:
         """End a ``hold``: the flusher takes everything queued."""
@@ -435,7 +437,8 @@ class CommitLog:
                     self._idle = False
                     if not self._queue:
                         break  # closed and drained
-                    linger = busy and not self._closed and len(self._queue) < LINGER_BATCH
+                    # A writer that holds the log says itself when a batch is complete: no guessing.
+                    linger = busy and not self._closed and len(self._queue) < LINGER_BATCH and not self._holds
                 if linger:
                     # Records kept arriving while the last batch synced: writers are pipelining, so a
                     # moment's wait fills the batch and saves syncs and GIL hand-offs. A lone caller
