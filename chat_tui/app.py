@@ -27,7 +27,7 @@ from chat_tui.widgets.message_log import LogEntry, MessageLog, nick_style
 from chat_tui.widgets.status_bar import StatusBar
 from chat_tui.widgets.user_list import UserLine, UserList
 
-NARROW = 70   # below this many columns the user list hides; the status bar keeps the count
+NARROW = 70
 
 
 def now_us() -> int:
@@ -40,6 +40,8 @@ class ChatApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "quickstart-chat"
     AUTO_FOCUS = "#composer"
+    # Below NARROW columns the screen gets -narrow: the user list hides, the status bar keeps the count.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-wide")]
     BINDINGS = [
         Binding("ctrl+q", "quit_chat", "Quit", priority=True),
         Binding("ctrl+c", "quit_chat", "Quit", show=False, priority=True),
@@ -69,6 +71,7 @@ class ChatApp(App[None]):
     def compose(self) -> ComposeResult:
         # Kept as attributes: a query would search the active screen, which may be a modal.
         self.log_view = MessageLog(id="log")
+        self.log_view.end_key = "ctrl+End"   # End itself belongs to the composer, which has the focus
         self.users_view = UserList(id="users")
         self.composer = Composer(history=self.profile.history() if self.profile else [], id="composer",
                                  placeholder="Message, or /help")
@@ -87,9 +90,6 @@ class ChatApp(App[None]):
         self.status_bar.text = f"Connecting to {self.server}…"
         if self._connect:
             self.run_worker(self.connection.run(), name="connection", exclusive=True)
-
-    def on_resize(self) -> None:
-        self.screen.set_class(self.size.width < NARROW, "-narrow")
 
     # -- connection -------------------------------------------------------------------
     @on(Status)

@@ -265,6 +265,9 @@ class MessageLog(ScrollView, can_focus=True):
     }
     """
 
+    end_key: str = "End"
+    """The key named on the new-messages marker (an app whose focus stays elsewhere binds another)."""
+
     NAME_WIDTH_MIN: ClassVar[int] = 2
     """The name column fits the `--` and `!!` markers at least."""
     NAME_WIDTH_MAX: ClassVar[int] = 16
@@ -334,7 +337,16 @@ class MessageLog(ScrollView, can_focus=True):
     @property
     def _text_width(self) -> int:
         # At least 2 cells so a wide character always fits a row of its own.
-        return max(2, self._width - self.TIME_WIDTH - self._name_width - self.SEPARATOR_WIDTH)
+        return max(2, self._width - self.TIME_WIDTH - self._name_column - self.SEPARATOR_WIDTH)
+
+    @property
+    def _name_column(self) -> int:
+        """The name column's width: the widest name (see `add`), but at most a quarter of a
+        narrow view, so the text keeps room to breathe."""
+        if not self._width:
+            return self._name_width
+        room = (self._width - self.TIME_WIDTH - self.SEPARATOR_WIDTH) // 4
+        return max(self.NAME_WIDTH_MIN, min(self._name_width, room))
 
     def _index(self, item: _Item) -> int:
         """The position of `item` in the sorted list, or -1 if it is gone."""
@@ -652,7 +664,7 @@ class MessageLog(ScrollView, can_focus=True):
         return style
 
     def _block(self, item: _Item) -> _Block:
-        key = (item.entry, item.header, self._width, self._name_width)
+        key = (item.entry, item.header, self._width, self._name_column)
         block = self._cache.get(key)
         if block is None:
             block = self._render_block(item)
@@ -695,8 +707,8 @@ class MessageLog(ScrollView, can_focus=True):
             elif entry.pending:
                 marker, marker_style = "…", style("message-log--pending")
                 text_style = style("message-log--pending")
-        label = _fit_name(label, self._name_width)
-        indent = " " * (self.TIME_WIDTH + self._name_width + 1)
+        label = _fit_name(label, self._name_column)
+        indent = " " * (self.TIME_WIDTH + self._name_column + 1)
 
         for number, text in enumerate(wrap_text(entry.text, self._text_width)):
             if number == 0:
@@ -725,7 +737,7 @@ class MessageLog(ScrollView, can_focus=True):
 
     def _marker_strip(self, width: int) -> Strip:
         count = len(self._unseen)
-        label = f" ↓ {count} new message{'s' if count != 1 else ''} (End) "
+        label = f" ↓ {count} new message{'s' if count != 1 else ''} ({self.end_key}) "
         return Strip([Segment(label.center(width), self._style("message-log--marker"))]).crop_extend(
             0, width, self._style("message-log--marker")
         )

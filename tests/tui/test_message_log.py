@@ -146,18 +146,21 @@ def test_wrapping_and_the_aligned_name_column() -> None:
             "09:04  -- │ al renamed to Al.",
             "09:05  !! │ Failed to set name",
         ]
-        # A long name widens the column up to 16 cells and is truncated past it.
+        # A long name widens the column, up to 16 cells but here (a narrow view) to a quarter
+        # of what is left after the time and separator: (39 - 6 - 3) // 4 = 7 cells.
         log.add([msg(7, 6, "hi", name="bartholomew_the_great")])
         await pilot.pause()
         rows = log.lines_text()
-        assert rows[-1] == "09:06 bartholomew_the… │ hi"
-        # Everything re-wrapped to the narrower text column (39 - 6 - 16 - 3 = 14 cells).
-        assert rows[1:5] == [
-            "09:00 " + "al".rjust(16) + " │ the quick",
-            " " * 23 + "│ brown fox",
-            " " * 23 + "│ jumps over the",
-            " " * 23 + "│ lazy dog",
+        assert rows[-1] == "09:06 bartho… │ hi"
+        # Everything re-wrapped to the narrower text column (39 - 6 - 7 - 3 = 23 cells).
+        assert rows[1:3] == [
+            "09:00 " + "al".rjust(7) + " │ the quick brown fox",
+            " " * 14 + "│ jumps over the lazy dog",
         ]
+        # A wide view gives long names the full 16 cells.
+        await pilot.resize_terminal(100, 10)
+        await pilot.pause()
+        assert log.lines_text()[-1] == "09:06 bartholomew_the… │ hi"
 
     drive(body)
 
