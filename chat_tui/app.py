@@ -21,7 +21,7 @@ from chat_tui import commands
 from chat_tui.chat import ChatState
 from chat_tui.connection import CallDone, Changes, ChatConnection, Older, Status, Welcome
 from chat_tui.profiles import Profile, ProfileBusy, claim_profile
-from chat_tui.screens import HelpScreen, PasteScreen
+from chat_tui.screens import HelpScreen, PasteScreen, QuitScreen
 from chat_tui.widgets.composer import Composer
 from chat_tui.widgets.message_log import LogEntry, MessageLog, nick_style
 from chat_tui.widgets.status_bar import StatusBar
@@ -216,7 +216,18 @@ class ChatApp(App[None]):
             log.scroll_page_down()
 
     async def action_quit_chat(self) -> None:
-        """Leave: close the connection first, so everyone sees us go offline at once."""
+        """Leave: close the connection first, so everyone sees us go offline at once. With
+        messages still waiting for the connection, ask first (they would be lost)."""
+        waiting = sum(1 for o in self.connection.outbox if o.reducer == "send_message")
+        if waiting and not isinstance(self.screen, QuitScreen):
+            def answer(quit_anyway: bool | None) -> None:
+                if quit_anyway:
+                    self.run_worker(self._leave())
+            self.push_screen(QuitScreen(waiting), answer)
+            return
+        await self._leave()
+
+    async def _leave(self) -> None:
         await self.connection.close()
         if self.profile is not None:
             self.profile.release()

@@ -102,3 +102,41 @@ class PasteScreen(ModalScreen[bool]):
 
     def action_cancel(self) -> None:
         self.dismiss(False)
+
+
+class QuitScreen(ModalScreen[bool]):
+    """Asks before quitting with calls still waiting for the connection; True quits."""
+
+    DEFAULT_CSS = """
+    QuitScreen { align: center middle; }
+    QuitScreen > Vertical {
+        width: 64; max-width: 95%; height: auto;
+        border: thick $error; background: $surface; padding: 1 2;
+    }
+    QuitScreen Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
+    QuitScreen Button { margin-left: 2; }
+    """
+
+    BINDINGS = [Binding("escape,n", "stay", "Stay"), Binding("y", "quit", "Quit")]
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__()
+        self.waiting = waiting
+
+    def compose(self) -> ComposeResult:
+        what = "1 message is" if self.waiting == 1 else f"{self.waiting} messages are"
+        with Vertical():
+            yield Static(Text(f"{what} still waiting for the connection and will be lost. Quit anyway?",
+                              style="bold"))
+            with Horizontal():
+                yield Button("Quit (y)", variant="error", id="quit")
+                yield Button("Stay (n)", variant="primary", id="stay")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "quit")
+
+    def action_quit(self) -> None:
+        self.dismiss(True)
+
+    def action_stay(self) -> None:
+        self.dismiss(False)

@@ -12,7 +12,7 @@ from textual.pilot import Pilot
 from chat_server.client import Client
 from chat_server.server import ChatServer, ServerConfig
 from chat_tui.app import ChatApp
-from chat_tui.screens import HelpScreen, PasteScreen
+from chat_tui.screens import HelpScreen, PasteScreen, QuitScreen
 from chat_tui.widgets.composer import Composer
 
 from ..server_harness import in_process_server, run
@@ -175,6 +175,12 @@ def test_reconnects_after_restart_and_sends_what_was_queued(tmp_path: Path) -> N
             await type_line(pilot, "typed while offline")
             await until(pilot, lambda: app.status_bar.queued == 1, what="queued count")
             assert "typed while offline" in log_text(app)           # shown, marked pending
+            # Quitting now would lose it: the app asks, and "n" stays.
+            await pilot.press("ctrl+q")
+            await until(pilot, lambda: isinstance(app.screen, QuitScreen), what="quit confirmation")
+            await pilot.press("n")
+            await until(pilot, lambda: not isinstance(app.screen, QuitScreen))
+            assert app.is_running
             srv = ChatServer(ServerConfig(data_dir=tmp_path, port=port))
             await srv.start()
             try:
