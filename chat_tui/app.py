@@ -126,6 +126,8 @@ class ChatApp(App[None]):
     def _changes(self, msg: Changes) -> None:
         entries = self.state.apply(msg.rows, msg.time)
         self._log(entries)
+        if any(e.highlight for e in entries):
+            self.bell()   # someone mentioned you
         if any(e.table == "user" for e in msg.rows):
             self._refresh_users_soon()
 

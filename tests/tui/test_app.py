@@ -235,3 +235,41 @@ def test_long_history_opens_recent_and_pages_back(tmp_path: Path) -> None:
                 texts = [l.split("│", 1)[1].strip() for l in log.lines_text() if "│" in l and " m" in l]
                 assert texts == [f"m{i:05d}" for i in range(total)]
     run(main())
+
+
+def test_profile_keeps_identity_and_history_across_runs(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Restarting chat-tui with the same profile is the same user, with the same input history."""
+    from chat_tui.profiles import claim_profile
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+    async def session(url: str, lines: list[str]) -> tuple[bytes, list[str]]:
+        profile = claim_profile()
+        app = ChatApp(server=url, profile=profile)
+        async with app.run_test(size=SIZE) as pilot:
+            await online(pilot, app)
+            recalled = []
+            for _ in range(2):
+                await pilot.press("up")
+                recalled.append(app.composer.value)
+            app.composer.value = ""
+            for line in lines:
+                await type_line(pilot, line)
+            await until(pilot, lambda: all(line in log_text(app) for line in lines if not line.startswith("/")))
+            identity = bytes(app.state.me)
+            await app.action_quit_chat()
+        profile.release()
+        return identity, recalled
+
+    async def main() -> None:
+        async with in_process_server(tmp_path / "server") as srv:
+            url = f"127.0.0.1:{srv.port}"
+            first, recalled = await session(url, ["/name Alice", "first run"])
+            assert recalled == ["", ""]
+            second, recalled = await session(url, ["second run"])
+            assert second == first
+            assert recalled == ["first run", "/name Alice"]
+            # The saved token is private to the user.
+            token_file = next((tmp_path / "config").rglob("tokens.json"))
+            assert token_file.stat().st_mode & 0o777 == 0o600
+    run(main())
