@@ -398,6 +398,12 @@ class Database:
         self.check_args(rdef, args)
         return self._run(name, rdef.func, args, sender, connection_id)
 
+    def submit_checked(self, rdef: ReducerDef, args: tuple[Any, ...], sender: Identity,
+                       connection_id: ConnectionId | None = None) -> CallResult:
+        """``submit`` for a caller that already checked: ``rdef`` is callable (``reducer``) and ``args``
+        match its parameters (e.g. converted from the wire with their types)."""
+        return self._run(rdef.name, rdef.func, args, sender, connection_id)
+
     def call(self, name: str, *args: Any, sender: Identity, connection_id: ConnectionId | None = None) -> CallResult:
         """Run a reducer and return once its transaction is durable."""
         result = self.submit(name, *args, sender=sender, connection_id=connection_id)

@@ -25,7 +25,7 @@ from .logs import LEVEL_RANK, LogRecord
 from .protocol import (CallReducer, DeleteDatabase, ErrorMessage, IdentityToken, LogLines, Logs, OneOffQuery,
                        OneOffResult, ProtocolError, Publish, QueryRows, ReducerResult, Subscribe, SubscribeApplied,
                        SubscriptionError, TxUpdate, Unsubscribe, UnsubscribeApplied, assemble_transaction_update,
-                       decode_client, encode, encode_query_rows, encode_tx_fields)
+                       decode_client, encode, encode_query_rows, encode_result, encode_tx_fields)
 from .sql import SqlError, check_subscription
 from .subscription import SubscriptionEngine
 from .tx import TxData
@@ -218,7 +218,7 @@ class Host:
                 return [(session, encode(ReducerResult(msg.id, "refused", text, -1, 0)))]
             return [(session, encode(ErrorMessage(msg.id, text)))]
         if isinstance(msg, CallReducer):
-            return self._call(session, msg)
+            return self._call(session, msg, len(frame))
         if isinstance(msg, Subscribe):
             return self._subscribe(session, msg)
         if isinstance(msg, Unsubscribe):
@@ -261,16 +261,17 @@ class Host:
             self.db.logs.remove_listener(session.log_follow[1])
             session.log_follow = None
 
-    def _call(self, session: Session, msg: CallReducer) -> list[Out]:
+    def _call(self, session: Session, msg: CallReducer, frame_size: int) -> list[Out]:
         def refuse(text: str) -> list[Out]:
-            return [(session, encode(ReducerResult(msg.id, "refused", text, -1, 0)))]
+            return [(session, encode_result(msg.id, "refused", text, -1, 0))]
 
         try:
             rdef = self.db.reducer(msg.reducer)
         except CallError as exc:
             text = self.db.no_such_reducer_message(msg.reducer, self.name) if msg.reducer not in self.db._reducers else str(exc)
             return refuse(text)
-        size = len(msgpack.packb(msg.args, use_bin_type=True))
+        # The arguments are part of the frame: only a frame over the limit needs them measured.
+        size = len(msgpack.packb(msg.args, use_bin_type=True)) if frame_size > self.limits.max_args_bytes else 0
         if size > self.limits.max_args_bytes:
             return refuse(f"arguments are {size} bytes; the limit is {self.limits.max_args_bytes}")
         if len(msg.args) != len(rdef.params):
@@ -285,14 +286,14 @@ class Host:
             except (TypeError, ValueError) as exc:
                 return refuse(f"reducer `{rdef.name}`: argument `{pname}` must be {ptype.name}: {exc}")
         try:
-            result = self.db.submit(rdef.name, *args, sender=session.identity,
-                                    connection_id=session.connection_id if session.hooks else None)
+            result = self.db.submit_checked(rdef, tuple(args), session.identity,
+                                            session.connection_id if session.hooks else None)
         except CallError as exc:
             return refuse(str(exc))
         except StorageError as exc:
             return refuse(f"the database cannot accept writes: {exc}")
         session.in_flight += 1
-        return self._queue(_PendingMsg(result.offset, session, encode(_result_message(msg.id, result)), True))
+        return self._queue(_PendingMsg(result.offset, session, _result_frame(msg.id, result), True))
 
     def _subscribe(self, session: Session, msg: Subscribe) -> list[Out]:
         if len(msg.queries) > self.limits.max_queries_per_subscribe:
@@ -519,11 +520,12 @@ class Host:
         session.signature = None
 
 
-def _result_message(request_id: int, r: CallResult) -> ReducerResult:
+def _result_frame(request_id: int, r: CallResult) -> bytes:
+    """The encoded ``ReducerResult`` of a call."""
     if r.ok:
         status = "no_changes" if r.tx is not None and r.tx.is_empty else "committed"
-        return ReducerResult(request_id, status, None, r.offset, int(r.tx.timestamp) if r.tx else 0)
-    return ReducerResult(request_id, r.status, r.error, r.offset, 0)
+        return encode_result(request_id, status, None, r.offset, int(r.tx.timestamp) if r.tx else 0)
+    return encode_result(request_id, r.status, r.error, r.offset, 0)
 
 
 def _peek_id(frame: bytes) -> int | None:

@@ -194,55 +194,56 @@ def _unrows(v: Any) -> QueryRows:
     return QueryRows(qid, table, ins, dels)
 
 
+_TO_WIRE: dict[type, Any] = {
+    CallReducer: lambda m: {"t": "call", "id": m.id, "reducer": m.reducer, "args": m.args},
+    Subscribe: lambda m: {"t": "subscribe", "id": m.id, "queries": m.queries},
+    Unsubscribe: lambda m: {"t": "unsubscribe", "id": m.id, "subscription": m.subscription},
+    OneOffQuery: lambda m: {"t": "sql", "id": m.id, "query": m.query},
+    Logs: lambda m: {"t": "logs", "id": m.id, "n": m.n, "level": m.level, "follow": m.follow},
+    Publish: lambda m: {"t": "publish", "id": m.id, "module": m.module, "filename": m.filename, "clear": m.clear},
+    DeleteDatabase: lambda m: {"t": "delete", "id": m.id},
+    LogLines: lambda m: {"t": "log_lines", "id": m.id, "lines": m.lines},
+    Done: lambda m: {"t": "done", "id": m.id, "detail": m.detail},
+    IdentityToken: lambda m: {"t": "identity", "identity": m.identity, "token": m.token,
+                              "connection_id": m.connection_id, "database": m.database, "schema": m.schema},
+    SubscribeApplied: lambda m: {"t": "subscribed", "id": m.id, "queries": [_rows(q) for q in m.queries]},
+    UnsubscribeApplied: lambda m: {"t": "unsubscribed", "id": m.id, "subscription": m.subscription,
+                                   "queries": [_rows(q) for q in m.queries]},
+    SubscriptionError: lambda m: {"t": "subscription_error", "id": m.id, "error": m.error},
+    TransactionUpdate: lambda m: {"t": "tx", "txs": [tx_header(tx) | {"updates": [_rows(q) for q in tx.updates]}
+                                                     for tx in m.txs]},
+    ReducerResult: lambda m: {"t": "result", "id": m.id, "status": m.status, "error": m.error, "offset": m.offset,
+                              "timestamp": m.timestamp},
+    OneOffResult: lambda m: {"t": "sql_result", "id": m.id, "columns": m.columns, "types": m.types, "rows": m.rows,
+                             "error": m.error, "affected": m.affected},
+    ErrorMessage: lambda m: {"t": "error", "id": m.id, "error": m.error},
+}
+
+
 def to_wire(msg: ClientMessage | ServerMessage) -> dict[str, Any]:
     """The msgpack map for a message."""
-    if isinstance(msg, CallReducer):
-        return {"t": "call", "id": msg.id, "reducer": msg.reducer, "args": msg.args}
-    if isinstance(msg, Subscribe):
-        return {"t": "subscribe", "id": msg.id, "queries": msg.queries}
-    if isinstance(msg, Unsubscribe):
-        return {"t": "unsubscribe", "id": msg.id, "subscription": msg.subscription}
-    if isinstance(msg, OneOffQuery):
-        return {"t": "sql", "id": msg.id, "query": msg.query}
-    if isinstance(msg, Logs):
-        return {"t": "logs", "id": msg.id, "n": msg.n, "level": msg.level, "follow": msg.follow}
-    if isinstance(msg, Publish):
-        return {"t": "publish", "id": msg.id, "module": msg.module, "filename": msg.filename, "clear": msg.clear}
-    if isinstance(msg, DeleteDatabase):
-        return {"t": "delete", "id": msg.id}
-    if isinstance(msg, LogLines):
-        return {"t": "log_lines", "id": msg.id, "lines": msg.lines}
-    if isinstance(msg, Done):
-        return {"t": "done", "id": msg.id, "detail": msg.detail}
-    if isinstance(msg, IdentityToken):
-        return {"t": "identity", "identity": msg.identity, "token": msg.token, "connection_id": msg.connection_id,
-                "database": msg.database, "schema": msg.schema}
-    if isinstance(msg, SubscribeApplied):
-        return {"t": "subscribed", "id": msg.id, "queries": [_rows(q) for q in msg.queries]}
-    if isinstance(msg, UnsubscribeApplied):
-        return {"t": "unsubscribed", "id": msg.id, "subscription": msg.subscription,
-                "queries": [_rows(q) for q in msg.queries]}
-    if isinstance(msg, SubscriptionError):
-        return {"t": "subscription_error", "id": msg.id, "error": msg.error}
-    if isinstance(msg, TransactionUpdate):
-        return {"t": "tx", "txs": [tx_header(tx) | {"updates": [_rows(q) for q in tx.updates]} for tx in msg.txs]}
-    if isinstance(msg, ReducerResult):
-        return {"t": "result", "id": msg.id, "status": msg.status, "error": msg.error, "offset": msg.offset,
-                "timestamp": msg.timestamp}
-    if isinstance(msg, OneOffResult):
-        return {"t": "sql_result", "id": msg.id, "columns": msg.columns, "types": msg.types, "rows": msg.rows,
-                "error": msg.error, "affected": msg.affected}
-    if isinstance(msg, ErrorMessage):
-        return {"t": "error", "id": msg.id, "error": msg.error}
-    raise TypeError(f"not a protocol message: {type(msg).__name__}")
+    convert = _TO_WIRE.get(type(msg))
+    if convert is None:
+        raise TypeError(f"not a protocol message: {type(msg).__name__}")
+    return convert(msg)
 
 
 def tx_header(tx: TxUpdate) -> dict[str, Any]:
     return {"offset": tx.offset, "timestamp": tx.timestamp, "reducer": tx.reducer, "caller": tx.caller}
 
 
+def _packb(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
 def encode(msg: ClientMessage | ServerMessage) -> bytes:
-    return msgpack.packb(to_wire(msg), use_bin_type=True)
+    return _packb(to_wire(msg))
+
+
+def encode_result(request_id: int, status: str, error: str | None, offset: int, timestamp: int) -> bytes:
+    """``encode(ReducerResult(...))`` without the dataclass: one per call, on the hot path."""
+    return _packb({"t": "result", "id": request_id, "status": status, "error": error, "offset": offset,
+                   "timestamp": timestamp})
 
 
 def _field(m: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
@@ -353,13 +354,13 @@ def array_header(n: int) -> bytes:
 
 def encode_query_rows(q: QueryRows) -> bytes:
     """One query's delta, encoded once and shared by every subscriber of the query."""
-    return msgpack.packb(_rows(q), use_bin_type=True)
+    return _packb(_rows(q))
 
 
 def assemble_transaction_update(txs: list[tuple[bytes, list[bytes]]]) -> bytes:
     """A ``tx`` frame from pre-encoded pieces: per transaction, ``encode_tx_fields`` and its
     ``encode_query_rows`` deltas. Equals ``encode(TransactionUpdate(...))`` byte for byte."""
-    parts = [b"\x82", msgpack.packb("t"), msgpack.packb("tx"), msgpack.packb("txs"), array_header(len(txs))]
+    parts = [_TX_HEAD, array_header(len(txs))]
     for fields, updates in txs:
         parts.append(fields)
         parts.append(array_header(len(updates)))
@@ -369,7 +370,10 @@ def assemble_transaction_update(txs: list[tuple[bytes, list[bytes]]]) -> bytes:
 
 def encode_tx_fields(tx: TxUpdate) -> bytes:
     """A transaction map's header and first four entries; ``updates`` (key + array) follows."""
-    body = msgpack.packb({"offset": tx.offset, "timestamp": tx.timestamp, "reducer": tx.reducer,
-                          "caller": tx.caller}, use_bin_type=True)
+    body = _packb({"offset": tx.offset, "timestamp": tx.timestamp, "reducer": tx.reducer, "caller": tx.caller})
     # Re-head the 4-entry fixmap as a 5-entry one and append the key of the fifth.
-    return b"\x85" + body[1:] + msgpack.packb("updates")
+    return b"\x85" + body[1:] + _UPDATES_KEY
+
+
+_TX_HEAD = b"\x82" + msgpack.packb("t") + msgpack.packb("tx") + msgpack.packb("txs")  # a tx map up to its array
+_UPDATES_KEY = msgpack.packb("updates")
