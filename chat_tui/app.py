@@ -98,7 +98,9 @@ class ChatApp(App[None]):
         bar.state, bar.text = msg.state, msg.text
         if msg.state == "offline" and self._was_online:
             self._was_online = False
-            self._log([self.state.system_entry(now_us(), f"Disconnected: {msg.text}", kind="error")])
+            self._log([self.state.system_entry(
+                now_us(), f"Disconnected ({msg.reason}). What you send now waits for the connection.",
+                kind="error")])
         elif msg.state == "failed":
             self._log([self.state.system_entry(now_us(), msg.text, kind="error")])
 

@@ -48,9 +48,9 @@ class Outgoing:
 class Status(Message):
     """Connection state: ``starting`` | ``connecting`` | ``online`` | ``offline`` | ``failed`` (no retry)."""
 
-    def __init__(self, state: str, text: str, retry_in: float | None = None) -> None:
+    def __init__(self, state: str, text: str, retry_in: float | None = None, reason: str = "") -> None:
         super().__init__()
-        self.state, self.text, self.retry_in = state, text, retry_in
+        self.state, self.text, self.retry_in, self.reason = state, text, retry_in, reason
 
 
 class Welcome(Message):
@@ -129,10 +129,6 @@ class ChatConnection:
         if client is not None:
             self._spawn(self._older(client, before))
 
-    def retry_now(self) -> None:
-        """Cut the current backoff wait short."""
-        self._wake.set()
-
     async def close(self) -> None:
         """Disconnect for good (the server runs the disconnect hook at once)."""
         self._closing = True
@@ -153,8 +149,10 @@ class ChatConnection:
             attempt = 0 if reason == "lost" else attempt + 1
             delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** attempt) * random.uniform(0.8, 1.2)
             if reason == "lost":
-                reason = f"connection lost: {self._last_reason}"
-            self.post(Status("offline", f"Offline ({reason}); reconnecting in {delay:.0f} s", retry_in=delay))
+                reason = self._last_reason or "connection lost"
+            wait = f"{delay:.1f}" if delay < 1 else f"{delay:.0f}"
+            self.post(Status("offline", f"Offline: {reason}; reconnecting in {wait} s", retry_in=delay,
+                             reason=reason))
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)

@@ -124,8 +124,8 @@ async def offline(pilot: Pilot) -> None:
     """The connection dropped; a message typed meanwhile waits."""
     await conversation(pilot)
     app: ChatApp = pilot.app  # type: ignore[assignment]
-    app.post_message(Status("offline", "Offline (connection lost: connection lost); reconnecting in 2 s",
-                            retry_in=2.0))
+    app.post_message(Status("offline", "Offline: connection lost; reconnecting in 2 s",
+                            retry_in=2.0, reason="connection lost"))
     await pilot.pause()
     await pilot.press(*"see you when the wifi is back", "enter")
     await pilot.pause()
