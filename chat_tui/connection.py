@@ -171,7 +171,7 @@ class ChatConnection:
             client = await Client.connect(self.server, self.database, self.token)
         except ConnectFailed as exc:
             text = str(exc)
-            if " HTTP 401" in text or " HTTP 403" in text or " HTTP 404" in text:
+            if " HTTP 404" in text or "invalid token" in text:   # retrying cannot fix these
                 self.post(Status("failed", _refusal(text, self.database)))
                 return None
             return text
@@ -301,5 +301,5 @@ class ChatConnection:
 def _refusal(text: str, database: str) -> str:
     if " HTTP 404" in text:
         return f"The server has no database named {database!r}."
-    return (f"The server refused this profile's identity ({text.split('HTTP', 1)[-1].strip()}). "
-            "Use another profile (--profile NAME) to start as a new user.")
+    return (f"The server refused this profile's saved identity ({text.split('invalid token: ', 1)[-1]}). "
+            "Start with another profile (--profile NAME) to be a new user there.")

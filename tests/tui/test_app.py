@@ -273,3 +273,26 @@ def test_profile_keeps_identity_and_history_across_runs(tmp_path: Path, monkeypa
             token_file = next((tmp_path / "config").rglob("tokens.json"))
             assert token_file.stat().st_mode & 0o777 == 0o600
     run(main())
+
+
+def test_refused_identity_and_unknown_database_are_explained_not_retried(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from chat_tui.profiles import claim_profile
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+    async def main() -> None:
+        async with in_process_server(tmp_path / "server") as srv:
+            url = f"127.0.0.1:{srv.port}"
+            profile = claim_profile()
+            profile.save_token(url, "qc1.00.forged")
+            app = ChatApp(server=url, profile=profile)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: app.status_bar.state == "failed", what="failed status")
+                assert "refused this profile's saved identity" in app.status_bar.text
+                assert "--profile NAME" in log_text(app)
+            profile.release()
+            app = ChatApp(server=url, database="no-such-db")
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: app.status_bar.state == "failed", what="failed status")
+                assert "no database named 'no-such-db'" in app.status_bar.text
+    run(main())
