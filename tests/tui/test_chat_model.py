@@ -1,26 +1,14 @@
 """ChatState: log entries and presence lines from the rows the SDK delivers (no I/O)."""
 
-from typing import NamedTuple
-
 from chat_tui.chat import ChatState
 from db_core.cache import RowEvent
 from db_core.types import Identity
 
+from .scenes import Message, User
+
 A = Identity(bytes([0xAA]) * 32)
 B = Identity(bytes([0xBB]) * 32)
 C = Identity(bytes([0xCC]) * 32)
-
-
-class User(NamedTuple):
-    identity: Identity
-    name: str | None
-    online: bool
-
-
-class Message(NamedTuple):
-    sender: Identity
-    sent: int
-    text: str
 
 
 def upd(old: User, new: User) -> RowEvent:
