@@ -422,9 +422,11 @@ class Host:
         by_signature: dict[tuple[int, ...], bytes | None] = {}
         first = txs[0].offset if txs else None
         candidates: dict[Session, None] = dict.fromkeys(personal)
-        for tx in txs:
-            for qid in tx.deltas:
-                candidates.update(dict.fromkeys(self._watchers.get(qid, ())))
+        touched = {qid for tx in txs for qid in tx.deltas} if len(txs) > 1 else txs[0].deltas if txs else ()
+        for qid in touched:
+            watchers = self._watchers.get(qid)
+            if watchers:
+                candidates.update(dict.fromkeys(watchers))
         for session in candidates:
             if session.closed:
                 continue
