@@ -421,12 +421,19 @@ class Host:
         frames: dict[tuple[Any, ...], bytes] = {}
         by_signature: dict[tuple[int, ...], bytes | None] = {}
         first = txs[0].offset if txs else None
-        candidates: dict[Session, None] = dict.fromkeys(personal)
+        candidates: dict[Session, None] = {}
         touched = {qid for tx in txs for qid in tx.deltas} if len(txs) > 1 else txs[0].deltas if txs else ()
         for qid in touched:
             watchers = self._watchers.get(qid)
             if watchers:
                 candidates.update(dict.fromkeys(watchers))
+        # Sessions with replies (callers) last, as a hand-rolled server answers after its broadcast:
+        # answered first, callers send their next requests while the others are still being written
+        # to, and compete with them for the CPU; answered together, their next requests also arrive
+        # together and share a batch.
+        for session in personal:
+            candidates.pop(session, None)
+            candidates[session] = None
         for session in candidates:
             if session.closed:
                 continue

@@ -116,3 +116,19 @@ def test_waiting_for_a_held_commit_releases_the_hold(tmp_path: Path, quickstart_
     # closing while held still makes everything durable
     with Database.open(tmp_path / "d", quickstart_path) as db:
         assert sorted(m.text for m in db.tables["message"].rows.values()) == ["hi", "on close"]
+
+
+def test_callers_are_answered_after_everyone_else_got_the_batch(quickstart_path: Path) -> None:
+    with Database.open(None, quickstart_path) as db:
+        host = Host(db, "quickstart-chat")
+        sessions = []
+        for _ in range(4):
+            s, _, _ = host.connect(Identity.random(), "tok")
+            host.receive(s, encode(Subscribe(1, ["SELECT * FROM message"])))
+            sessions.append(s)
+        host.on_durable(db.last_offset)
+        callers = sessions[:2]
+        for i, s in enumerate(callers):
+            host.receive(s, encode(CallReducer(5, "send_message", [f"m{i}"])))
+        order = [s for s, _ in host.on_durable(db.last_offset)]
+        assert set(order[:2]) == set(sessions[2:]) and set(order[2:]) == set(callers)
