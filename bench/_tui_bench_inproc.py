@@ -72,7 +72,7 @@ def newest_shown(app: ChatApp, newest: str | None) -> bool:
 async def startup(server: str, newest: str | None) -> dict[str, Any]:
     marks: dict[str, float] = {}
     t0 = time.perf_counter()
-    app = BenchApp(server=server)
+    app = BenchApp(server=server, tune_gc=True)   # as chat-tui's main() runs it
     post = app.connection.post
 
     def spy(msg: Any) -> Any:
@@ -101,7 +101,7 @@ async def startup(server: str, newest: str | None) -> dict[str, Any]:
 
 
 async def keys(server: str, n: int) -> dict[str, Any]:
-    app = BenchApp(server=server)
+    app = BenchApp(server=server, tune_gc=True)   # as chat-tui's main() runs it
     loop = asyncio.get_running_loop()
     waiting: dict[str, Any] = {}
 

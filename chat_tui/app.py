@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import itertools
 import sys
 import time
@@ -28,6 +29,7 @@ from chat_tui.widgets.status_bar import StatusBar
 from chat_tui.widgets.user_list import UserLine, UserList
 
 NARROW = 70
+FLUSH_EVERY = 0.05   # seconds: how long arriving messages may wait to be shown together
 
 
 def now_us() -> int:
@@ -35,7 +37,11 @@ def now_us() -> int:
 
 
 class ChatApp(App[None]):
-    """One user's chat: messages beside the users, the composer and status below."""
+    """One user's chat: messages beside the users, the composer and status below.
+
+    ``connect=False`` leaves the network alone (the messages a connection posts can be fed in
+    by hand, as the snapshot tests do); ``tune_gc`` applies chat-tui's process-wide garbage
+    collector settings, as the ``chat-tui`` command does."""
 
     CSS_PATH = "app.tcss"
     TITLE = "quickstart-chat"
@@ -52,7 +58,8 @@ class ChatApp(App[None]):
     ]
 
     def __init__(self, *, server: str = DEFAULT_SERVER, database: str = "quickstart-chat",
-                 profile: Profile | None = None, auto_start: bool = False, connect: bool = True) -> None:
+                 profile: Profile | None = None, auto_start: bool = False, connect: bool = True,
+                 tune_gc: bool = False) -> None:
         super().__init__()
         self.server, self.database, self.profile = server, database, profile
         self.state = ChatState()
@@ -67,6 +74,9 @@ class ChatApp(App[None]):
         self._history_floor: int | None = None
         self._was_online = False
         self._users_dirty = False
+        self._incoming: list[LogEntry] = []
+        self._flush_pending = False
+        self._tune_gc = tune_gc
 
     def compose(self) -> ComposeResult:
         # Kept as attributes: a query would search the active screen, which may be a modal.
@@ -84,6 +94,9 @@ class ChatApp(App[None]):
         yield self.status_bar
 
     def on_mount(self) -> None:
+        if self._tune_gc:
+            # Rarer collections: full passes over the log's objects were the worst key-echo stalls.
+            gc.set_threshold(20_000, 20, 100)
         self.sub_title = self._who()
         composer = self.composer
         composer.commands = [name for name, _, _ in commands.COMMANDS]
@@ -121,13 +134,16 @@ class ChatApp(App[None]):
             # After the rows are in: an empty log is "at the top" and would page at once.
             self._history_floor = self.connection.cutoff
             log.set_has_older(msg.has_older)
+            if self._tune_gc:
+                # What start-up built lives on: keep it out of the collector's full passes.
+                gc.freeze()
         self._refresh_users()
         self.sub_title = self._who()
 
     @on(Changes)
     def _changes(self, msg: Changes) -> None:
         entries = self.state.apply(msg.rows, msg.time)
-        self._log(entries)
+        self._log(entries, soon=True)
         if any(e.highlight for e in entries):
             self.bell()   # someone mentioned you
         if any(e.table == "user" for e in msg.rows):
@@ -148,6 +164,7 @@ class ChatApp(App[None]):
     @on(CallDone)
     def _call_done(self, msg: CallDone) -> None:
         self._update_queued()
+        self._flush_log()   # the sent message itself may be waiting to be shown
         log = self.log_view
         pending: LogEntry | None = msg.call.tag
         if pending is not None:
@@ -238,8 +255,20 @@ class ChatApp(App[None]):
         self.exit()
 
     # -- helpers ----------------------------------------------------------------------
-    def _log(self, entries: list[LogEntry]) -> None:
-        if entries:
+    def _log(self, entries: list[LogEntry], *, soon: bool = False) -> None:
+        """Show ``entries``; with ``soon``, within FLUSH_EVERY, together with others that arrive
+        meanwhile (a busy room repaints a few times a second, not per message, so keys stay quick)."""
+        self._incoming += entries
+        if not soon:
+            self._flush_log()
+        elif self._incoming and not self._flush_pending:
+            self._flush_pending = True
+            self.set_timer(FLUSH_EVERY, self._flush_log)
+
+    def _flush_log(self) -> None:
+        self._flush_pending = False
+        if self._incoming:
+            entries, self._incoming = self._incoming, []
             self.log_view.add(entries)
 
     def _update_queued(self) -> None:
@@ -304,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chat-tui: {exc}", file=sys.stderr)
         return 2
     server = args.server or DEFAULT_SERVER
-    app = ChatApp(server=server, database=args.database, profile=profile, auto_start=args.server is None)
+    app = ChatApp(server=server, database=args.database, profile=profile, auto_start=args.server is None,
+                  tune_gc=True)
     app.run()
     profile.release()
     return 0

@@ -48,6 +48,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.selection import Selection
 from textual.strip import Strip
+from textual.widget import Widget
 
 __all__ = ["LogEntry", "MessageLog", "nick_style", "NICK_COLOURS"]
 
@@ -310,7 +311,9 @@ class MessageLog(ScrollView, can_focus=True):
         self._unseen: list[_Item] = []  # new messages below the view, sorted
         self._has_older = False
         self._older_armed = True
-        self._cache: LRUCache[tuple[object, ...], _Block] = LRUCache(1024)
+        # A few screens' worth: a bigger cache keeps many small Strip objects alive, and the
+        # garbage collector's full passes over them showed up as 100-300 ms key-echo stalls.
+        self._cache: LRUCache[tuple[object, ...], _Block] = LRUCache(128)
         self._styles: dict[str, Style] = {}
 
     # ------------------------------------------------------------------ state
@@ -571,7 +574,7 @@ class MessageLog(ScrollView, can_focus=True):
         mutate()
         if not self._width:
             return
-        self.virtual_size = Size(self._width, self.line_count)
+        self._set_virtual_size(Size(self._width, self.line_count))
         if self._following:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         elif anchor is not None and (index := self._index(anchor[0])) >= 0:
@@ -580,6 +583,14 @@ class MessageLog(ScrollView, can_focus=True):
             y = start + item.header + min(row, item.rows - 1)
             self.scroll_to(y=max(start, y), animate=False, immediate=True)
         self.refresh()
+
+    def _set_virtual_size(self, size: Size) -> None:
+        """Like assigning `virtual_size`, without the layout pass that assignment triggers: the
+        vertical scrollbar is always shown, so a taller log never changes the layout, and a
+        whole-screen layout per arriving message cost most of the app's time under load."""
+        if size != self.virtual_size:
+            self.set_reactive(Widget.virtual_size, size)
+            self._scroll_update(size)
 
     def _first_hidden(self) -> tuple[int, int] | None:
         """The sort key of the first item starting below the view (under the marker row)."""
