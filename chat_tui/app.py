@@ -29,7 +29,7 @@ from chat_tui.widgets.status_bar import StatusBar
 from chat_tui.widgets.user_list import UserLine, UserList
 
 NARROW = 70
-FLUSH_EVERY = 0.05   # seconds: how long arriving messages may wait to be shown together
+FLUSH_EVERY = 0.1   # seconds: how long arriving messages may wait to be shown together
 
 
 def now_us() -> int:
