@@ -7,8 +7,8 @@
 
 Rows arrive decoded into one named tuple class per table (built from the
 schema the server sends first), kept in a ``ClientCache``; every change is
-also delivered as ``RowEvent``s. Reconnecting is the caller's loop (see
-``chat_tui.connection``): a Client is one connection.
+also delivered as ``RowEvent``s. A Client is one connection; ``chat_server.reconnect``
+keeps one up (backoff, the saved token, calls made while offline).
 """
 
 from __future__ import annotations

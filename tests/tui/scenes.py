@@ -13,7 +13,8 @@ from textual.pilot import Pilot
 
 from chat_tui import app as app_module
 from chat_tui.app import ChatApp
-from chat_tui.connection import CallDone, Changes, Outgoing, Status, Welcome
+from chat_server.reconnect import Pending
+from chat_tui.connection import CallDone, Changes, Status, Welcome
 from db_core.cache import RowEvent
 from db_core.types import Identity
 
@@ -96,7 +97,7 @@ async def errors(pilot: Pilot) -> None:
     await conversation(pilot)
     app: ChatApp = pilot.app  # type: ignore[assignment]
     await pilot.press(*"/nick Al", "enter")
-    app.post_message(CallDone(Outgoing("set_name", ("",)), "failed", "Names must not be empty"))
+    app.post_message(CallDone(Pending("set_name", ("",)), "failed", "Names must not be empty"))
     await pilot.pause()
 
 

@@ -288,7 +288,7 @@ def test_refused_identity_and_unknown_database_are_explained_not_retried(tmp_pat
             app = ChatApp(server=url, profile=profile)
             async with app.run_test(size=SIZE) as pilot:
                 await until(pilot, lambda: app.status_bar.state == "failed", what="failed status")
-                assert "refused this profile's saved identity" in app.status_bar.text
+                assert "refused the saved identity" in app.status_bar.text
                 assert "--profile NAME" in log_text(app)
             profile.release()
             app = ChatApp(server=url, database="no-such-db")

@@ -1,0 +1,184 @@
+"""Staying connected: the SDK's reconnect loop and the outbox of calls made while offline.
+
+    link = Reconnector("127.0.0.1:3000", "quickstart-chat", token=saved, on_token=save)
+    async def session(client):          # one connection's life
+        await client.subscribe(["SELECT * FROM message"])
+        link.ready(client)              # now the outbox may go out
+        async for event in client.events(): ...
+    asyncio.create_task(link.run(session))
+    pending = link.call("send_message", "hi")   # sent now, or once connected again
+    result = await pending.future
+
+``run`` connects (with the token, saving the one the server mints), hands the
+connection to ``session`` and, when it ends, waits with jittered exponential
+backoff and connects again, until ``close()``. A refusal that retrying cannot
+fix (an unknown database, a token the server rejects) ends ``run`` with
+``Refused``. Every change of state is reported to ``on_status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from chat_server.client import Client, ClientError, ConnectFailed
+from db_core.protocol import ReducerResult
+
+BACKOFF_FIRST = 0.25
+BACKOFF_MAX = 8.0
+
+
+class Refused(ClientError):
+    """The server refused us in a way retrying cannot fix; the text says why."""
+
+
+@dataclasses.dataclass(eq=False)
+class Pending:
+    """A call in the outbox; ``future`` gets its ReducerResult (or the error it was refused with)."""
+
+    reducer: str
+    args: tuple[Any, ...]
+    tag: Any = None
+    future: asyncio.Future[ReducerResult] = dataclasses.field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+    in_flight: bool = False
+    attempted: bool = False   # sent over a connection at least once: it may have committed
+
+
+StatusCallback = Callable[[str, str, float | None, str], None]   # state, text, retry_in, reason
+
+
+class Reconnector:
+    """Keeps one database connected and owns the calls waiting for it.
+
+    States reported to ``on_status``: ``connecting``, ``online`` (after ``ready``),
+    ``offline`` (with the reason and the seconds until the next attempt)."""
+
+    def __init__(self, server: str, database: str, token: str | None = None, *,
+                 on_token: Callable[[str], None] | None = None, on_status: StatusCallback | None = None,
+                 before_connect: Callable[[], Awaitable[None]] | None = None,
+                 first_delay: float = BACKOFF_FIRST, max_delay: float = BACKOFF_MAX) -> None:
+        self.server, self.database, self.token = server, database, token
+        self.on_token = on_token
+        self.on_status = on_status or (lambda *_: None)
+        self.before_connect = before_connect
+        self.first_delay, self.max_delay = first_delay, max_delay
+        self.client: Client | None = None
+        self.outbox: list[Pending] = []
+        self._ready = False
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._last_reason = ""
+        self._calls: set[asyncio.Task[None]] = set()   # referenced so they are not collected mid-call
+
+    @property
+    def online(self) -> bool:
+        return self.client is not None and self._ready and not self.client.closed.is_set()
+
+    def call(self, reducer: str, *args: Any, tag: Any = None) -> Pending:
+        """Call now if online, else on the next connection, in order."""
+        pending = Pending(reducer, args, tag)
+        self.outbox.append(pending)
+        if self.online:
+            self._send(pending)
+        return pending
+
+    def settle(self, pending: Pending, result: ReducerResult) -> None:
+        """Resolve a call without (re)sending it, e.g. one found committed after a reconnect."""
+        if pending in self.outbox:
+            self.outbox.remove(pending)
+        if not pending.future.done():
+            pending.future.set_result(result)
+
+    def ready(self, client: Client) -> None:
+        """The session is set up (subscribed): report online and send the outbox."""
+        if client is not self.client:
+            return
+        self._ready = True
+        self.on_status("online", f"Connected to {self.server}", None, "")
+        for pending in list(self.outbox):
+            self._send(pending)
+
+    async def close(self) -> None:
+        """Disconnect for good; ``run`` returns."""
+        self._closing = True
+        self._wake.set()
+        if self.client is not None:
+            await self.client.close()
+
+    async def run(self, session: Callable[[Client], Awaitable[None]]) -> None:
+        """Connect, run ``session``, reconnect after a loss; until ``close()``. Raises Refused."""
+        attempt = 0
+        while not self._closing:
+            reason = await self._connect_once(session)
+            if self._closing:
+                return
+            attempt = 0 if reason is None else attempt + 1
+            delay = min(self.max_delay, self.first_delay * 2 ** attempt) * random.uniform(0.8, 1.2)
+            why = reason or (self._last_reason or "connection lost")
+            wait = f"{delay:.1f}" if delay < 1 else f"{delay:.0f}"
+            self.on_status("offline", f"Offline: {why}; reconnecting in {wait} s", delay, why)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except TimeoutError:
+                pass
+
+    async def _connect_once(self, session: Callable[[Client], Awaitable[None]]) -> str | None:
+        """One connection's life: None if it was up and then lost, else why it could not start."""
+        if self.before_connect is not None:
+            try:
+                await self.before_connect()
+            except ClientError as exc:
+                return str(exc)
+        self.on_status("connecting", f"Connecting to {self.server}…", None, "")
+        try:
+            client = await Client.connect(self.server, self.database, self.token)
+        except ConnectFailed as exc:
+            text = str(exc)
+            if " HTTP 404" in text:
+                raise Refused(f"The server has no database named {self.database!r}.") from None
+            if "invalid token" in text:
+                raise Refused(f"The server refused the saved identity ({text.split('invalid token: ', 1)[-1]}).") \
+                    from None
+            return text
+        if client.token != self.token:
+            self.token = client.token
+            if self.on_token is not None:
+                self.on_token(client.token)
+        self.client = client
+        try:
+            await session(client)
+        except ClientError as exc:
+            self._last_reason = client.close_reason or str(exc)
+        finally:
+            self._ready = False
+            self.client = None
+            await client.close()
+        for pending in self.outbox:
+            pending.in_flight = False   # unanswered: it goes out again (or is settled) next time
+        return None
+
+    def _send(self, pending: Pending) -> None:
+        if pending.in_flight or self.client is None:
+            return
+        pending.in_flight = True
+        task = asyncio.ensure_future(self._do_call(self.client, pending))
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    async def _do_call(self, client: Client, pending: Pending) -> None:
+        pending.attempted = True
+        try:
+            result = await client.call(pending.reducer, *pending.args)
+        except ClientError:
+            return   # the connection dropped: it stays in the outbox for the next one
+        if not isinstance(result, ReducerResult):
+            result = ReducerResult(0, "refused", getattr(result, "error", None) or "refused by the server", -1, 0)
+        self.settle(pending, result)
+
+
+__all__ = ["Pending", "Reconnector", "Refused", "BACKOFF_FIRST", "BACKOFF_MAX"]
