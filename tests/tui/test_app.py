@@ -296,3 +296,14 @@ def test_refused_identity_and_unknown_database_are_explained_not_retried(tmp_pat
                 await until(pilot, lambda: app.status_bar.state == "failed", what="failed status")
                 assert "no database named 'no-such-db'" in app.status_bar.text
     run(main())
+
+
+def test_ctrl_c_and_ctrl_q_quit() -> None:
+    async def main() -> None:
+        for key in ("ctrl+c", "ctrl+q"):
+            app = ChatApp(connect=False)
+            async with app.run_test(size=SIZE) as pilot:
+                await pilot.press(*"typing")
+                await pilot.press(key)
+                await until(pilot, lambda: not app.is_running, what=f"{key} quits")
+    run(main())
