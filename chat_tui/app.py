@@ -50,7 +50,7 @@ class ChatApp(App[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-wide")]
     BINDINGS = [
         Binding("ctrl+q", "quit_chat", "Quit", priority=True),
-        Binding("ctrl+c", "quit_chat", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "copy_or_quit", "Copy / quit", show=False, priority=True),
         Binding("f1", "help", "Help"),
         Binding("pageup", "scroll_log('page_up')", "Scroll up", show=False),
         Binding("pagedown", "scroll_log('page_down')", "Scroll down", show=False),
@@ -235,6 +235,17 @@ class ChatApp(App[None]):
             log.scroll_page_up()
         else:
             log.scroll_page_down()
+
+    async def action_copy_or_quit(self) -> None:
+        """ctrl+c copies selected text (in the log or the composer) if there is any, else quits."""
+        text = self.screen.get_selected_text() or (self.composer.selected_text if self.screen is self.screen_stack[0]
+                                                   else "")
+        if text:
+            self.copy_to_clipboard(text)
+            self.screen.clear_selection()
+            self.notify(f"Copied {len(text):,} characters.", timeout=2)
+            return
+        await self.action_quit_chat()
 
     async def action_quit_chat(self) -> None:
         """Leave: close the connection first, so everyone sees us go offline at once. With

@@ -20,7 +20,8 @@ KEYS: list[tuple[str, str]] = [
     ("ctrl+End", "jump to the newest message"),
     ("F1", "this help"),
     ("ctrl+p", "command palette (themes, keys, screenshot)"),
-    ("ctrl+q / ctrl+c", "quit"),
+    ("ctrl+c", "copy the selected text (drag over the log to select), or quit if none"),
+    ("ctrl+q", "quit"),
 ]
 
 

@@ -307,3 +307,17 @@ def test_ctrl_c_and_ctrl_q_quit() -> None:
                 await pilot.press(key)
                 await until(pilot, lambda: not app.is_running, what=f"{key} quits")
     run(main())
+
+
+def test_ctrl_c_copies_a_selection_instead_of_quitting() -> None:
+    async def main() -> None:
+        app = ChatApp(connect=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press(*"hello there")
+            app.composer.select_all()
+            copied: list[str] = []
+            app.copy_to_clipboard = copied.append  # type: ignore[method-assign]  # the terminal's clipboard
+            await pilot.press("ctrl+c")
+            await pilot.pause()
+            assert copied == ["hello there"] and app.is_running
+    run(main())
