@@ -306,6 +306,13 @@ class Client:
             fut.set_result(msg)
         elif rid in self._streams:
             self._streams[rid].put_nowait(msg)
+        elif isinstance(msg, SubscriptionError):
+            # Unsolicited: the server dropped a live subscription (e.g. the module was updated
+            # and the query no longer checks). Whoever reads the updates must hear of it.
+            error = ClientError(f"subscription ended by the server: {msg.error}")
+            self._events.put_nowait(error)
+            if self._raw is not None:
+                self._raw.put_nowait(error)
 
     def _publish_event(self, event: TxEvent) -> None:
         for listener in self.listeners:
