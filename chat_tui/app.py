@@ -29,6 +29,7 @@ from chat_tui.widgets.status_bar import StatusBar
 from chat_tui.widgets.user_list import UserLine, UserList
 
 NARROW = 70
+LOG_MAX, LOG_KEEP = 10_000, 8_000   # log entries kept in memory; older ones page back in on demand
 FLUSH_EVERY = 0.1   # seconds: how long arriving messages may wait to be shown together
 
 
@@ -281,6 +282,21 @@ class ChatApp(App[None]):
         if self._incoming:
             entries, self._incoming = self._incoming, []
             self.log_view.add(entries)
+            if self.log_view.entry_count > LOG_MAX:
+                self._trim_log()
+
+    def _trim_log(self) -> None:
+        """Keep a long session's memory bounded: the oldest entries go (they can be paged
+        back in from the server like any older history)."""
+        dropped = self.log_view.trim(LOG_KEEP)
+        times = [e.time for e in dropped if e.kind == "message"]
+        if not times:
+            return
+        self.state.forget(dropped)
+        floor = max(times) + 1
+        self._history_floor = floor
+        self.connection.forget_before(floor)
+        self.log_view.set_has_older(True)
 
     def _update_queued(self) -> None:
         self.status_bar.queued = sum(1 for o in self.connection.outbox if not o.in_flight)

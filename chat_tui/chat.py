@@ -90,6 +90,10 @@ class ChatState:
                 out.append(self.message_entry(row))
         return out
 
+    def forget(self, entries: Iterable[LogEntry]) -> None:
+        """The log dropped these: if they come again (an older page), they are shown again."""
+        self.seen.difference_update(e.key for e in entries)
+
     def load(self, users: Iterable[Any], messages: Iterable[Any], time: int) -> list[LogEntry]:
         """A (re)subscription's rows. The first load shows no presence lines; a later one
         (after a reconnect) shows what changed while we were away."""

@@ -113,6 +113,16 @@ class ChatConnection:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def forget_before(self, sent: int) -> None:
+        """The app dropped messages older than ``sent`` (µs): drop them from the SDK's cache
+        too, and subscribe from there on the next connection, so a long session stays bounded."""
+        self.cutoff = sent
+        self._cutoff_known = True
+        client = self.link.client
+        if client is not None:
+            old = [row for row in client.cache.iter("message") if row.sent < sent]
+            client.cache.apply("message", (), old)
+
     async def close(self) -> None:
         """Disconnect for good (the server runs the disconnect hook at once)."""
         await self.link.close()

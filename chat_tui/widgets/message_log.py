@@ -477,6 +477,24 @@ class MessageLog(ScrollView, can_focus=True):
         self._preserving_view(mutate)
         return True
 
+    def trim(self, keep: int) -> list[LogEntry]:
+        """Drop the oldest entries so that `keep` remain, if the view is at the end (scrolled
+        back, nothing goes until the reader returns); returns the dropped ones, oldest first."""
+        extra = len(self._items) - keep
+        if extra <= 0 or not self._following:
+            return []
+        dropped = self._items[:extra]
+
+        def mutate() -> None:
+            del self._items[:extra]
+            for item in dropped:
+                self._by_key.pop(item.entry.key, None)
+            if self._width:
+                self._reindex()
+
+        self._preserving_view(mutate)
+        return [item.entry for item in dropped]
+
     def clear(self) -> None:
         """Remove every entry; `has_older` is reset too."""
         self._items.clear()

@@ -321,3 +321,36 @@ def test_ctrl_c_copies_a_selection_instead_of_quitting() -> None:
             await pilot.pause()
             assert copied == ["hello there"] and app.is_running
     run(main())
+
+
+def test_a_long_session_stays_bounded_and_pages_back(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Past LOG_MAX entries the oldest are dropped (from the log and the SDK's cache) while the
+    reader follows the end; scrolling up pages them back in from the server."""
+    import chat_tui.app as app_module
+
+    monkeypatch.setattr(app_module, "LOG_MAX", 60)
+    monkeypatch.setattr(app_module, "LOG_KEEP", 40)
+    total = 150
+
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            url = f"127.0.0.1:{srv.port}"
+            app = ChatApp(server=url)
+            async with app.run_test(size=SIZE) as pilot:
+                await online(pilot, app)
+                sender = await Client.connect(url, "quickstart-chat")
+                for i in range(total):
+                    await sender.call("send_message", f"m{i:04d}")
+                await sender.close()
+                log = app.log_view
+                await until(pilot, lambda: f"m{total - 1:04d}" in log_text(app), what="newest message")
+                assert log.entry_count <= 60
+                assert app.connection.link.client.cache.count("message") <= 60
+                for _ in range(40):
+                    if f"m0000" in log_text(app):
+                        break
+                    log.scroll_home(animate=False, immediate=True)
+                    await pilot.pause(0.1)
+                texts = [l.split("│", 1)[1].strip() for l in log.lines_text() if "│ m" in l]
+                assert texts == [f"m{i:04d}" for i in range(total)]
+    run(main())
