@@ -32,6 +32,7 @@ from websockets.http11 import Request, Response
 
 from db_core import ConnectionId, Database, DbError, Identity
 from db_core.host import Host, Limits, Out, Session
+from db_core.dirlock import lock_directory, unlock_directory
 from db_core.protocol import (SUBPROTOCOL, DeleteDatabase, Done, ErrorMessage, IdentityToken, ProtocolError, Publish,
                               decode_client, encode)
 
@@ -155,6 +156,10 @@ class ChatServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.databases: dict[str, Hosted] = {}
+        # Taken before anything is read or created: two servers started at once on a fresh
+        # directory would otherwise each mint their own key and owner token.
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = lock_directory(config.data_dir, "server.lock")
         self.auth = TokenAuthority.load_or_create(config.data_dir / "auth.key")
         self.owner, self.owner_token = self._owner_identity()
         self._server: Server | None = None
@@ -312,6 +317,14 @@ class ChatServer:
                 return
 
     async def start(self) -> None:
+        """Open every database and listen; on failure nothing stays open or locked."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._open_databases()
         # The rows loaded at start-up live as long as the server: keep them out of the collector's
@@ -350,6 +363,9 @@ class ChatServer:
             hosted.host.close()
             hosted.db.close()
         self.databases.clear()
+        if self._lock_fd is not None:
+            unlock_directory(self._lock_fd)
+            self._lock_fd = None
 
     # -- HTTP ----------------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:

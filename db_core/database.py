@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import fcntl
 import json
 import logging
 import os
@@ -34,7 +33,8 @@ from typing import Any
 
 from .codec import TableCodec, TxCodec, decode_snapshot, encode_snapshot
 from .commitlog import CommitLog, SnapshotStore
-from .errors import (ConnectionRejected, DatabaseLocked, InvalidArguments, MigrationError, NoSuchReducer,
+from .dirlock import lock_directory, unlock_directory
+from .errors import (ConnectionRejected, InvalidArguments, MigrationError, NoSuchReducer,
                      NotCallable, ReducerError, StorageError)
 from .logs import LogRecord, ModuleLog
 from .migration import MigrationPlan, plan_migration
@@ -174,7 +174,7 @@ class Database:
         except OSError as exc:
             raise StorageError(f"cannot create data directory {path}: {exc.strerror}") from None
         self.path = path
-        self._acquire_lock(path)
+        self._lock_fd = lock_directory(path)
         meta_path = path / "meta.json"
         meta = _read_json(meta_path)
         if clear and meta is not None:
@@ -217,20 +217,6 @@ class Database:
             elif owner is not None and meta.get("owner") != owner.hex():
                 self._write_meta()
         self._disconnect_stale(keep)
-
-    def _acquire_lock(self, path: Path) -> None:
-        fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise DatabaseLocked(
-                f"data directory {path} is in use by another process (pid {holder}); stop it or use another directory"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
 
     def _write_meta(self) -> None:
         assert self.path is not None
@@ -346,7 +332,7 @@ class Database:
         if hasattr(self, "logs"):
             self.logs.close()
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
+            unlock_directory(self._lock_fd)
             self._lock_fd = None
 
     def __enter__(self) -> "Database":

@@ -373,3 +373,27 @@ def test_early_and_fragmented_requests_are_handled_in_order(tmp_path: Path) -> N
             await ws.close()
 
     run(main())
+
+
+def test_second_server_on_the_same_data_dir_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path).start()
+    try:
+        key, owner = (tmp_path / "auth.key").read_bytes(), (tmp_path / "owner.token").read_bytes()
+        second = ServerProcess(tmp_path)
+        with pytest.raises(AssertionError) as err:
+            second.start()  # its output is in the error: it never said it was listening
+        assert second.proc is not None and second.proc.wait(10) == 1
+        said = str(err.value)
+        assert f"error: data directory {tmp_path} is in use by another process (pid {server.proc.pid})" in said, said
+        assert "Traceback" not in said
+        # The key and owner token the running server minted with are untouched: its tokens stay valid.
+        assert (tmp_path / "auth.key").read_bytes() == key and (tmp_path / "owner.token").read_bytes() == owner
+
+        async def still_serving() -> None:
+            client = await Client.connect(server.url, DB)
+            await client.call("set_name", "Still")
+            await client.close()
+
+        run(still_serving())
+    finally:
+        server.stop()
