@@ -440,17 +440,23 @@ class Host:
             mine = personal.get(session)
             if not mine and (first is None or not session.subs):
                 continue
-            if mine is None and self._steady(session, first):
-                # The common case: the same subscriptions as many others and nothing personal in
-                # this batch, so the frame is built once per signature and the bytes are shared.
+            if (mine is None or not any(item.ordered for item in mine)) and self._steady(session, first):
+                # The common case: the same subscriptions as many others and nothing in this batch
+                # that must go out between its updates (a caller's result follows them), so the
+                # frame is built once per signature and the bytes are shared.
                 signature = session.signature
                 assert signature is not None
                 if signature in by_signature:
                     frame = by_signature[signature]
                 else:
-                    frame = by_signature[signature] = self._frame_for(session, txs, frames)
+                    frame = by_signature[signature] = self._frame_for(session, txs, frames) if txs else None
                 if frame is not None:
                     out.append((session, frame))
+                if mine:
+                    for item in mine:
+                        if item.counts_in_flight:
+                            session.in_flight -= 1
+                        out.append((session, item.frame))
                 continue
             run: list[_PendingTx] = []
             replies: list[_PendingMsg] = []
@@ -526,7 +532,7 @@ class Host:
             if s.until is not None and s.until <= self._durable:
                 del session.subs[rid]
                 self._unwatch(session, s)
-        session.signature = None
+                session.signature = None
 
 
 def _result_frame(request_id: int, r: CallResult) -> bytes:

@@ -132,3 +132,26 @@ def test_callers_are_answered_after_everyone_else_got_the_batch(quickstart_path:
             host.receive(s, encode(CallReducer(5, "send_message", [f"m{i}"])))
         order = [s for s, _ in host.on_durable(db.last_offset)]
         assert set(order[:2]) == set(sessions[2:]) and set(order[2:]) == set(callers)
+
+
+def test_callers_share_the_batch_frame_and_get_their_results_after_it(quickstart_path: Path) -> None:
+    with Database.open(None, quickstart_path) as db:
+        host = Host(db, "quickstart-chat")
+        sessions = []
+        for _ in range(3):
+            s, _, _ = host.connect(Identity.random(), "tok")
+            host.receive(s, encode(Subscribe(1, ["SELECT * FROM message"])))
+            sessions.append(s)
+        host.on_durable(db.last_offset)
+        for round_ in range(2):  # the second round runs on settled subscriptions
+            for i, s in enumerate(sessions):
+                host.receive(s, encode(CallReducer(10 + i, "send_message", [f"r{round_} m{i}"])))
+            assert all(s.in_flight == 1 for s in sessions)
+            out = host.on_durable(db.last_offset)
+            assert all(s.in_flight == 0 for s in sessions)  # every answered call leaves the in-flight count
+            per = {s: [f for t, f in out if t is s] for s in sessions}
+            assert len({id(frames[0]) for frames in per.values()}) == 1  # the same update bytes for all
+            for i, s in enumerate(sessions):
+                update, result = (decode_server(f) for f in per[s])
+                assert [tx.updates[0].inserts[0][2] for tx in update.txs] == [f"r{round_} m{j}" for j in range(3)]
+                assert isinstance(result, ReducerResult) and result.id == 10 + i
