@@ -11,7 +11,6 @@ and never slows anyone else.
 from __future__ import annotations
 
 import asyncio
-import gc
 import dataclasses
 import http
 import logging
@@ -37,6 +36,7 @@ from db_core.protocol import (SUBPROTOCOL, DeleteDatabase, Done, ErrorMessage, I
                               decode_client, encode)
 
 from .auth import InvalidToken, TokenAuthority
+from .gc_policy import GcPolicy
 from .modules import QUICKSTART_CHAT
 from .tokens import write_private
 
@@ -164,6 +164,7 @@ class ChatServer:
         self.owner, self.owner_token = self._owner_identity()
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._gc = GcPolicy()
         self.port = config.port
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -327,10 +328,9 @@ class ChatServer:
     async def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._open_databases()
-        # The rows loaded at start-up live as long as the server: keep them out of the collector's
-        # full scans (with a million rows a full collection would stall every client).
-        gc.collect()
-        gc.freeze()
+        # The rows live as long as the server: keep them out of the collector's full scans (with a
+        # million rows a full collection would stall every client for a second).
+        self._gc.start()
         ssl_ctx = None
         if self.config.tls_cert is not None:
             ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -363,6 +363,7 @@ class ChatServer:
             hosted.host.close()
             hosted.db.close()
         self.databases.clear()
+        self._gc.stop()
         if self._lock_fd is not None:
             unlock_directory(self._lock_fd)
             self._lock_fd = None
@@ -427,6 +428,7 @@ class ChatServer:
                 del current.clients[session]
                 if self.databases.get(current.name) is current:
                     self._dispatch(current, current.host.disconnect(session))
+                    self._gc.disconnected()
             await asyncio.sleep(0)  # let the writer send what is queued (e.g. a close reason)
             writer.cancel()
 

@@ -1,0 +1,68 @@
+"""The server process's garbage-collection policy: never rescan the rows.
+
+A database keeps all its rows in memory for the life of the process, and rows
+are never cyclic garbage. CPython's full collections still walk every tracked
+object, each time the long-lived objects have grown by a quarter: measured
+under ``bench/server_bench.py`` at 10 clients, 8 full collections in 16 s
+paused the server for up to 87 ms each (437 ms in all) and cost 4-6% of its
+calls/s; with a million rows one pause is about a second.
+
+So every full collection ends by freezing its survivors (``gc.freeze``): the
+next one scans only what survived since, which is cheap however large the
+tables are. The cost: a frozen object that later becomes cyclic garbage is not
+collected. On this server that is what a closed connection leaves (measured:
+about 60 objects, 8 KiB, per disconnect), so after ``reclaim_after``
+disconnects one complete collection (unfreeze, collect, freeze) reclaims it:
+memory stays bounded, and the one long pause comes per thousand disconnects
+rather than per quarter of growth.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+
+class GcPolicy:
+    """Install with ``start``, remove with ``stop``; tell it of each ``disconnected`` session."""
+
+    def __init__(self, reclaim_after: int = 1000) -> None:
+        self.reclaim_after = reclaim_after
+        self.disconnects = 0
+        self.reclaims = 0
+        self._installed = False
+
+    def start(self) -> None:
+        """Collect once and freeze what the start-up loaded (the rows); freeze after every full collection."""
+        gc.collect()
+        gc.freeze()
+        if not self._installed:
+            gc.callbacks.append(self._on_gc)
+            self._installed = True
+
+    def stop(self) -> None:
+        """Back to CPython's own policy (an embedding process goes on as before the server ran)."""
+        if self._installed:
+            gc.callbacks.remove(self._on_gc)
+            self._installed = False
+            gc.unfreeze()
+
+    def disconnected(self) -> None:
+        self.disconnects += 1
+        if self.disconnects >= self.reclaim_after:
+            self.reclaim()
+
+    def reclaim(self) -> None:
+        """One complete collection, frozen objects included, then freeze again."""
+        self.disconnects = 0
+        self.reclaims += 1
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+
+    @staticmethod
+    def _on_gc(phase: str, info: dict[str, Any]) -> None:
+        # Runs on whichever thread triggered the collection, after it finished: freezing only
+        # moves the survivors' list heads, so this is cheap and safe here.
+        if phase == "stop" and info["generation"] == 2:
+            gc.freeze()
