@@ -67,35 +67,59 @@ class SnapshotStore:
         Either the complete new file is in place (and durable) or nothing changed.
         Raises ``ValueError`` for an offset outside u64, ``StorageError`` on I/O errors.
         """
+        with self._lock:
+            self.write_pending(offset, payload)
+            self._publish_locked(offset)
+
+    def write_pending(self, offset: int, payload: bytes) -> None:
+        """The first half of ``write``: the snapshot's bytes, durable under a temporary name that
+        start-up ignores (and removes), until ``publish``. Takes no lock: a forked child may call it."""
         if not 0 <= offset <= MAX_OFFSET:
             raise ValueError(f"snapshot offset must be between 0 and {MAX_OFFSET}, not {offset}")
         header = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, offset, len(payload), zlib.crc32(payload))
-        final = self._dir / snapshot_name(offset)
-        tmp = final.with_name(final.name + _TMP_SUFFIX)
+        tmp = self._pending_path(offset)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                write_all(fd, header)
+                write_all(fd, payload)
+                # The data must be on disk before the rename can be: otherwise a crash could leave
+                # the final name pointing at an empty or partial file.
+                datasync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.discard(offset)
+            raise StorageError(f"cannot write snapshot {tmp}: {exc}") from exc
+
+    def publish(self, offset: int) -> None:
+        """The second half of ``write``: give the pending snapshot its name, then prune old ones."""
         with self._lock:
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                try:
-                    write_all(fd, header)
-                    write_all(fd, payload)
-                    # The data must be on disk before the rename can be: otherwise a crash could leave
-                    # the final name pointing at an empty or partial file.
-                    datasync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, final)
-                fsync_dir(self._dir)
-            except OSError as exc:
-                try:
-                    tmp.unlink(missing_ok=True)
-                except OSError:
-                    pass
-                raise StorageError(f"cannot write snapshot {final}: {exc}") from exc
-            try:
-                for _old, path in self._snapshots()[: -self._keep]:
-                    path.unlink()
-            except OSError as exc:
-                raise StorageError(f"snapshot {final} written, but pruning old ones failed: {exc}") from exc
+            self._publish_locked(offset)
+
+    def _publish_locked(self, offset: int) -> None:
+        final = self._dir / snapshot_name(offset)
+        try:
+            os.replace(self._pending_path(offset), final)
+            fsync_dir(self._dir)
+        except OSError as exc:
+            self.discard(offset)
+            raise StorageError(f"cannot write snapshot {final}: {exc}") from exc
+        try:
+            for _old, path in self._snapshots()[: -self._keep]:
+                path.unlink()
+        except OSError as exc:
+            raise StorageError(f"snapshot {final} written, but pruning old ones failed: {exc}") from exc
+
+    def discard(self, offset: int) -> None:
+        """Remove a pending snapshot that will not be published (best effort)."""
+        try:
+            self._pending_path(offset).unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    def _pending_path(self, offset: int) -> Path:
+        return self._dir / (snapshot_name(offset) + _TMP_SUFFIX)
 
     def latest(self) -> tuple[int, bytes] | None:
         """The newest snapshot that verifies, as ``(offset, payload)``; None if there is none.
