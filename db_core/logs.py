@@ -2,7 +2,9 @@
 
 Records live in a bounded in-memory ring (for ``logs`` and ``logs -f``) and,
 for a durable database, are appended to ``module.log`` in the data directory
-in the exact line format the CLI prints.
+in the exact line format the CLI prints. The file is rotated at ``max_bytes``
+(the previous one kept as ``module.log.1``), so the log of a busy database
+stays bounded and ``logs -n`` reads only the tail.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import datetime as _dt
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, NamedTuple
 
 LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}
+MAX_FILE_BYTES = 16 << 20  # module.log is rotated at this size; module.log.1 keeps the one before
 _LINE_RE = re.compile(r"^(\S+Z) +(TRACE|DEBUG|INFO|WARN|ERROR): (.*)$")
 
 
@@ -57,15 +60,17 @@ def parse_line(text: str) -> tuple[str, str] | None:
 class ModuleLog:
     """A database's module log. Thread-safe appends; listeners see each new record."""
 
-    def __init__(self, path: Path | None = None, capacity: int = 100_000) -> None:
+    def __init__(self, path: Path | None = None, capacity: int = 100_000, max_bytes: int = MAX_FILE_BYTES) -> None:
         self._records: collections.deque[LogRecord] = collections.deque(maxlen=capacity)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[LogRecord], None]] = []
         self._file: IO[str] | None = None
         self._unwritten: list[LogRecord] = []
         self.path = path
+        self.max_bytes = max_bytes
         if path is not None:
             self._file = open(path, "a", encoding="utf-8", buffering=1 << 16)
+            self._size = self._file.tell()
 
     def emit(self, record: LogRecord) -> None:
         with self._lock:
@@ -81,8 +86,23 @@ class ModuleLog:
 
     def _write_unwritten(self) -> None:
         if self._unwritten and self._file is not None:
-            self._file.write("".join([r.format() + "\n" for r in self._unwritten]))
+            text = "".join([r.format() + "\n" for r in self._unwritten])
+            self._file.write(text)
+            self._size += len(text)  # characters: a lower bound of the bytes, close enough to rotate by
+            if self._size >= self.max_bytes:
+                self._rotate()
         self._unwritten.clear()
+
+    def _rotate(self) -> None:
+        assert self._file is not None and self.path is not None
+        self._file.close()
+        os.replace(self.path, self._previous_path())
+        self._file = open(self.path, "a", encoding="utf-8", buffering=1 << 16)
+        self._size = 0
+
+    def _previous_path(self) -> Path:
+        assert self.path is not None
+        return self.path.with_name(self.path.name + ".1")
 
     def system(self, message: str, level: str = "INFO") -> None:
         """A line from the database itself (no module file and line)."""
@@ -105,23 +125,17 @@ class ModuleLog:
     def lines(self, n: int | None = None, level: str | None = None) -> list[str]:
         """The last ``n`` formatted lines at ``level`` or above, oldest first.
 
-        Reads the file when there is one (it outlives restarts), else the ring.
+        Reads the files when there are (they outlive restarts), else the ring; with ``n``, only
+        as much of their ends as it takes.
         """
         floor = LEVEL_RANK[level.upper()] if level else 0
         self.flush()
-        if self.path is not None and self.path.exists():
-            out: list[str] = []
-            keep = False
-            with open(self.path, encoding="utf-8", errors="replace") as fh:
-                for raw in fh:
-                    text = raw.rstrip("\n")
-                    parsed = parse_line(text)
-                    if parsed is not None:
-                        keep = LEVEL_RANK[parsed[0]] >= floor
-                    if keep:
-                        out.append(text)
-        else:
-            out = [line for r in self.records() if LEVEL_RANK[r.level] >= floor for line in r.format().split("\n")]
+        if self.path is not None:
+            files = [p for p in (self._previous_path(), self.path) if p.exists()]
+            if n is None:
+                return _filter(_read_lines(files), floor)
+            return tail_lines(files, n, floor)
+        out = [line for r in self.records() if LEVEL_RANK[r.level] >= floor for line in r.format().split("\n")]
         return out if n is None else out[-n:] if n > 0 else []
 
     def flush(self) -> None:
@@ -138,3 +152,70 @@ class ModuleLog:
                 os.fsync(self._file.fileno())
                 self._file.close()
                 self._file = None
+
+
+def _read_lines(files: list[Path]) -> list[str]:
+    out: list[str] = []
+    for path in files:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            out.extend(raw.rstrip("\n") for raw in fh)
+    return out
+
+
+def _filter(lines: list[str], floor: int) -> list[str]:
+    """The lines of records at ``floor`` or above; continuation lines go with their record's header
+    (lines before any header, the rest of a record cut by rotation, are dropped)."""
+    out: list[str] = []
+    keep = False
+    for text in lines:
+        parsed = parse_line(text)
+        if parsed is not None:
+            keep = LEVEL_RANK[parsed[0]] >= floor
+        if keep:
+            out.append(text)
+    return out
+
+
+def tail_lines(files: list[Path], n: int, floor: int, block: int = 1 << 16) -> list[str]:
+    """``_filter(_read_lines(files), floor)[-n:]``, reading the files backwards by blocks only until
+    it has ``n`` lines (a busy database's log is large; ``logs -n 20`` must not read it all)."""
+    if n <= 0:
+        return []
+    kept: list[str] = []   # newest first
+    group: list[str] = []  # continuation lines (newest first) waiting for their header
+    for path in reversed(files):
+        for text in _lines_backwards(path, block):
+            parsed = parse_line(text)
+            if parsed is None:
+                group.append(text)
+                continue
+            if LEVEL_RANK[parsed[0]] >= floor:
+                kept.extend(group)
+                kept.append(text)
+                if len(kept) >= n:
+                    return kept[:n][::-1]
+            group.clear()
+    return kept[::-1]  # lines before the first header (``group``) belong to no record: dropped
+
+
+def _lines_backwards(path: Path, block: int) -> Iterator[str]:
+    """The lines of a file, last first, without reading more than needed."""
+    with open(path, "rb") as fh:
+        pos = fh.seek(0, os.SEEK_END)
+        rest = b""
+        first = True
+        while pos > 0:
+            step = min(block, pos)
+            pos -= step
+            fh.seek(pos)
+            chunk = fh.read(step) + rest
+            parts = chunk.split(b"\n")
+            rest = parts[0]  # may continue in the previous block
+            if first:
+                first = False
+                if parts[-1] == b"":
+                    parts.pop()  # the file's final newline ends a line; it does not start one
+            for raw in reversed(parts[1:]):
+                yield raw.decode("utf-8", errors="replace")
+        if rest or not first:
+            yield rest.decode("utf-8", errors="replace")
