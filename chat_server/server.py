@@ -27,6 +27,11 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import BINARY, DATA_OPCODES, Frame
 from websockets.protocol import Event, State
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets built without its C extension
+    from websockets.utils import apply_mask
 from websockets.http11 import Request, Response
 
 from db_core import ConnectionId, Database, DbError, Identity
@@ -77,6 +82,47 @@ class _Connection(ServerConnection):
         self._held: list[Frame] | None = []  # None once the handler chose a way
         self._partial: bytearray | None = None  # a fragmented message so far
         self._partial_text = False
+
+    def data_received(self, data: bytes) -> None:
+        # The common case by far: whole, unfragmented, masked binary frames at a frame boundary.
+        # Those go straight to the host (unmasked with websockets' own C helper); the first byte
+        # of anything else (a fragment, a control or text frame, a frame cut by TCP or over the
+        # size limit) and all that follows take websockets' path, which checks and answers it.
+        if self._on_message is not None and self._partial is None:
+            protocol = self.protocol
+            if protocol.state is OPEN and protocol.current_size is None and not protocol.reader.buffer:
+                data = self._take_whole_frames(data, protocol.max_message_size)
+                if not data:
+                    return
+        super().data_received(data)
+
+    def _take_whole_frames(self, data: bytes, max_size: int | None) -> bytes:
+        """Deliver the leading whole binary frames of ``data``; returns the rest."""
+        on_message = self._on_message
+        assert on_message is not None
+        i, n = 0, len(data)
+        while n - i >= 6:
+            if data[i] != 0x82:  # FIN, no RSV bits, binary
+                break
+            length = data[i + 1]
+            if not length & 0x80:  # a client must mask (RFC 6455 5.1): websockets refuses it
+                break
+            length &= 0x7F
+            head = 6
+            if length == 126:
+                if n - i < 8:
+                    break
+                length = int.from_bytes(data[i + 2:i + 4], "big")
+                head = 8
+            elif length == 127:
+                break
+            end = i + head + length
+            if end > n or (max_size is not None and length > max_size):
+                break
+            payload = apply_mask(data[i + head:end], data[i + head - 4:i + head])
+            i = end
+            on_message(payload)
+        return data[i:] if i else data
 
     def process_event(self, event: Event) -> None:
         if self.request is None or not isinstance(event, Frame) or event.opcode not in DATA_OPCODES:

@@ -397,3 +397,78 @@ def test_second_server_on_the_same_data_dir_is_refused_and_changes_nothing(tmp_p
         run(still_serving())
     finally:
         server.stop()
+
+
+def test_any_framing_and_chunking_of_requests_is_understood_in_order(tmp_path: Path) -> None:
+    """Whole frames, 16-bit lengths, fragments, pings between them and text frames, cut into
+    arbitrary TCP chunks: the server answers every call, in order, as if each had come alone."""
+    import os
+    import random
+
+    from websockets.frames import BINARY as OP_BINARY
+    from websockets.frames import CONT as OP_CONT
+    from websockets.frames import PING as OP_PING
+    from websockets.frames import TEXT as OP_TEXT
+    from websockets.frames import Frame
+
+    from db_core.protocol import CallReducer, TransactionUpdate, encode
+
+    def frames_of(payload: bytes, rng: random.Random) -> list[Frame]:
+        if rng.random() < 0.6 or len(payload) < 4:
+            return [Frame(OP_BINARY, payload)]
+        cut = sorted(rng.sample(range(1, len(payload)), 2))
+        parts = [payload[: cut[0]], payload[cut[0]: cut[1]], payload[cut[1]:]]
+        return [Frame(OP_BINARY, parts[0], fin=False), Frame(OP_CONT, parts[1], fin=False), Frame(OP_CONT, parts[2])]
+
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            for seed in range(12):
+                rng = random.Random(seed)
+                ws = await raw(srv.port)
+                await ws.recv()  # identity
+                wire: list[bytes] = []  # serialized frames
+                expected: list[tuple[int, str]] = []
+                for i in range(rng.randint(5, 25)):
+                    if rng.random() < 0.15:
+                        wire.append(Frame(OP_PING, os.urandom(4)).serialize(mask=True, extensions=[]))
+                    rid = 1000 * seed + i
+                    if rng.random() < 0.1:  # a text frame: refused, with the reason, never run
+                        wire.append(Frame(OP_TEXT, b"{}").serialize(mask=True, extensions=[]))
+                        expected.append((-1, "error"))
+                        continue
+                    text = f"s{seed} m{i} " + "x" * rng.choice([0, 10, 200, 70_000 // 7])  # < 126, 16-bit lengths
+                    for frame in frames_of(encode(CallReducer(rid, "send_message", [text])), rng):
+                        wire.append(frame.serialize(mask=True, extensions=[]))
+                    expected.append((rid, "committed"))
+                if seed % 2:
+                    stream = b"".join(wire)
+                    chunks, pos = [], 0
+                    while pos < len(stream):  # arbitrary chunks
+                        n = rng.choice([1, 2, 5, 7, 64, 1000, 100_000])
+                        chunks.append(stream[pos: pos + n])
+                        pos += n
+                else:  # each frame cut once, anywhere from its 1st to its last byte
+                    chunks = []
+                    for f in wire:
+                        cut = rng.choice([1, 2, 6, 8, len(f) - 1, rng.randint(1, len(f) - 1)])
+                        chunks += [f[:cut], f[cut:]]
+                for chunk in chunks:  # each its own write (and mostly its own read)
+                    ws.transport.write(chunk)
+                    if rng.random() < 0.3:
+                        await asyncio.sleep(0.002)
+                got: list[tuple[int, str]] = []
+                while len(got) < len(expected):
+                    m = decode_server(await asyncio.wait_for(ws.recv(), 10))
+                    if isinstance(m, ReducerResult):
+                        got.append((m.id, m.status))
+                    elif isinstance(m, ErrorMessage):
+                        assert "binary" in m.error, m.error
+                        got.append((-1, "error"))
+                    else:
+                        assert isinstance(m, TransactionUpdate), m
+                # Refusals go out at once, results once durable: each kind in request order.
+                assert [g for g in got if g[0] >= 0] == [e for e in expected if e[0] >= 0], seed
+                assert got.count((-1, "error")) == expected.count((-1, "error")), seed
+                await ws.close()
+
+    run(main())
