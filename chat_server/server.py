@@ -27,11 +27,6 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import BINARY, DATA_OPCODES, Frame
 from websockets.protocol import Event, State
-
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # websockets built without its C extension
-    from websockets.utils import apply_mask
 from websockets.http11 import Request, Response
 
 from db_core import ConnectionId, Database, DbError, Identity
@@ -44,6 +39,11 @@ from .auth import InvalidToken, TokenAuthority
 from .gc_policy import GcPolicy
 from .modules import QUICKSTART_CHAT
 from .tokens import write_private
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets built without its C extension
+    from websockets.utils import apply_mask
 
 log = logging.getLogger("chat_server")
 OPEN = State.OPEN

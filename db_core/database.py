@@ -628,7 +628,7 @@ class Database:
         if self._snapshot_thread is not None and self._snapshot_thread.is_alive():
             return
         offset, rows = self._capture()
-        child = _fork_snapshot_writer(self, offset, rows) if _CAN_FORK else None
+        child = self._fork_snapshot_writer(offset, rows) if _CAN_FORK else None
 
         def work() -> None:
             try:
@@ -641,6 +641,44 @@ class Database:
 
         self._snapshot_thread = threading.Thread(target=work, name="db-snapshot", daemon=True)
         self._snapshot_thread.start()
+
+    def _fork_snapshot_writer(self, offset: int, rows: list[tuple[TableCodec, list[Any], dict[str, int]]]) -> int | None:
+        """Fork a child that writes the snapshot of ``rows`` as pending and exits; its pid (None: not forked)."""
+        if offset < 0 or self._snapshots is None:
+            return None
+        store = self._snapshots
+        schema, last_ts = self.schema(), self._last_ts
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "multi-threaded, fork() may deadlock"
+                pid = os.fork()
+        except OSError as exc:
+            logger.warning("cannot fork a snapshot writer (%s); writing it on a thread", exc)
+            return None
+        if pid:
+            return pid
+        # The child: the only thread left is this one. Touch nothing another thread may have held
+        # (locks, the log, logging, the event loop), drop every inherited descriptor (sockets, the
+        # directory lock, the log) so that nothing outlives the parent, and leave without cleanup.
+        code = 1
+        try:
+            gc.disable()  # a collection would touch (and so copy) every page of the parent's heap
+            try:  # a terminal's ctrl+c reaches the child too: it must stop, not wake the parent's loop
+                signal.set_wakeup_fd(-1)
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, signal.SIG_DFL)
+            except (ValueError, OSError):
+                pass
+            os.closerange(3, _max_fd())
+            store.write_pending(offset, encode_snapshot(offset, schema, rows, last_ts))
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - reported by the exit code; the parent logs it
+            try:
+                os.write(2, f"snapshot writer: {type(exc).__name__}: {exc}\n".encode())
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
 
     def _finish_forked_snapshot(self, pid: int, offset: int) -> None:
         """Wait for the child that wrote the pending snapshot, then publish it once the log holds ``offset``."""
@@ -711,45 +749,6 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 # 100,000-row snapshot takes ~0.2 s from whoever serves requests (and a million rows, 2 s). A forked
 # child encodes a copy-on-write image of the captured rows on another core instead.
 _CAN_FORK = hasattr(os, "fork") and sys.platform != "darwin"  # macOS: fork without exec is unsafe
-
-
-def _fork_snapshot_writer(db: Database, offset: int, rows: list[tuple[TableCodec, list[Any], dict[str, int]]]) -> int | None:
-    """Fork a child that writes the snapshot of ``rows`` as pending and exits; its pid (None: not forked)."""
-    if offset < 0 or db._snapshots is None:
-        return None
-    store = db._snapshots
-    schema, last_ts = db.schema(), db._last_ts
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "multi-threaded, fork() may deadlock"
-            pid = os.fork()
-    except OSError as exc:
-        logger.warning("cannot fork a snapshot writer (%s); writing it on a thread", exc)
-        return None
-    if pid:
-        return pid
-    # The child: the only thread left is this one. Touch nothing another thread may have held
-    # (locks, the log, logging, the event loop), drop every inherited descriptor (sockets, the
-    # directory lock, the log) so that nothing outlives the parent, and leave without cleanup.
-    code = 1
-    try:
-        gc.disable()  # a collection would touch (and so copy) every page of the parent's heap
-        try:  # a terminal's ctrl+c reaches the child too: it must stop, not wake the parent's loop
-            signal.set_wakeup_fd(-1)
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_DFL)
-        except (ValueError, OSError):
-            pass
-        os.closerange(3, _max_fd())
-        store.write_pending(offset, encode_snapshot(offset, schema, rows, last_ts))
-        code = 0
-    except BaseException as exc:  # noqa: BLE001 - reported by the exit code; the parent logs it
-        try:
-            os.write(2, f"snapshot writer: {type(exc).__name__}: {exc}\n".encode())
-        except OSError:
-            pass
-    finally:
-        os._exit(code)
 
 
 def _max_fd() -> int:

@@ -449,7 +449,7 @@ class Host:
                 if signature in by_signature:
                     frame = by_signature[signature]
                 else:
-                    frame = by_signature[signature] = self._frame_for(session, txs, frames) if txs else None
+                    frame = by_signature[signature] = self._frame_for(session, txs, frames)
                 if frame is not None:
                     out.append((session, frame))
                 if mine:

@@ -17,6 +17,17 @@ def frames_for(out, session):
     return [decode_server(f) for s, f in out if s is session]
 
 
+def subscribed_to_messages(host: Host, db: Database, count: int) -> list:
+    """``count`` connected sessions subscribed to every message, their answers already out."""
+    sessions = []
+    for _ in range(count):
+        s, _, _ = host.connect(Identity.random(), "tok")
+        host.receive(s, encode(Subscribe(1, ["SELECT * FROM message"])))
+        sessions.append(s)
+    host.on_durable(db.last_offset)
+    return sessions
+
+
 def test_nothing_goes_out_before_the_log_is_durable(tmp_path: Path, quickstart_path: Path) -> None:
     with Database.open(tmp_path / "d", quickstart_path) as db:
         host = Host(db, "quickstart-chat")
@@ -35,12 +46,7 @@ def test_nothing_goes_out_before_the_log_is_durable(tmp_path: Path, quickstart_p
 def test_same_bytes_to_every_subscriber_and_one_frame_per_batch(quickstart_path: Path) -> None:
     with Database.open(None, quickstart_path) as db:
         host = Host(db, "quickstart-chat")
-        sessions = []
-        for i in range(5):
-            s, _, _ = host.connect(Identity.random(), "tok")
-            host.receive(s, encode(Subscribe(1, ["SELECT * FROM message"])))
-            sessions.append(s)
-        host.on_durable(db.last_offset)
+        sessions = subscribed_to_messages(host, db, 5)
         sender = sessions[0]
         for text in ("one", "two", "three"):
             host.receive(sender, encode(CallReducer(10, "send_message", [text])))
@@ -121,12 +127,7 @@ def test_waiting_for_a_held_commit_releases_the_hold(tmp_path: Path, quickstart_
 def test_callers_are_answered_after_everyone_else_got_the_batch(quickstart_path: Path) -> None:
     with Database.open(None, quickstart_path) as db:
         host = Host(db, "quickstart-chat")
-        sessions = []
-        for _ in range(4):
-            s, _, _ = host.connect(Identity.random(), "tok")
-            host.receive(s, encode(Subscribe(1, ["SELECT * FROM message"])))
-            sessions.append(s)
-        host.on_durable(db.last_offset)
+        sessions = subscribed_to_messages(host, db, 4)
         callers = sessions[:2]
         for i, s in enumerate(callers):
             host.receive(s, encode(CallReducer(5, "send_message", [f"m{i}"])))
@@ -137,12 +138,7 @@ def test_callers_are_answered_after_everyone_else_got_the_batch(quickstart_path:
 def test_callers_share_the_batch_frame_and_get_their_results_after_it(quickstart_path: Path) -> None:
     with Database.open(None, quickstart_path) as db:
         host = Host(db, "quickstart-chat")
-        sessions = []
-        for _ in range(3):
-            s, _, _ = host.connect(Identity.random(), "tok")
-            host.receive(s, encode(Subscribe(1, ["SELECT * FROM message"])))
-            sessions.append(s)
-        host.on_durable(db.last_offset)
+        sessions = subscribed_to_messages(host, db, 3)
         for round_ in range(2):  # the second round runs on settled subscriptions
             for i, s in enumerate(sessions):
                 host.receive(s, encode(CallReducer(10 + i, "send_message", [f"r{round_} m{i}"])))
