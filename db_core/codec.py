@@ -132,11 +132,11 @@ class TxCodec:
         if encoders is not None:
             args = [f(a) for f, a in zip(encoders, args)]
         tables = self.tables
-        changes = [
-            (name, [enc(r) for r in upd.inserts], [enc(r) for r in upd.deletes])
-            for name, upd in tx.tables.items()
-            for enc in (tables[name].encode,)
-        ]
+        changes = []
+        for name, upd in tx.tables.items():
+            enc = tables[name].encode
+            wire = upd.wire = ([enc(r) for r in upd.inserts], [enc(r) for r in upd.deletes])
+            changes.append((name, *wire))
         return self._packer.pack((tx.timestamp, tx.reducer, tx.caller_identity, tx.caller_connection_id,
                                   args, changes, tx.sequences or None))
 

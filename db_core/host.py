@@ -24,8 +24,8 @@ from .errors import CallError, DbError, StorageError
 from .logs import LEVEL_RANK, LogRecord
 from .protocol import (CallReducer, DeleteDatabase, ErrorMessage, IdentityToken, LogLines, Logs, OneOffQuery,
                        OneOffResult, ProtocolError, Publish, QueryRows, ReducerResult, Subscribe, SubscribeApplied,
-                       SubscriptionError, TxUpdate, Unsubscribe, UnsubscribeApplied, assemble_transaction_update,
-                       decode_client, encode, encode_query_rows, encode_result, encode_tx_fields)
+                       SubscriptionError, Unsubscribe, UnsubscribeApplied, decode_client, encode, encode_result,
+                       encode_transaction_update, wire_tx)
 from .sql import SqlError, check_subscription
 from .subscription import SubscriptionEngine
 from .tx import TxData
@@ -80,8 +80,8 @@ Out = tuple[Session, bytes]
 @dataclasses.dataclass(slots=True)
 class _PendingTx:
     offset: int
-    fields: bytes                         # encode_tx_fields of the transaction
-    deltas: dict[int, bytes]              # query id -> encoded QueryRows
+    header: dict[str, Any]                # wire_tx of the transaction
+    deltas: dict[int, list[Any]]          # query id -> [query id, table, inserts, deletes] as wire values
 
 
 @dataclasses.dataclass(slots=True)
@@ -380,15 +380,17 @@ class Host:
     # -- commits and durability -------------------------------------------------------------
     def _on_commit(self, tx: TxData) -> None:
         deltas = self._engine.evaluate(tx) if len(self._engine) else {}
-        encoded: dict[int, bytes] = {}
-        for qid, delta in deltas.items():
-            enc = self._codecs[delta.table].encode
-            encoded[qid] = encode_query_rows(QueryRows(qid, delta.table, [enc(r) for r in delta.inserts],
-                                                       [enc(r) for r in delta.deletes]))
-        if not encoded:
+        if not deltas:
             return
-        fields = encode_tx_fields(TxUpdate(tx.offset, int(tx.timestamp), tx.reducer, bytes(tx.caller_identity), []))
-        self._pending.append(_PendingTx(tx.offset, fields, encoded))
+        wire: dict[int, list[Any]] = {}
+        for qid, delta in deltas.items():
+            rows = delta.whole.wire if delta.whole is not None else None
+            if rows is None:  # filtered, or not encoded by a commit log (an in-memory database)
+                enc = self._codecs[delta.table].encode
+                rows = ([enc(r) for r in delta.inserts], [enc(r) for r in delta.deletes])
+            wire[qid] = [qid, delta.table, rows[0], rows[1]]
+        header = wire_tx(tx.offset, int(tx.timestamp), tx.reducer, bytes(tx.caller_identity))
+        self._pending.append(_PendingTx(tx.offset, header, wire))
 
     def _queue(self, item: _PendingMsg) -> list[Out]:
         self._pending.append(item)
@@ -511,8 +513,8 @@ class Host:
         frame = cache.get(key)
         if frame is None:
             by_offset = {tx.offset: tx for tx in txs}
-            frame = cache[key] = assemble_transaction_update(
-                [(by_offset[off].fields, [by_offset[off].deltas[q] for q in qids]) for off, qids in parts]
+            frame = cache[key] = encode_transaction_update(
+                [(by_offset[off].header, [by_offset[off].deltas[q] for q in qids]) for off, qids in parts]
             )
         return frame
 

@@ -210,7 +210,7 @@ _TO_WIRE: dict[type, Any] = {
     UnsubscribeApplied: lambda m: {"t": "unsubscribed", "id": m.id, "subscription": m.subscription,
                                    "queries": [_rows(q) for q in m.queries]},
     SubscriptionError: lambda m: {"t": "subscription_error", "id": m.id, "error": m.error},
-    TransactionUpdate: lambda m: {"t": "tx", "txs": [tx_header(tx) | {"updates": [_rows(q) for q in tx.updates]}
+    TransactionUpdate: lambda m: {"t": "tx", "txs": [wire_tx(tx.offset, tx.timestamp, tx.reducer, tx.caller) | {"updates": [_rows(q) for q in tx.updates]}
                                                      for tx in m.txs]},
     ReducerResult: lambda m: {"t": "result", "id": m.id, "status": m.status, "error": m.error, "offset": m.offset,
                               "timestamp": m.timestamp},
@@ -226,10 +226,6 @@ def to_wire(msg: ClientMessage | ServerMessage) -> dict[str, Any]:
     if convert is None:
         raise TypeError(f"not a protocol message: {type(msg).__name__}")
     return convert(msg)
-
-
-def tx_header(tx: TxUpdate) -> dict[str, Any]:
-    return {"offset": tx.offset, "timestamp": tx.timestamp, "reducer": tx.reducer, "caller": tx.caller}
 
 
 def _packb(obj: Any) -> bytes:
@@ -342,38 +338,13 @@ def _unpack(frame: bytes) -> dict[str, Any]:
     return m
 
 
-# -- fan-out: pre-encoded pieces ------------------------------------------------------------
-def array_header(n: int) -> bytes:
-    """The msgpack header of an array of ``n`` items (items are concatenated after it)."""
-    if n < 16:
-        return bytes([0x90 | n])
-    if n < 1 << 16:
-        return b"\xdc" + n.to_bytes(2, "big")
-    return b"\xdd" + n.to_bytes(4, "big")
+# -- fan-out ---------------------------------------------------------------------------------
+def wire_tx(offset: int, timestamp: int, reducer: str | None, caller: bytes) -> dict[str, Any]:
+    """A transaction's entry of a ``tx`` frame without its ``updates``; built once per transaction."""
+    return {"offset": offset, "timestamp": timestamp, "reducer": reducer, "caller": caller}
 
 
-def encode_query_rows(q: QueryRows) -> bytes:
-    """One query's delta, encoded once and shared by every subscriber of the query."""
-    return _packb(_rows(q))
-
-
-def assemble_transaction_update(txs: list[tuple[bytes, list[bytes]]]) -> bytes:
-    """A ``tx`` frame from pre-encoded pieces: per transaction, ``encode_tx_fields`` and its
-    ``encode_query_rows`` deltas. Equals ``encode(TransactionUpdate(...))`` byte for byte."""
-    parts = [_TX_HEAD, array_header(len(txs))]
-    for fields, updates in txs:
-        parts.append(fields)
-        parts.append(array_header(len(updates)))
-        parts.extend(updates)
-    return b"".join(parts)
-
-
-def encode_tx_fields(tx: TxUpdate) -> bytes:
-    """A transaction map's header and first four entries; ``updates`` (key + array) follows."""
-    body = _packb({"offset": tx.offset, "timestamp": tx.timestamp, "reducer": tx.reducer, "caller": tx.caller})
-    # Re-head the 4-entry fixmap as a 5-entry one and append the key of the fifth.
-    return b"\x85" + body[1:] + _UPDATES_KEY
-
-
-_TX_HEAD = b"\x82" + msgpack.packb("t") + msgpack.packb("tx") + msgpack.packb("txs")  # a tx map up to its array
-_UPDATES_KEY = msgpack.packb("updates")
+def encode_transaction_update(txs: list[tuple[dict[str, Any], list[list[Any]]]]) -> bytes:
+    """A ``tx`` frame from each transaction's ``wire_tx`` and its ``[query id, table, inserts,
+    deletes]`` deltas (rows as wire values), packed in one call. Equals ``encode(TransactionUpdate(...))``."""
+    return _packb({"t": "tx", "txs": [header | {"updates": updates} for header, updates in txs]})

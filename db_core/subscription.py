@@ -18,7 +18,7 @@ from operator import attrgetter
 from typing import Any, Protocol
 
 from .table import Table
-from .tx import TxData
+from .tx import TableUpdate, TxData
 
 
 class Plan(Protocol):
@@ -39,6 +39,7 @@ class QueryDelta:
     table: str
     inserts: list[Any]
     deletes: list[Any]
+    whole: TableUpdate | None = None  # set when the delta is the transaction's whole update of the table
 
 
 class Query:
@@ -154,10 +155,13 @@ class SubscriptionEngine:
         for name, upd in tx.tables.items():
             for query in self._scan.get(name, ()):
                 pred = query.plan.predicate
-                ins = upd.inserts if pred is None else [r for r in upd.inserts if pred(r)]
-                dels = upd.deletes if pred is None else [r for r in upd.deletes if pred(r)]
+                if pred is None:
+                    out[query.key] = QueryDelta(name, list(upd.inserts), list(upd.deletes), upd)
+                    continue
+                ins = [r for r in upd.inserts if pred(r)]
+                dels = [r for r in upd.deletes if pred(r)]
                 if ins or dels:
-                    out[query.key] = QueryDelta(name, list(ins), list(dels))
+                    out[query.key] = QueryDelta(name, ins, dels)
             for column, by_value in self._eq.get(name, {}).items():
                 get = attrgetter(column)
                 for rows, is_insert in ((upd.inserts, True), (upd.deletes, False)):

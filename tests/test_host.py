@@ -151,3 +151,36 @@ def test_callers_share_the_batch_frame_and_get_their_results_after_it(quickstart
                 update, result = (decode_server(f) for f in per[s])
                 assert [tx.updates[0].inserts[0][2] for tx in update.txs] == [f"r{round_} m{j}" for j in range(3)]
                 assert isinstance(result, ReducerResult) and result.id == 10 + i
+
+
+@pytest.mark.parametrize("durable", [True, False], ids=["log-encoded rows", "in-memory"])
+def test_update_rows_equal_what_a_fresh_subscription_sends(tmp_path: Path, quickstart_path: Path,
+                                                             durable: bool) -> None:
+    """Whole-table subscribers get the rows the commit log already encoded, filtered ones rows
+    encoded for them: either way, the same values a new subscription's initial rows carry."""
+    with Database.open(tmp_path / "d" if durable else None, quickstart_path) as db:
+        host = Host(db, "quickstart-chat")
+        alice, _, _ = host.connect(Identity.random(), "tok")
+        queries = ["SELECT * FROM message", "SELECT * FROM message WHERE text = 'b'", "SELECT * FROM user"]
+        host.receive(alice, encode(Subscribe(1, queries)))
+        db.wait_durable(db.last_offset)
+        host.on_durable(db.last_offset)
+        for frame in [CallReducer(2, "send_message", ["a"]), CallReducer(3, "send_message", ["b"]),
+                      CallReducer(4, "set_name", ["Alice"])]:
+            host.receive(alice, encode(frame))
+        db.wait_durable(db.last_offset)
+        (update, *_results) = frames_for(host.on_durable(db.last_offset), alice)
+        assert isinstance(update, TransactionUpdate)
+        got: dict[str, list] = {}
+        for tx in update.txs:
+            for q in tx.updates:
+                got.setdefault(q.table, []).extend(("+", r) for r in q.inserts)
+                got.setdefault(q.table, []).extend(("-", r) for r in q.deletes)
+        bob, _, _ = host.connect(Identity.random(), "tok")
+        host.receive(bob, encode(Subscribe(1, queries)))
+        db.wait_durable(db.last_offset)
+        fresh = next(m for m in frames_for(host.on_durable(db.last_offset), bob) if isinstance(m, SubscribeApplied))
+        messages = fresh.queries[0].inserts
+        assert [r for _, r in got["message"]] == [messages[0], messages[1], messages[1]]  # "b" twice: two queries
+        named = next(r for r in fresh.queries[2].inserts if r[1] == "Alice")
+        assert ("+", named) in got["user"] and any(sign == "-" and r[0] == named[0] for sign, r in got["user"])
