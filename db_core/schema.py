@@ -52,7 +52,7 @@ def _identity(value: Any) -> Any:
 class ColType:
     """One column or argument type: checking, wire conversion and description."""
 
-    __slots__ = ("kind", "inner", "enum_cls", "check", "to_wire", "from_wire", "sort_key", "name")
+    __slots__ = ("kind", "inner", "enum_cls", "check", "to_wire", "from_wire", "sort_key", "name", "_as_is")
 
     def __init__(self, kind: str, inner: "ColType | None" = None, enum_cls: type[enum.Enum] | None = None) -> None:
         self.kind = kind
@@ -64,6 +64,8 @@ class ColType:
         # sort_key is None when values order naturally.
         self.sort_key: Callable[[Any], Any] | None = None
         self.name = kind
+        # Kinds whose valid values convert to themselves: ``convert`` returns them after ``check``.
+        self._as_is = kind in ("bool", "int", "str")
         getattr(self, f"_init_{kind}")()
 
     # -- per kind -----------------------------------------------------------
@@ -149,6 +151,8 @@ class ColType:
 
     def convert(self, value: Any) -> Any:
         """Turn a JSON-ish value (from a CLI or a client) into this type; raise TypeError/ValueError."""
+        if self._as_is and self.check(value):
+            return value
         kind = self.kind
         if kind == "option":
             if value is None:

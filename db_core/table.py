@@ -174,7 +174,7 @@ class Table:
     def add(self, row: Any) -> None:
         """Store a row already checked; the caller guarantees no constraint is broken."""
         key = self.key_of(row)
-        if key in self.rows and self.pk_index is not None:
+        if self.pk_index is not None and key in self.rows:  # without a key the row is its own (hashed) key
             raise AssertionError(f"duplicate key {key!r} in {self.name}")
         self.rows[key] = row
         if self.pk_index is not None:
