@@ -13,7 +13,7 @@ Markdown table with ratios (absolute numbers on a shared machine are noisy):
    p50/p99 at every other subscribed client (the send time, time.time_ns(), is
    in the message text).
    With 10 and with 100 clients, chat-server and baseline (b) below run in
-   alternating rounds (``--rounds``, default 3) and the table shows each one's
+   alternating rounds (``--rounds``, default 5) and the table shows each one's
    median round, so that a slow spell of this shared machine hits both.
 2. The same workload against the server a user might write instead
    (``_server_bench_baseline.py``): websockets, an append-only log file with
@@ -529,7 +529,7 @@ def main() -> None:
     parser.add_argument("--client", choices=["raw", "websockets"], default="raw",
                         help="the load generator's websocket client: a lean asyncio Protocol (default) or websockets' own")
     parser.add_argument("--rounds", type=int, help="alternating rounds of chat-server and baseline (b) per client "
-                        "count; the table shows medians (default 3, quick 1)")
+                        "count; the table shows medians (default 5, quick 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (server and worker logs)")
     args = parser.parse_args()
     if args.dur is None:
@@ -537,7 +537,7 @@ def main() -> None:
     if args.warm is None:
         args.warm = 1.0 if args.quick else 2.0
     if args.rounds is None:
-        args.rounds = 1 if args.quick else 3
+        args.rounds = 1 if args.quick else 5
     if args.fanout_messages is None:
         args.fanout_messages = 25 if args.quick else 100
     global CLIENT
