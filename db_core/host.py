@@ -25,7 +25,7 @@ from .logs import LEVEL_RANK, LogRecord
 from .protocol import (CallReducer, DeleteDatabase, ErrorMessage, IdentityToken, LogLines, Logs, OneOffQuery,
                        OneOffResult, ProtocolError, Publish, QueryRows, ReducerResult, Subscribe, SubscribeApplied,
                        SubscriptionError, Unsubscribe, UnsubscribeApplied, decode_client, encode, encode_result,
-                       encode_transaction_update, wire_tx)
+                       encode_transaction_update, wire_rows, wire_tx)
 from .sql import SqlError, check_subscription
 from .subscription import SubscriptionEngine
 from .tx import TxData
@@ -81,7 +81,7 @@ Out = tuple[Session, bytes]
 class _PendingTx:
     offset: int
     header: dict[str, Any]                # wire_tx of the transaction
-    deltas: dict[int, list[Any]]          # query id -> [query id, table, inserts, deletes] as wire values
+    deltas: dict[int, list[Any]]          # query id -> its wire_rows
 
 
 @dataclasses.dataclass(slots=True)
@@ -388,7 +388,7 @@ class Host:
             if rows is None:  # filtered, or not encoded by a commit log (an in-memory database)
                 enc = self._codecs[delta.table].encode
                 rows = ([enc(r) for r in delta.inserts], [enc(r) for r in delta.deletes])
-            wire[qid] = [qid, delta.table, rows[0], rows[1]]
+            wire[qid] = wire_rows(qid, delta.table, *rows)
         header = wire_tx(tx.offset, int(tx.timestamp), tx.reducer, bytes(tx.caller_identity))
         self._pending.append(_PendingTx(tx.offset, header, wire))
 

@@ -186,8 +186,13 @@ STATUSES = ("committed", "no_changes", "failed", "internal_error", "refused")
 
 
 # -- encoding ----------------------------------------------------------------------------
+def wire_rows(query_id: int, table: str, inserts: list[Any], deletes: list[Any]) -> list[Any]:
+    """One query's rows as a message carries them (``QueryRows`` on the wire)."""
+    return [query_id, table, inserts, deletes]
+
+
 def _rows(q: QueryRows) -> list[Any]:
-    return [q.query_id, q.table, q.inserts, q.deletes]
+    return wire_rows(q.query_id, q.table, q.inserts, q.deletes)
 
 
 def _unrows(v: Any) -> QueryRows:
@@ -211,8 +216,8 @@ _TO_WIRE: dict[type, Any] = {
     UnsubscribeApplied: lambda m: {"t": "unsubscribed", "id": m.id, "subscription": m.subscription,
                                    "queries": [_rows(q) for q in m.queries]},
     SubscriptionError: lambda m: {"t": "subscription_error", "id": m.id, "error": m.error},
-    TransactionUpdate: lambda m: {"t": "tx", "txs": [wire_tx(tx.offset, tx.timestamp, tx.reducer, tx.caller) | {"updates": [_rows(q) for q in tx.updates]}
-                                                     for tx in m.txs]},
+    TransactionUpdate: lambda m: {"t": "tx", "txs": [wire_tx(tx.offset, tx.timestamp, tx.reducer, tx.caller)
+                                                     | {"updates": [_rows(q) for q in tx.updates]} for tx in m.txs]},
     ReducerResult: lambda m: {"t": "result", "id": m.id, "status": m.status, "error": m.error, "offset": m.offset,
                               "timestamp": m.timestamp},
     OneOffResult: lambda m: {"t": "sql_result", "id": m.id, "columns": m.columns, "types": m.types, "rows": m.rows,
@@ -359,6 +364,6 @@ def wire_tx(offset: int, timestamp: int, reducer: str | None, caller: bytes) -> 
 
 
 def encode_transaction_update(txs: list[tuple[dict[str, Any], list[list[Any]]]]) -> bytes:
-    """A ``tx`` frame from each transaction's ``wire_tx`` and its ``[query id, table, inserts,
-    deletes]`` deltas (rows as wire values), packed in one call. Equals ``encode(TransactionUpdate(...))``."""
+    """A ``tx`` frame from each transaction's ``wire_tx`` and its ``wire_rows`` deltas, packed in
+    one call. Equals ``encode(TransactionUpdate(...))``."""
     return _packb({"t": "tx", "txs": [header | {"updates": updates} for header, updates in txs]})

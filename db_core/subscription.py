@@ -39,7 +39,7 @@ class QueryDelta:
     table: str
     inserts: list[Any]
     deletes: list[Any]
-    whole: TableUpdate | None = None  # set when the delta is the transaction's whole update of the table
+    whole: TableUpdate | None = None  # set when the delta is the whole update of the table (and shares its lists)
 
 
 class Query:
@@ -156,7 +156,7 @@ class SubscriptionEngine:
             for query in self._scan.get(name, ()):
                 pred = query.plan.predicate
                 if pred is None:
-                    out[query.key] = QueryDelta(name, list(upd.inserts), list(upd.deletes), upd)
+                    out[query.key] = QueryDelta(name, upd.inserts, upd.deletes, upd)
                     continue
                 ins = [r for r in upd.inserts if pred(r)]
                 dels = [r for r in upd.deletes if pred(r)]
