@@ -13,7 +13,7 @@ from pathlib import Path
 
 import platformdirs
 
-from db_core import DbError
+from db_core import DbError, Identity
 
 from .client import DEFAULT_SERVER
 from .commands import add_client_commands
@@ -32,6 +32,13 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not host:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:3000, got {text!r}")
     return host.strip("[]"), int(port)
+
+
+def parse_identity(text: str) -> Identity:
+    try:
+        return Identity.from_hex(text.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _raise_file_limit() -> None:
@@ -76,7 +83,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         return 2
     _raise_file_limit()
     config = ServerConfig(data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(), host=host, port=port,
-                          tls_cert=args.tls_cert, tls_key=args.tls_key)
+                          tls_cert=args.tls_cert, tls_key=args.tls_key, publishers=frozenset(args.publisher))
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if not args.no_uvloop:
         try:
@@ -113,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--data-dir", metavar="DIR", help=f"where databases live (default {default_data_dir()})")
     start.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve wss:// with this certificate (PEM)")
     start.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's private key (PEM)")
+    start.add_argument("--publisher", type=parse_identity, action="append", default=[], metavar="IDENTITY",
+                       help="also let this identity (0x + 64 hex digits) create databases, and update or delete"
+                            " its own; repeatable. Modules run with the server's rights: only trusted people."
+                            " Default: the server's owner alone")
     start.add_argument("--no-uvloop", action="store_true", help="use the plain asyncio loop even if uvloop is installed")
     start.set_defaults(func=cmd_start)
     add_client_commands(sub, DEFAULT_SERVER)

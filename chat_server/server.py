@@ -63,6 +63,8 @@ class ServerConfig:
     max_frame_bytes: int = 1 << 20
     send_buffer_bytes: int = 8 << 20   # a client with more unsent than this is too slow: disconnected
     limits: Limits = dataclasses.field(default_factory=Limits)
+    # Identities besides the server's owner that may create databases (and update or delete their own).
+    publishers: frozenset[Identity] = frozenset()
 
 
 class _Connection(ServerConnection):
@@ -332,14 +334,35 @@ class ChatServer:
         # Publishing closes and reopens the database: not from inside the host's own call.
         asyncio.get_running_loop().call_soon(self._admin, hosted, session, msg)
 
+    def admin_refusal(self, identity: Identity, name: str, msg: Publish | DeleteDatabase) -> str | None:
+        """Why ``identity`` may not run ``msg`` on database ``name`` (None: it may).
+
+        A module runs with the server's rights, so only the server's owner and the configured
+        publishers may create a database, and only the server's owner or the database's own
+        (publisher) owner may update or delete one. Checked before any uploaded byte is used.
+        """
+        if identity == self.owner:
+            return None
+        hosted = self.databases.get(name)
+        if isinstance(msg, DeleteDatabase):
+            what = "delete"
+        elif hosted is None:
+            what = "create"
+        else:
+            what = "publish over"
+        if identity in self.config.publishers and (hosted is None or hosted.db.owner == identity):
+            return None
+        why = (": only the server's owner may publish modules, which run with the server's rights"
+               " (see `chat-server start --publisher`)") if hosted is None else ""
+        return f"Identity 0x{identity.hex()} is not authorized to {what} database `{name}`{why}"
+
     def _admin(self, hosted: Hosted | None, session: Session, msg: Publish | DeleteDatabase, name: str = "",
                reply: Callable[[bytes], None] | None = None) -> None:
         name = hosted.name if hosted is not None else name
         send = reply or (lambda frame: self._send_direct(session, frame))
-        owner = hosted.db.owner if hosted is not None else None
-        if owner is not None and session.identity != owner:
-            what = "publish over" if isinstance(msg, Publish) else "delete"
-            send(encode(ErrorMessage(msg.id, f"Identity 0x{session.identity.hex()} is not authorized to {what} database `{name}`")))
+        refusal = self.admin_refusal(session.identity, name, msg)
+        if refusal is not None:
+            send(encode(ErrorMessage(msg.id, refusal)))
             return
         try:
             if isinstance(msg, DeleteDatabase):
@@ -404,6 +427,8 @@ class ChatServer:
             for hosted in self.databases.values():
                 for client in list(hosted.clients.values()):
                     await client.ws.close(1001, "server shutting down")
+            for ws in list(self._server.connections):  # those no database holds (a CLI waiting to publish)
+                await ws.close(1001, "server shutting down")
             await self._server.wait_closed()
         for hosted in self.databases.values():
             hosted.host.close()

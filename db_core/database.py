@@ -418,14 +418,11 @@ class Database:
             except ReducerError as exc:
                 tx.rollback()
                 return CallResult(False, str(exc), None, self._next_offset - 1, "failed", connection_id)
-            except Exception as exc:
+            except BaseException as exc:  # noqa: BLE001 - even sys.exit() in a reducer is only its own panic
                 tx.rollback()
                 self._log_panic(name, exc)
-                return CallResult(False, f"internal error: {type(exc).__name__}: {exc}", None,
+                return CallResult(False, f"internal error: {_describe(exc)}", None,
                                   self._next_offset - 1, "internal_error", connection_id)
-            except BaseException:
-                tx.rollback()
-                raise
             finally:
                 self._slot.tx = None
                 sink.log = previous_sink
@@ -492,7 +489,7 @@ class Database:
         self.logs.emit(LogRecord(
             time.time_ns() // 1000, "ERROR",
             os.path.basename(frame.filename) if frame else None, frame.lineno if frame else None,
-            f"reducer `{name}` panicked: {type(exc).__name__}: {exc}\n{tb.rstrip()}",
+            f"reducer `{name}` panicked: {_describe(exc)}\n{tb.rstrip()}",
         ))
 
     # ------------------------------------------------------------------ connections
@@ -715,6 +712,12 @@ class Database:
             "tables": [t.describe() for t in self.module_def.tables.values()],
             "reducers": [r.describe() for r in self.module_def.all_reducers().values()],
         }
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message``, or the type alone when the message is empty (``sys.exit()``)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _noop(ctx: ReducerContext) -> None:

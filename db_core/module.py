@@ -129,7 +129,7 @@ def load_module(source: ModuleType | str | os.PathLike[str]) -> ModuleType:
     except SchemaError:
         sys.modules.pop(name, None)
         raise
-    except Exception as exc:
+    except BaseException as exc:  # noqa: BLE001 - sys.exit() or KeyboardInterrupt in a module is a failed load, not ours
         sys.modules.pop(name, None)
         tb = traceback.extract_tb(exc.__traceback__)
         where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(tb) if f.filename == str(path)), path.name)

@@ -44,9 +44,10 @@ async def wait_for(pred: Callable[[], bool], timeout: float = 5.0) -> None:
 class ServerProcess:
     """``chat-server start`` as a child process on an ephemeral port."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
         self.data_dir = data_dir
         self.env = env
+        self.args = args or []  # more options for ``start``
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
 
@@ -54,7 +55,7 @@ class ServerProcess:
         exe = BIN / "chat-server"
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "chat_server.cli"]
         self.proc = subprocess.Popen(
-            cmd + ["start", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)],
+            cmd + ["start", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**(self.env or os.environ), "PYTHONUNBUFFERED": "1"},
         )

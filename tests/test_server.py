@@ -307,7 +307,7 @@ def test_publish_from_a_connection_opened_before_the_database_existed_is_refused
             cli_url = ws_url(f"127.0.0.1:{srv.port}", "fresh", "cli")
             early = await connect(cli_url, subprotocols=[SUBPROTOCOL], compression=None)  # type: ignore[list-item]
             await early.recv()  # identity (no such database yet)
-            owner = await Client.connect(f"127.0.0.1:{srv.port}", "fresh", endpoint="cli")
+            owner = await Client.connect(f"127.0.0.1:{srv.port}", "fresh", token=srv.owner_token, endpoint="cli")
             done = await owner.request(lambda rid: Publish(rid, PRIVATE_MODULE, "notes.py"))
             assert isinstance(done, Done)
             await early.send(encode(Publish(1, "x = 1\n", "evil.py")))
