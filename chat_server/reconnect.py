@@ -73,6 +73,7 @@ class Reconnector:
         self._wake = asyncio.Event()
         self._last_reason = ""
         self._calls: set[asyncio.Task[None]] = set()   # referenced so they are not collected mid-call
+        self._resume: asyncio.TimerHandle | None = None  # set while rate limited: when sending resumes
 
     @property
     def online(self) -> bool:
@@ -82,7 +83,7 @@ class Reconnector:
         """Call now if online, else on the next connection, in order."""
         pending = Pending(reducer, args, tag)
         self.outbox.append(pending)
-        if self.online:
+        if self.online and self._resume is None:
             self._send(pending)
         return pending
 
@@ -99,13 +100,35 @@ class Reconnector:
             return
         self._ready = True
         self.on_status("online", f"Connected to {self.server}", None, "")
-        for pending in list(self.outbox):
-            self._send(pending)
+        self._send_outbox()
+
+    def _send_outbox(self) -> None:
+        if self._resume is None:
+            for pending in list(self.outbox):
+                self._send(pending)
+
+    def _rate_limited(self, seconds: float) -> None:
+        """The server refused a call for its rate: hold the outbox (order kept) for ``seconds``."""
+        loop = asyncio.get_running_loop()
+        if self._resume is not None:
+            if self._resume.when() >= loop.time() + seconds:
+                return
+            self._resume.cancel()
+
+        def resume() -> None:
+            self._resume = None
+            if self.online:
+                self._send_outbox()
+
+        self._resume = loop.call_later(seconds, resume)
 
     async def close(self) -> None:
         """Disconnect for good; ``run`` returns."""
         self._closing = True
         self._wake.set()
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
         if self.client is not None:
             await self.client.close()
 
@@ -178,6 +201,11 @@ class Reconnector:
             return   # the connection dropped: it stays in the outbox for the next one
         if not isinstance(result, ReducerResult):
             result = ReducerResult(0, "refused", getattr(result, "error", None) or "refused by the server", -1, 0)
+        if result.retry_after is not None:
+            # Rate limited: nothing ran. It goes again, before anything sent after it, once allowed.
+            pending.in_flight = False
+            self._rate_limited(result.retry_after)
+            return
         self.settle(pending, result)
 
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import http
+import ipaddress
 import logging
+import math
 import re
 import shutil
 import ssl
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from websockets.http11 import Request, Response
 from db_core import ConnectionId, Database, DbError, Identity
 from db_core.host import Host, Limits, Out, Session
 from db_core.dirlock import lock_directory, unlock_directory
+from db_core.ratelimit import KeyedBuckets, Rate
 from db_core.protocol import (SUBPROTOCOL, DeleteDatabase, Done, ErrorMessage, IdentityToken, ProtocolError, Publish,
                               decode_client, encode)
 
@@ -65,6 +69,11 @@ class ServerConfig:
     limits: Limits = dataclasses.field(default_factory=Limits)
     # Identities besides the server's owner that may create databases (and update or delete their own).
     publishers: frozenset[Identity] = frozenset()
+    # Per client address (IPv6: per /64), refused with HTTP 429 before the upgrade. Generous enough
+    # for the benchmarks, which open a thousand connections from 127.0.0.1.
+    connections_per_address: int = 2000           # open at once
+    connects_per_address: Rate = Rate(100, 2000)  # new connections per second
+    new_identities_per_address: Rate = Rate(1, 2000)  # anonymous connections (each mints an identity)
 
 
 class _Connection(ServerConnection):
@@ -189,10 +198,10 @@ class _Client:
 class Hosted:
     """One database as served: the Database, its Host, its clients."""
 
-    def __init__(self, name: str, db: Database, limits: Limits) -> None:
+    def __init__(self, name: str, db: Database, limits: Limits, identity_buckets: KeyedBuckets) -> None:
         self.name = name
         self.db = db
-        self.host = Host(db, name, limits)
+        self.host = Host(db, name, limits, identity_buckets=identity_buckets)
         self.clients: dict[Session, _Client] = {}
         self.durable_pending = False  # an _on_durable call is scheduled on the loop
         self.holding = False  # the log is held until the loop's next turn (see ChatServer._on_message)
@@ -214,6 +223,10 @@ class ChatServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gc = GcPolicy()
         self.port = config.port
+        self._identity_requests = KeyedBuckets(config.limits.identity_requests)
+        self._connects = KeyedBuckets(config.connects_per_address)
+        self._new_identities = KeyedBuckets(config.new_identities_per_address)
+        self._open_per_address: dict[str, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
     def _owner_identity(self) -> tuple[Identity, str]:
@@ -244,7 +257,7 @@ class ChatServer:
         db = Database.open(path / "data", module_file, owner=owner, clear=clear, keep_connections=keep)
         if db.owner is None:
             db.owner = self.owner
-        hosted = Hosted(name, db, self.config.limits)
+        hosted = Hosted(name, db, self.config.limits, self._identity_requests)
         hosted.host.on_admin = lambda session, msg: self._admin_soon(hosted, session, msg)
         loop = self._loop
 
@@ -441,9 +454,13 @@ class ChatServer:
 
     # -- HTTP ----------------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
+        url = urlsplit(request.path)
+        path = url.path
         if path == "/health":
             return connection.respond(http.HTTPStatus.OK, "ok\n")
+        refusal = self._address_refusal(connection, request, url.query)
+        if refusal is not None:
+            return refusal
         m = PATH_RE.match(path)
         if m is None:
             return connection.respond(http.HTTPStatus.NOT_FOUND, f"no such endpoint: {path}\n")
@@ -453,8 +470,37 @@ class ChatServer:
             return connection.respond(http.HTTPStatus.UPGRADE_REQUIRED, "this endpoint speaks websocket\n")
         return None
 
+    def _address_refusal(self, connection: ServerConnection, request: Request, query: str) -> Response | None:
+        """HTTP 429 with Retry-After if the client's address is over one of its limits."""
+        address = address_key(connection.remote_address)
+        now = time.monotonic()
+        wait = self._connects.take(address, now)
+        text = f"too many connections from {address}; retry in {wait:.1f} s\n"
+        if not wait and self._open_per_address.get(address, 0) >= self.config.connections_per_address:
+            wait, text = 1.0, (f"too many open connections from {address} (limit"
+                               f" {self.config.connections_per_address}); close some first\n")
+        if not wait and not _token_from(request.headers, query):
+            wait = self._new_identities.take(address, now)
+            text = (f"too many new identities from {address}; connect with your saved token,"
+                    f" or retry in {wait:.0f} s\n")
+        if not wait:
+            return None
+        response = connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS, text)
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return response
+
     # -- websocket -------------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
+        address = address_key(ws.remote_address)
+        self._open_per_address[address] = self._open_per_address.get(address, 0) + 1
+        try:
+            await self._serve_connection(ws)
+        finally:
+            left = self._open_per_address.pop(address) - 1
+            if left:
+                self._open_per_address[address] = left
+
+    async def _serve_connection(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         url = urlsplit(ws.request.path)
         m = PATH_RE.match(url.path)
@@ -523,6 +569,8 @@ class ChatServer:
             client.close_soon("internal error", 1011)
             return
         self._dispatch(current, out)
+        if session.close_reason is not None:
+            client.close_soon(session.close_reason, 1008)
 
     @staticmethod
     def _release_commits(hosted: Hosted) -> None:
@@ -630,6 +678,21 @@ def _ws_frame(payload: bytes) -> bytes:
     if n < 65536:
         return b"\x82\x7e" + n.to_bytes(2, "big") + payload
     return b"\x82\x7f" + n.to_bytes(8, "big") + payload
+
+
+def address_key(remote: Any) -> str:
+    """Whose limits a connection counts against: its IPv4 address, or the /64 of its IPv6 address
+    (one host often holds a whole /64)."""
+    host = remote[0] if isinstance(remote, tuple) and remote else str(remote)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return str(host)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def _module_file(path: Path) -> Path | None:

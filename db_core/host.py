@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ import msgpack
 from .database import CallResult, Database
 from .errors import CallError, DbError, StorageError
 from .logs import LEVEL_RANK, LogRecord
+from .ratelimit import KeyedBuckets, Rate, TokenBucket
 from .protocol import (CallReducer, DeleteDatabase, ErrorMessage, IdentityToken, LogLines, Logs, OneOffQuery,
                        OneOffResult, ProtocolError, Publish, QueryRows, ReducerResult, Subscribe, SubscribeApplied,
                        SubscriptionError, Unsubscribe, UnsubscribeApplied, decode_client, encode, encode_result,
@@ -40,6 +42,17 @@ class Limits:
     max_in_flight: int = 256          # calls and queries awaiting their reply, per connection
     max_queries_per_subscribe: int = 64
     max_subscriptions: int = 256      # subscribe requests alive per connection
+    # Requests (calls, queries, subscriptions) per second: a busy human sends a few, a benchmark
+    # client a thousand; past the rate a request is refused with ``retry_after``.
+    connection_requests: Rate = Rate(2000, 2000)
+    identity_requests: Rate = Rate(4000, 4000)   # summed over the identity's connections
+    # A connection that goes on sending this many requests while refused is not listening: closed.
+    max_refused_in_a_row: int = 5000
+
+
+# After a rate-limit refusal a connection is refused at least this long, so that the requests it had
+# already sent (within a round trip) are refused too and its resends keep their order.
+RATE_PENALTY_SECONDS = 0.25
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -57,7 +70,7 @@ class Session:
     """One client connection as the host sees it."""
 
     __slots__ = ("connection_id", "identity", "subs", "in_flight", "closed", "signature", "hooks", "log_follow",
-                 "token")
+                 "token", "bucket", "blocked_until", "blocked_by_connection", "refused_in_a_row", "close_reason")
 
     def __init__(self, connection_id: ConnectionId, identity: Identity, hooks: bool = True, token: str = "") -> None:
         self.connection_id = connection_id
@@ -69,6 +82,11 @@ class Session:
         self.in_flight = 0
         self.closed = False
         self.signature: tuple[int, ...] | None = ()
+        self.bucket: TokenBucket | None = None  # set by the host that serves the session
+        self.blocked_until = 0.0
+        self.blocked_by_connection = True  # which rate ``blocked_until`` enforces: the connection's or the identity's
+        self.refused_in_a_row = 0
+        self.close_reason: str | None = None  # set by the host: the adapter closes the connection (1008)
 
     def __repr__(self) -> str:
         return f"Session({self.identity.to_abbreviated_hex()}, {self.connection_id.hex()[:8]})"
@@ -107,10 +125,14 @@ class _QueryInfo:
 class Host:
     """The sessions of one database."""
 
-    def __init__(self, db: Database, name: str, limits: Limits | None = None) -> None:
+    def __init__(self, db: Database, name: str, limits: Limits | None = None, *,
+                 identity_buckets: KeyedBuckets | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        """``identity_buckets`` (shared by every database of a server) limits each identity's requests."""
         self.db = db
         self.name = name
         self.limits = limits or Limits()
+        self.clock = clock
+        self.identity_buckets = identity_buckets or KeyedBuckets(self.limits.identity_requests)
         self.sessions: dict[ConnectionId, Session] = {}
         self._engine = SubscriptionEngine(db.tables)
         self._queries_by_key: dict[Any, _QueryInfo] = {}
@@ -148,8 +170,13 @@ class Host:
         else:
             session = Session(connection_id or ConnectionId.random(), identity, False, token)
             barrier = self.db.last_offset
-        self.sessions[session.connection_id] = session
+        self._admit(session)
         return session, None, self._queue(_PendingMsg(barrier, session, self._hello(session), False, True))
+
+    def _admit(self, session: Session) -> None:
+        self.sessions[session.connection_id] = session
+        if session.bucket is None:
+            session.bucket = TokenBucket(self.limits.connection_requests, self.clock())
 
     def _hello(self, session: Session) -> bytes:
         return encode(IdentityToken(bytes(session.identity), session.token, bytes(session.connection_id), self.name,
@@ -171,7 +198,7 @@ class Host:
         session.in_flight = 0
         session.signature = None
         session.log_follow = None
-        self.sessions[session.connection_id] = session
+        self._admit(session)
         out = self._queue(_PendingMsg(self.db.last_offset, session, self._hello(session), False, True))
         for rid, queries in subscriptions:
             out += self._subscribe(session, Subscribe(rid, queries))
@@ -212,6 +239,12 @@ class Host:
         except ProtocolError as exc:
             rid = _peek_id(frame)
             return [(session, encode(ErrorMessage(rid, str(exc))))]
+        wait = self._rate_wait(session)
+        if wait:
+            text = f"rate limited: too many requests from this {'connection' if wait[1] else 'identity'}; retry in {wait[0]:.2f} s"
+            if isinstance(msg, CallReducer):
+                return [(session, encode(ReducerResult(msg.id, "refused", text, -1, 0, wait[0])))]
+            return [(session, encode(ErrorMessage(msg.id, text, wait[0])))]
         if session.in_flight >= self.limits.max_in_flight:
             text = f"too many requests in flight (limit {self.limits.max_in_flight}); wait for replies"
             if isinstance(msg, CallReducer):
@@ -231,6 +264,28 @@ class Host:
             return [(session, encode(ErrorMessage(msg.id, "publish and delete are not available here")))]
         self.on_admin(session, msg)
         return []
+
+    def _rate_wait(self, session: Session) -> tuple[float, bool] | None:
+        """None if ``session`` may make a request now, else (seconds to wait, whether its connection's
+        own rate rather than its identity's was the limit); a session that keeps sending while
+        refused gets its ``close_reason``."""
+        now = self.clock()
+        if now < session.blocked_until:
+            wait, own = session.blocked_until - now, session.blocked_by_connection
+        else:
+            assert session.bucket is not None
+            wait, own = session.bucket.take(now), True
+            if not wait:
+                wait, own = self.identity_buckets.take(session.identity, now), False
+            if not wait:
+                session.refused_in_a_row = 0
+                return None
+            wait = max(wait, RATE_PENALTY_SECONDS)
+            session.blocked_until, session.blocked_by_connection = now + wait, own
+        session.refused_in_a_row += 1
+        if session.refused_in_a_row >= self.limits.max_refused_in_a_row and session.close_reason is None:
+            session.close_reason = "rate limit: the connection went on sending while refused"
+        return wait, own
 
     def _not_owner(self, session: Session, what: str) -> str | None:
         if session.identity == self.owner:

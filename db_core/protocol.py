@@ -143,6 +143,7 @@ class ReducerResult:
     error: str | None
     offset: int
     timestamp: int
+    retry_after: float | None = None  # rate limited: resend no sooner than this many seconds from now
 
 
 @dataclasses.dataclass(slots=True)
@@ -161,6 +162,7 @@ class ErrorMessage:
 
     id: int | None
     error: str
+    retry_after: float | None = None  # rate limited: the request may be sent again after this many seconds
 
 
 @dataclasses.dataclass(slots=True)
@@ -219,11 +221,15 @@ _TO_WIRE: dict[type, Any] = {
     TransactionUpdate: lambda m: {"t": "tx", "txs": [wire_tx(tx.offset, tx.timestamp, tx.reducer, tx.caller)
                                                      | {"updates": [_rows(q) for q in tx.updates]} for tx in m.txs]},
     ReducerResult: lambda m: {"t": "result", "id": m.id, "status": m.status, "error": m.error, "offset": m.offset,
-                              "timestamp": m.timestamp},
+                              "timestamp": m.timestamp} | _retry(m.retry_after),
     OneOffResult: lambda m: {"t": "sql_result", "id": m.id, "columns": m.columns, "types": m.types, "rows": m.rows,
                              "error": m.error, "affected": m.affected},
-    ErrorMessage: lambda m: {"t": "error", "id": m.id, "error": m.error},
+    ErrorMessage: lambda m: {"t": "error", "id": m.id, "error": m.error} | _retry(m.retry_after),
 }
+
+
+def _retry(seconds: float | None) -> dict[str, Any]:
+    return {} if seconds is None else {"retry_after": seconds}
 
 
 def to_wire(msg: ClientMessage | ServerMessage) -> dict[str, Any]:
@@ -333,11 +339,11 @@ def decode_server(frame: bytes) -> ServerMessage:
             for t in m["txs"]
         ])
     if kind == "result":
-        return ReducerResult(m["id"], m["status"], m["error"], m["offset"], m["timestamp"])
+        return ReducerResult(m["id"], m["status"], m["error"], m["offset"], m["timestamp"], m.get("retry_after"))
     if kind == "sql_result":
         return OneOffResult(m["id"], m["columns"], m["types"], m["rows"], m["error"], m.get("affected"))
     if kind == "error":
-        return ErrorMessage(m.get("id"), m["error"])
+        return ErrorMessage(m.get("id"), m["error"], m.get("retry_after"))
     if kind == "log_lines":
         return LogLines(m["id"], m["lines"])
     if kind == "done":
