@@ -204,6 +204,7 @@ class Hosted:
         self.host = Host(db, name, limits, identity_buckets=identity_buckets)
         self.clients: dict[Session, _Client] = {}
         self.durable_pending = False  # an _on_durable call is scheduled on the loop
+        self.working = False  # a ChatServer._work call is scheduled on the loop
         self.holding = False  # the log is held until the loop's next turn (see ChatServer._on_message)
 
 
@@ -624,6 +625,9 @@ class ChatServer:
         the server's CPU under load. A client whose transport holds more than ``send_buffer_bytes``
         unsent is not reading: it is disconnected with a reason and never holds anyone else up.
         """
+        if hosted.host.busy and not hosted.working:
+            hosted.working = True
+            asyncio.get_running_loop().call_soon(self._work, hosted)
         clients = hosted.clients
         framed: dict[int, bytes] = {}  # id(payload) -> its websocket frame; ``out`` keeps the payloads alive
         pieces: dict[_Client, list[bytes]] = {}
@@ -657,6 +661,13 @@ class ChatServer:
                 transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
             except Exception as exc:  # a connection failing mid-write is closing anyway
                 log.debug("write to %s failed: %s", client.session, exc)
+
+    def _work(self, hosted: Hosted) -> None:
+        # One slice of the queries under way per turn of the loop: between two, the loop reads
+        # every socket and runs every reducer that arrived, so a long query delays no one else.
+        hosted.working = False
+        if self.databases.get(hosted.name) is hosted:
+            self._dispatch(hosted, hosted.host.work())
 
     def _on_durable(self, hosted: Hosted) -> None:
         # Cleared before reading the offset: the log publishes its offset before calling ``durable``,

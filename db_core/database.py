@@ -43,7 +43,8 @@ from .migration import MigrationPlan, plan_migration
 from .module import DbView, ModuleDef, ReducerContext, TableHandle, TxSlot, load_module
 from .module import _sink as _log_sink
 from .schema import ReducerDef, TableDef
-from .sql import PlanCache, SqlResult, run_sql
+from .sql import PlanCache, SelectPlan, SqlResult, plan_select, run_sql
+from .sql.execute import PhysicalPlan
 from .system import SYSTEM_TABLES, StClient
 from .table import Table
 from .tx import Transaction, TxData
@@ -704,6 +705,13 @@ class Database:
         if wait and result.tx is not None:
             self.wait_durable(result.tx.offset)
         return result
+
+    def prepare_select(self, query: str, *, sender: Identity) -> tuple[SelectPlan, PhysicalPlan] | None:
+        """The plans of a SELECT by ``sender``, to run it (e.g. in slices, over a ``ReadView``);
+        None if ``query`` is DML (run it with ``sql``). Raises ``SqlError``."""
+        with self._lock:
+            return plan_select(query, tables=self.tables, sender=sender, is_owner=sender == self.owner,
+                               cache=self._plans)
 
     # ------------------------------------------------------------------ schema
     def schema(self) -> dict[str, Any]:

@@ -22,12 +22,41 @@ import msgpack
 
 from .database import CallResult, Database
 from .errors import CallError, DbError, StorageError
+from .evaluation import (
+    Budget,
+    Job,
+    QueryInput,
+    RowsJob,
+    SelectJob,
+    SubscribeJob,
+    UnsubscribeJob,
+)
 from .logs import LEVEL_RANK, LogRecord
+from .protocol import (
+    CallReducer,
+    ClientMessage,
+    DeleteDatabase,
+    ErrorMessage,
+    IdentityToken,
+    LogLines,
+    Logs,
+    OneOffQuery,
+    OneOffResult,
+    ProtocolError,
+    Publish,
+    ReducerResult,
+    Subscribe,
+    SubscriptionError,
+    Unsubscribe,
+    decode_client,
+    encode,
+    encode_result,
+    encode_transaction_update,
+    wire_rows,
+    wire_tx,
+)
 from .ratelimit import KeyedBuckets, Rate, TokenBucket
-from .protocol import (CallReducer, DeleteDatabase, ErrorMessage, IdentityToken, LogLines, Logs, OneOffQuery,
-                       OneOffResult, ProtocolError, Publish, QueryRows, ReducerResult, Subscribe, SubscribeApplied,
-                       SubscriptionError, Unsubscribe, UnsubscribeApplied, decode_client, encode, encode_result,
-                       encode_transaction_update, wire_rows, wire_tx)
+from .readview import ReadView
 from .sql import SqlError, check_subscription
 from .subscription import SubscriptionEngine
 from .tx import TxData
@@ -48,7 +77,14 @@ class Limits:
     identity_requests: Rate = Rate(4000, 4000)   # summed over the identity's connections
     # A connection that goes on sending this many requests while refused is not listening: closed.
     max_refused_in_a_row: int = 5000
+    budget: Budget = Budget()         # per one-off SELECT, subscribe or unsubscribe
+    max_running_queries: int = 4      # evaluated at once per database; more wait their turn
 
+
+# A query's first slice runs as soon as it arrives; most end within it. Longer ones go on in
+# ``Host.work``, at most SLICE_SECONDS at a time, so that no other client waits longer than that.
+FIRST_SLICE_SECONDS = 0.0005
+SLICE_SECONDS = 0.002
 
 # After a rate-limit refusal a connection is refused at least this long, so that the requests it had
 # already sent (within a round trip) are refused too and its resends keep their order.
@@ -70,7 +106,8 @@ class Session:
     """One client connection as the host sees it."""
 
     __slots__ = ("connection_id", "identity", "subs", "in_flight", "closed", "signature", "hooks", "log_follow",
-                 "token", "bucket", "blocked_until", "blocked_by_connection", "refused_in_a_row", "close_reason")
+                 "token", "bucket", "blocked_until", "blocked_by_connection", "refused_in_a_row", "close_reason",
+                 "job", "request", "backlog", "waiting")
 
     def __init__(self, connection_id: ConnectionId, identity: Identity, hooks: bool = True, token: str = "") -> None:
         self.connection_id = connection_id
@@ -87,6 +124,12 @@ class Session:
         self.blocked_by_connection = True  # which rate ``blocked_until`` enforces: the connection's or the identity's
         self.refused_in_a_row = 0
         self.close_reason: str | None = None  # set by the host: the adapter closes the connection (1008)
+        # A session's requests are handled in order: while a query of its own is being evaluated
+        # (``job``, for ``request``), or waits for its turn (``waiting``), the later ones queue here.
+        self.job: Job | None = None
+        self.request: ClientMessage | None = None
+        self.backlog: collections.deque[tuple[ClientMessage, int]] = collections.deque()
+        self.waiting = False
 
     def __repr__(self) -> str:
         return f"Session({self.identity.to_abbreviated_hex()}, {self.connection_id.hex()[:8]})"
@@ -139,6 +182,8 @@ class Host:
         self._queries: dict[int, _QueryInfo] = {}
         self._next_qid = 1
         self._pending: collections.deque[_PendingTx | _PendingMsg] = collections.deque()
+        self._running: collections.deque[Session] = collections.deque()  # sessions whose job is under way
+        self._waiting: collections.deque[Session] = collections.deque()  # sessions whose job waits for a slot
         # query id -> sessions holding it (live or awaiting their unsubscribe): who to consider at delivery
         self._watchers: dict[int, dict[Session, int]] = {}
         self._durable = db.durable_offset
@@ -183,26 +228,38 @@ class Host:
                                     self.db.schema()))
 
     def live_subscriptions(self, session: Session) -> list[tuple[int, list[str]]]:
-        """(request id, queries) of a session's live subscriptions."""
-        return [(s.request_id, s.queries) for s in session.subs.values() if s.until is None]
+        """(request id, queries) of a session's live subscriptions (one being evaluated included)."""
+        live = [(s.request_id, s.queries) for s in session.subs.values() if s.until is None]
+        if isinstance(session.request, Subscribe):
+            live.append((session.request.id, session.request.queries))
+        return live
 
-    def adopt(self, session: Session, subscriptions: list[tuple[int, list[str]]]) -> list[Out]:
+    def pending_requests(self, session: Session) -> list[ClientMessage]:
+        """The requests of a session still to be answered, other than its subscribes being evaluated."""
+        first = [] if session.request is None or isinstance(session.request, Subscribe) else [session.request]
+        return first + [msg for msg, _ in session.backlog]
+
+    def adopt(self, session: Session, subscriptions: list[tuple[int, list[str]]],
+              requests: list[ClientMessage] = ()) -> list[Out]:  # type: ignore[assignment]
         """Take over a live session from the host of the previous module version.
 
         Same identity and connection, no hooks run. The client is sent the new
-        schema (an identity message: clients drop their cached rows on it) and
-        then each subscription's rows again, checked against the new schema.
+        schema (an identity message: clients drop their cached rows on it), then
+        each subscription's rows again, checked against the new schema, then the
+        answers to ``requests`` it was still waiting for.
         """
         session.closed = False
         session.subs = {}
         session.in_flight = 0
         session.signature = None
         session.log_follow = None
+        session.job = session.request = None
+        session.waiting = False
+        session.backlog = collections.deque([(Subscribe(rid, queries), 0) for rid, queries in subscriptions]
+                                            + [(msg, 0) for msg in requests])
         self._admit(session)
-        out = self._queue(_PendingMsg(self.db.last_offset, session, self._hello(session), False, True))
-        for rid, queries in subscriptions:
-            out += self._subscribe(session, Subscribe(rid, queries))
-        return out
+        return self._queue(_PendingMsg(self.db.last_offset, session, self._hello(session), False, True)) \
+            + self._drain(session)
 
     def release(self) -> list[Out]:
         """Whatever is ready to go now (e.g. log lines queued while a reducer ran)."""
@@ -214,6 +271,7 @@ class Host:
             return []
         session.closed = True
         self.sessions.pop(session.connection_id, None)
+        self._cancel(session)
         for subset in session.subs.values():
             if subset.until is None:
                 self._release_queries(subset.qids)
@@ -229,7 +287,20 @@ class Host:
         """Forget a session without running its disconnect hook (it moves to another host)."""
         session.closed = True
         self.sessions.pop(session.connection_id, None)
+        self._cancel(session)
         self._stop_following(session)
+
+    def _cancel(self, session: Session) -> None:
+        """Drop the session's query in progress (and its turn in the queue)."""
+        job = session.job
+        if job is not None:
+            self._running.remove(session)
+            if isinstance(job, SubscribeJob):
+                self._release_queries(job.order)
+            session.job = None
+        if session.waiting:
+            self._waiting.remove(session)
+            session.waiting = False
 
     # -- requests -----------------------------------------------------------------------
     def receive(self, session: Session, frame: bytes) -> list[Out]:
@@ -245,13 +316,19 @@ class Host:
             if isinstance(msg, CallReducer):
                 return [(session, encode(ReducerResult(msg.id, "refused", text, -1, 0, wait[0])))]
             return [(session, encode(ErrorMessage(msg.id, text, wait[0])))]
-        if session.in_flight >= self.limits.max_in_flight:
+        if session.in_flight + len(session.backlog) >= self.limits.max_in_flight:
             text = f"too many requests in flight (limit {self.limits.max_in_flight}); wait for replies"
             if isinstance(msg, CallReducer):
                 return [(session, encode(ReducerResult(msg.id, "refused", text, -1, 0)))]
             return [(session, encode(ErrorMessage(msg.id, text)))]
+        if session.job is not None or session.backlog:
+            session.backlog.append((msg, len(frame)))
+            return []
+        return self._handle(session, msg, len(frame))
+
+    def _handle(self, session: Session, msg: ClientMessage, frame_size: int) -> list[Out]:
         if isinstance(msg, CallReducer):
-            return self._call(session, msg, len(frame))
+            return self._call(session, msg, frame_size)
         if isinstance(msg, Subscribe):
             return self._subscribe(session, msg)
         if isinstance(msg, Unsubscribe):
@@ -366,41 +443,143 @@ class Host:
                 plans.append((text, check_subscription(text, self._tdefs, is_owner, session.identity)))
             except SqlError as exc:
                 return [(session, encode(SubscriptionError(msg.id, f"{exc} in query: {text}")))]
+        if not self._slot_free():
+            return self._wait(session, msg)
         infos = [self._acquire_query(text, plan, session.identity) for text, plan in plans]
-        since = self.db.last_offset
-        subset = _SubSet(msg.id, [i.qid for i in infos], list(msg.queries), since)
-        session.subs[msg.id] = subset
-        for qid in subset.qids:
-            watchers = self._watchers.setdefault(qid, {})
-            watchers[session] = watchers.get(session, 0) + 1
-        session.signature = None
-        rows = [self._query_rows(info, inserts=True) for info in infos]
-        session.in_flight += 1
-        return self._queue(_PendingMsg(since, session, encode(SubscribeApplied(msg.id, rows)), True, True))
+        order = [i.qid for i in infos]
+        job = SubscribeJob(msg.id, None, self._inputs(order), order, self._engine, self._codecs,
+                           ReadView(self.db.last_offset), self.limits.budget)
+        return self._begin(session, msg, job)
 
     def _unsubscribe(self, session: Session, msg: Unsubscribe) -> list[Out]:
         subset = session.subs.get(msg.subscription)
         if subset is None or subset.until is not None:
             return [(session, encode(ErrorMessage(msg.id, f"no live subscription with id {msg.subscription}")))]
+        if not self._slot_free():
+            return self._wait(session, msg)
         now = self.db.last_offset
         subset.until = now
         session.signature = None
-        rows = [self._query_rows(self._queries[qid], inserts=False) for qid in subset.qids]
+        job = UnsubscribeJob(msg.id, msg.subscription, self._inputs(subset.qids), subset.qids, self._engine,
+                             self._codecs, ReadView(now), self.limits.budget)
         self._release_queries(subset.qids)
-        session.in_flight += 1
-        return self._queue(_PendingMsg(now, session, encode(UnsubscribeApplied(msg.id, msg.subscription, rows)), True, True))
+        return self._begin(session, msg, job)
 
     def _sql(self, session: Session, msg: OneOffQuery) -> list[Out]:
         try:
-            res = self.db.sql(msg.query, sender=session.identity, wait=False)
+            prepared = self.db.prepare_select(msg.query, sender=session.identity)
+            if prepared is None:  # DML (the owner's): one transaction, run now
+                res = self.db.sql(msg.query, sender=session.identity, wait=False)
         except (DbError, ValueError) as exc:
-            reply = OneOffResult(msg.id, [], [], [], str(exc))
-            return [(session, encode(reply))]
-        offset = res.tx.offset if res.tx is not None else self.db.last_offset
-        reply = OneOffResult(msg.id, list(res.columns), [t.describe() for t in res.types],
-                             [[t.to_wire(v) for t, v in zip(res.types, row)] for row in res.rows], None, res.affected)
+            return [(session, encode(OneOffResult(msg.id, [], [], [], str(exc))))]
+        if prepared is None:
+            assert res.tx is not None
+            session.in_flight += 1
+            reply = OneOffResult(msg.id, [], [], [], None, res.affected)
+            return self._queue(_PendingMsg(res.tx.offset, session, encode(reply), True))
+        if not self._slot_free():
+            return self._wait(session, msg)
+        plan, pp = prepared
+        job = SelectJob(msg.id, plan, pp, self.db.tables, ReadView(self.db.last_offset), self.limits.budget)
+        return self._begin(session, msg, job)
+
+    # -- evaluations in slices ------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Evaluations are under way: call ``work`` again soon (the network adapter, once per loop turn)."""
+        return bool(self._running)
+
+    def work(self, seconds: float = SLICE_SECONDS) -> list[Out]:
+        """Go on with the evaluations under way, taking turns, for about ``seconds``; returns what
+        may go out now. Call again while ``busy``, letting other clients be served in between."""
+        out: list[Out] = []
+        deadline = time.perf_counter() + seconds
+        running = self._running
+        while running:
+            session = running[0]
+            running.rotate(-1)
+            out += self._step(session, deadline)
+            if time.perf_counter() >= deadline:
+                break
+        return out
+
+    def _slot_free(self) -> bool:
+        return len(self._running) < self.limits.max_running_queries
+
+    def _wait(self, session: Session, msg: ClientMessage) -> list[Out]:
+        """No evaluation slot is free: ``msg`` is handled again when one is, before the session's others."""
+        session.backlog.appendleft((msg, 0))
+        session.waiting = True
+        self._waiting.append(session)
+        return []
+
+    def _inputs(self, qids: list[int]) -> list[QueryInput]:
+        """The distinct queries of ``qids`` (a request's, repeats included), each with its count."""
+        inputs: dict[int, QueryInput] = {}
+        for qid in qids:
+            q = inputs.get(qid)
+            if q is None:
+                inputs[qid] = QueryInput(qid, self._queries[qid].plan)
+            else:
+                q.times += 1
+        return list(inputs.values())
+
+    def _begin(self, session: Session, msg: ClientMessage, job: Job) -> list[Out]:
+        session.job, session.request = job, msg
+        self._running.append(session)
+        return self._step(session, time.perf_counter() + FIRST_SLICE_SECONDS)
+
+    def _step(self, session: Session, deadline: float) -> list[Out]:
+        """One slice of the session's job; once it is done, its answer and the session's next requests."""
+        job = session.job
+        assert job is not None
+        if not job.run(deadline):
+            return []
+        self._running.remove(session)
+        request = session.request
+        session.job = session.request = None
+        out = self._answer(session, job, request) + self._drain(session)
+        while self._waiting and self._slot_free():
+            nxt = self._waiting.popleft()
+            nxt.waiting = False
+            out += self._drain(nxt)
+        return out
+
+    def _answer(self, session: Session, job: Job, request: ClientMessage | None) -> list[Out]:
+        if isinstance(job, SelectJob):
+            if job.frame is None:
+                return [(session, encode(OneOffResult(job.request_id, [], [], [], job.error)))]
+            session.in_flight += 1
+            return self._queue(_PendingMsg(job.view.offset, session, job.frame, True))
+        assert isinstance(job, RowsJob)
+        if isinstance(job, SubscribeJob):
+            if job.frame is None:
+                self._release_queries(job.order)
+                return [(session, encode(SubscriptionError(job.request_id, f"{job.error}; nothing was subscribed")))]
+            # Live from now: the changes committed while it ran are in its rows already (catch_up).
+            since = self.db.last_offset
+            assert isinstance(request, Subscribe)
+            subset = _SubSet(job.request_id, list(job.order), list(request.queries), since)
+            session.subs[job.request_id] = subset
+            for qid in subset.qids:
+                watchers = self._watchers.setdefault(qid, {})
+                watchers[session] = watchers.get(session, 0) + 1
+            session.signature = None
+            session.in_flight += 1
+            return self._queue(_PendingMsg(since, session, job.frame, True, True))
+        if job.frame is None:
+            return [(session, encode(ErrorMessage(
+                job.request_id, f"unsubscribed, but the rows to drop were not sent: {job.error}")))]
         session.in_flight += 1
-        return self._queue(_PendingMsg(offset, session, encode(reply), True))
+        return self._queue(_PendingMsg(job.view.offset, session, job.frame, True, True))
+
+    def _drain(self, session: Session) -> list[Out]:
+        """Handle the session's queued requests in order, until one needs an evaluation that goes on."""
+        out: list[Out] = []
+        while session.backlog and session.job is None and not session.waiting and not session.closed:
+            msg, size = session.backlog.popleft()
+            out += self._handle(session, msg, size)
+        return out
 
     # -- queries --------------------------------------------------------------------------
     def _acquire_query(self, text: str, plan: Any, sender: Identity) -> _QueryInfo:
@@ -426,17 +605,18 @@ class Host:
                 del self._queries[qid]
                 del self._queries_by_key[info.key]
 
-    def _query_rows(self, info: _QueryInfo, *, inserts: bool) -> QueryRows:
-        plan = info.plan
-        enc = self._codecs[plan.table].encode
-        rows = [enc(r) for r in self._engine.initial_rows(plan)]
-        return QueryRows(info.qid, plan.table, rows if inserts else [], [] if inserts else rows)
-
     # -- commits and durability -------------------------------------------------------------
     def _on_commit(self, tx: TxData) -> None:
+        for session in self._running:
+            assert session.job is not None
+            session.job.view.apply(tx)
         deltas = self._engine.evaluate(tx) if len(self._engine) else {}
         if not deltas:
             return
+        for session in self._running:
+            assert session.job is not None
+            if isinstance(session.job, SubscribeJob):
+                session.job.catch_up(deltas)
         wire: dict[int, list[Any]] = {}
         for qid, delta in deltas.items():
             rows = delta.whole.wire if delta.whole is not None else None

@@ -373,3 +373,48 @@ def encode_transaction_update(txs: list[tuple[dict[str, Any], list[list[Any]]]])
     """A ``tx`` frame from each transaction's ``wire_tx`` and its ``wire_rows`` deltas, packed in
     one call. Equals ``encode(TransactionUpdate(...))``."""
     return _packb({"t": "tx", "txs": [header | {"updates": updates} for header, updates in txs]})
+
+
+# -- replies built from packed parts (large answers are encoded a slice at a time) --------------
+def array_header(n: int) -> bytes:
+    """The msgpack header of an array of ``n`` items."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def pack_items(items: list[Any]) -> bytes:
+    """The packed ``items`` one after the other: an array's body, to follow ``array_header``."""
+    return _packb(items)[len(array_header(len(items))):]
+
+
+def pack(value: Any) -> bytes:
+    """One value packed as the protocol packs it."""
+    return _packb(value)
+
+
+def _fields(pairs: list[tuple[str, Any]]) -> bytes:
+    return b"".join(_packb(k) + _packb(v) for k, v in pairs)
+
+
+def encode_sql_result_packed(request_id: int, columns: list[str], types: list[Any], count: int, body: bytes) -> bytes:
+    """``encode(OneOffResult(request_id, columns, types, rows, None))`` from its ``count`` rows already
+    packed into ``body`` (``pack_items``)."""
+    return (b"\x87" + _fields([("t", "sql_result"), ("id", request_id), ("columns", columns), ("types", types)])
+            + _packb("rows") + array_header(count) + body + _fields([("error", None), ("affected", None)]))
+
+
+def encode_query_rows_packed(kind: str, request_id: int, subscription: int | None,
+                             queries: list[tuple[int, str, int, bytes]]) -> bytes:
+    """``encode(SubscribeApplied(...))`` (``kind`` "subscribed": rows as inserts) or
+    ``encode(UnsubscribeApplied(...))`` ("unsubscribed": rows as deletes) from each query's
+    (query id, table, row count, packed rows)."""
+    head = [("t", kind), ("id", request_id)] + ([("subscription", subscription)] if kind == "unsubscribed" else [])
+    parts = [bytes((0x80 | (len(head) + 1),)), _fields(head), _packb("queries"), array_header(len(queries))]
+    empty = array_header(0)
+    for qid, table, count, body in queries:
+        rows = array_header(count) + body
+        parts += [b"\x94", _packb(qid), _packb(table)] + ([rows, empty] if kind == "subscribed" else [empty, rows])
+    return b"".join(parts)

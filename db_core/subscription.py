@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from operator import attrgetter
 from typing import Any, Protocol
 
+from .readview import LiveView
+from .sql.execute import CHUNK, LIVE, Meter, chunks
 from .table import Table
 from .tx import TableUpdate, TxData
 
@@ -121,32 +123,45 @@ class SubscriptionEngine:
     # -- initial rows ------------------------------------------------------------------
     def initial_rows(self, plan: Plan) -> list[Any]:
         """The query's rows now (call between transactions)."""
+        return [r for chunk in self.initial_chunks(plan, LIVE, Meter()) for r in chunk]
+
+    def initial_chunks(self, plan: Plan, view: LiveView, meter: Meter) -> Iterator[list[Any]]:
+        """The query's rows as ``view`` reads them, a list at a time (lists may be empty: a pause
+        point, see ``sql.execute.select_chunks``); ``meter`` counts the rows read."""
         table = self._tables[plan.table]
         pred = plan.predicate
-        if plan.join is not None:
-            return self._join_rows(plan, table.rows.values())
-        rows: Iterable[Any] = table.rows.values()
-        for column, value in plan.equalities:
-            index = table.index_for(column)
-            if index is not None:
-                rows = index.find(value)
-                break
-        return [r for r in rows if pred is None or pred(r)]
-
-    def _join_rows(self, plan: Plan, own_rows: Iterable[Any]) -> list[Any]:
-        other_name, own_col, other_col = plan.join  # type: ignore[misc]
-        other_index = self._tables[other_name].index_for(other_col)
+        rows: Iterable[Any] | None = None
+        if plan.join is None:
+            for column, value in plan.equalities:
+                index = table.index_for(column)
+                if index is not None:
+                    rows = view.find(table, index, value)
+                    break
+        source = view.rows(table) if rows is None else rows
+        if plan.join is None:
+            for chunk in chunks(source, view, meter):
+                yield list(chunk) if pred is None else list(filter(pred, chunk))
+            return
+        other_name, own_col, other_col = plan.join
+        other_table = self._tables[other_name]
+        other_index = other_table.index_for(other_col)
         assert other_index is not None, "the checker only admits joins on indexed columns"
+        find = view.finder(other_table, other_index)
         get = attrgetter(own_col)
-        pred, opred, ppred = plan.predicate, plan.other_predicate, plan.pair_predicate
-        out: list[Any] = []
-        for row in own_rows:
-            if pred is not None and not pred(row):
-                continue
-            for other in other_index.find(get(row)):
-                if (opred is None or opred(other)) and (ppred is None or ppred(row, other)):
-                    out.append(row)
-        return out
+        opred, ppred = plan.other_predicate, plan.pair_predicate
+        for chunk in chunks(source, view, meter):
+            out: list[Any] = []
+            for row in chunk:
+                if pred is not None and not pred(row):
+                    continue
+                for other in find(get(row)):
+                    meter.scanned += 1
+                    if (opred is None or opred(other)) and (ppred is None or ppred(row, other)):
+                        out.append(row)
+                if view.sliced and len(out) >= CHUNK:
+                    yield out
+                    out = []
+            yield out
 
     # -- incremental evaluation -------------------------------------------------------------
     def evaluate(self, tx: TxData) -> dict[Any, QueryDelta]:

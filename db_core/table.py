@@ -49,6 +49,11 @@ class _Ordered:
     def reset(self) -> None:
         self._sorted = None
 
+    @property
+    def key(self) -> Callable[[Any], Any] | None:
+        """The sort key of the values (None: they order as they are)."""
+        return self._key
+
 
 def _same(value: Any) -> Any:
     return value

@@ -18,13 +18,13 @@ from db_core.sql.ast import SqlError, to_sql
 # Not ``check`` itself: a package attribute of that name would hide the
 # ``db_core.sql.check`` submodule (``import db_core.sql.check as m`` would give the function).
 from db_core.sql.check import NotAuthorized, SelectPlan, SubscriptionPlan, check_subscription, compile_predicate
-from db_core.sql.engine import PlanCache, SqlResult, run_sql
+from db_core.sql.engine import PlanCache, SqlResult, plan_select, run_sql
 from db_core.sql.execute import explain, physical_plan
 from db_core.sql.format import format_table, format_value, json_value, row_to_json, to_json_rows
 from db_core.sql.parser import parse
 
 __all__ = [
     "SqlError", "NotAuthorized", "PlanCache", "SqlResult", "SelectPlan", "SubscriptionPlan",
-    "parse", "check_subscription", "compile_predicate", "run_sql", "explain", "physical_plan",
+    "parse", "check_subscription", "compile_predicate", "plan_select", "run_sql", "explain", "physical_plan",
     "format_table", "format_value", "json_value", "to_json_rows", "row_to_json", "to_sql",
 ]

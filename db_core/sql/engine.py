@@ -21,14 +21,14 @@ from typing import Any
 from db_core.schema import ColType
 from db_core.sql.ast import SqlError
 from db_core.sql.check import SelectPlan, check
-from db_core.sql.execute import physical_plan, run_dml, run_select
+from db_core.sql.execute import PhysicalPlan, physical_plan, run_dml, run_select
 from db_core.sql.format import format_table, to_json_rows
 from db_core.sql.parser import parse
 from db_core.table import Table
 from db_core.tx import Transaction, TxData
 from db_core.types import Identity, Timestamp
 
-__all__ = ["PlanCache", "SqlResult", "run_sql", "local_transact"]
+__all__ = ["PlanCache", "SqlResult", "plan_select", "run_sql", "local_transact"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -104,6 +104,28 @@ class PlanCache:
         self._plans[key] = value
 
 
+def plan_select(text: str, *, tables: dict[str, Table], sender: Identity, is_owner: bool,
+                cache: PlanCache | None = None) -> tuple[SelectPlan, PhysicalPlan] | None:
+    """The checked plan and physical plan of a SELECT, for running it (``run_select``, or in slices
+    with ``select_chunks``); None if ``text`` is DML (run it with ``run_sql``). Raises SqlError."""
+    key = (text, is_owner, bytes(sender) if ":sender" in text else None)
+    cached = cache.get(key) if cache is not None else None
+    if cached is not None:
+        return cached
+    try:
+        plan = check(parse(text), {name: t.tdef for name, t in tables.items()}, is_owner, sender)
+    except SqlError as err:
+        if err.text is None:
+            err.text = text
+        raise
+    if not isinstance(plan, SelectPlan):
+        return None
+    prepared = (plan, physical_plan(plan, tables))
+    if cache is not None:
+        cache.put(key, prepared)
+    return prepared
+
+
 def run_sql(text: str, *, tables: dict[str, Table], sender: Identity, is_owner: bool,
             transact: Callable[[Callable[[Transaction], Any]], Any] | None = None,
             cache: PlanCache | None = None) -> SqlResult:
@@ -114,21 +136,14 @@ def run_sql(text: str, *, tables: dict[str, Table], sender: Identity, is_owner: 
     it DML writes straight to ``tables`` through a local ``Transaction``.
     ``cache`` (one per set of tables) remembers checked SELECT plans.
     """
-    key = (text, is_owner, bytes(sender) if ":sender" in text else None)
-    cached = cache.get(key) if cache is not None else None
-    if cached is not None:
-        plan, pp = cached
+    prepared = plan_select(text, tables=tables, sender=sender, is_owner=is_owner, cache=cache)
+    if prepared is not None:
+        plan, pp = prepared
         return SqlResult(list(plan.columns), list(plan.types), run_select(plan, tables, pp), plan=pp.describe())
     try:
-        stmt = parse(text)
-        plan = check(stmt, {name: t.tdef for name, t in tables.items()}, is_owner, sender)
-        if isinstance(plan, SelectPlan):
-            pp = physical_plan(plan, tables)
-            if cache is not None:
-                cache.put(key, (plan, pp))
-            rows = run_select(plan, tables, pp)
-            return SqlResult(list(plan.columns), list(plan.types), rows, plan=pp.describe())
-        affected, result = run_dml(plan, tables, transact or local_transact(sender))
+        dml = check(parse(text), {name: t.tdef for name, t in tables.items()}, is_owner, sender)
+        assert not isinstance(dml, SelectPlan)
+        affected, result = run_dml(dml, tables, transact or local_transact(sender))
         return SqlResult([], [], [], affected, getattr(result, "tx", None))
     except SqlError as err:
         if err.text is None:

@@ -39,10 +39,12 @@ from db_core.sql.check import (
     BAnd, BCompare, BExpr, BoundColumn, Const, DeletePlan, InsertPlan, Plan, SelectPlan, UpdatePlan,
     compile_predicate, compile_tuple_predicate, conjuncts, sources_of,
 )
+from db_core.readview import LiveView
 from db_core.table import BTreeIndex, Table, UniqueIndex
 from db_core.tx import Transaction
 
-__all__ = ["Access", "JoinStep", "PhysicalPlan", "physical_plan", "explain", "run_select", "matching_rows", "run_dml"]
+__all__ = ["Access", "JoinStep", "Meter", "PhysicalPlan", "physical_plan", "explain", "run_select", "select_chunks",
+           "matching_rows", "run_dml", "chunks", "CHUNK", "LIVE", "TICK"]
 
 _RANGE_OPS = ("<", "<=", ">", ">=")
 
@@ -71,14 +73,14 @@ class Access:
     est: float = 0.0
     consumed: BExpr | None = None
 
-    def rows(self, table: Table) -> Iterable[Any]:
+    def rows(self, table: Table, view: LiveView) -> Iterable[Any]:
         if self.kind == "index_eq":
             assert self.index is not None
-            return self.index.find(self.value)
+            return view.find(table, self.index, self.value)
         if self.kind == "index_range":
             assert self.index is not None
-            return self.index.range(self.lo, self.hi, self.inclusive)
-        return iter(table)
+            return view.range(table, self.index, self.lo, self.hi, self.inclusive)
+        return view.rows(table)
 
     def describe(self, alias: str) -> str:
         if self.kind == "scan":
@@ -333,89 +335,150 @@ def explain(plan: SelectPlan, tables: dict[str, Table]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- running SELECT
+#
+# Every loop over stored rows goes through them CHUNK at a time and stops between chunks (a
+# generator step), so a driver can run a large query in slices (``select_chunks``) and count
+# the rows it reads (``Meter``). Join pipelines pass ``TICK`` along as their pause point.
 
-def _index_join(stream: Iterable[tuple[Any, ...]], step: JoinStep, pos: int) -> Iterator[tuple[Any, ...]]:
+CHUNK = 256
+TICK: Any = object()
+
+
+class Meter:
+    """Rows a running query has read from tables (index hits and join probes included)."""
+
+    __slots__ = ("scanned",)
+
+    def __init__(self) -> None:
+        self.scanned = 0
+
+
+def chunks(rows: Iterable[Any], view: LiveView, meter: Meter) -> Iterable[Iterable[Any]]:
+    """``rows`` CHUNK at a time for a reader that may pause between chunks, else in one go."""
+    if not view.sliced:
+        return (rows,)
+    return _sliced(rows, meter)
+
+
+def _sliced(rows: Iterable[Any], meter: Meter) -> Iterator[list[Any]]:
+    it = iter(rows)
+    while chunk := list(itertools.islice(it, CHUNK)):
+        meter.scanned += len(chunk)
+        yield chunk
+
+
+def _index_join(stream: Iterable[Any], step: JoinStep, pos: int, table: Table, view: LiveView,
+                meter: Meter) -> Iterator[Any]:
     get = attrgetter(step.probe.name)
-    index = step.index
-    assert index is not None
-    m = index.map
+    assert step.index is not None
+    find = view.finder(table, step.index)
     local, residual = step.local, step.residual
     guard_none, guard_nan = step.guard_none, step.guard_nan
-    unique = isinstance(index, UniqueIndex)
+    probed = 0
     for t in stream:
+        if t is TICK:
+            yield t
+            continue
         k = get(t[pos])
         if guard_none and k is None:
             continue
         if guard_nan and k != k:
             continue
-        hit = m.get(k)
-        if hit is None:
-            continue
-        if unique:
-            if local is None or local(hit):
-                nt = t + (hit,)
-                if residual is None or residual(nt):
-                    yield nt
-            continue
-        for r in hit:
+        for r in find(k):
+            probed += 1
+            if probed >= CHUNK:
+                meter.scanned += probed
+                probed = 0
+                yield TICK
             if local is not None and not local(r):
                 continue
             nt = t + (r,)
             if residual is None or residual(nt):
                 yield nt
+    meter.scanned += probed
 
 
-def _hash_join(stream: Iterable[tuple[Any, ...]], step: JoinStep, pos: int, table: Table) -> Iterator[tuple[Any, ...]]:
+def _hash_join(stream: Iterable[Any], step: JoinStep, pos: int, table: Table, view: LiveView,
+               meter: Meter) -> Iterator[Any]:
     assert step.access is not None
     get_new = attrgetter(step.column.name)
     local, residual = step.local, step.residual
     guard_none, guard_nan = step.guard_none, step.guard_nan
     built: dict[Any, list[Any]] | None = None
     get = attrgetter(step.probe.name)
+    probed = 0
     for t in stream:
+        if t is TICK:
+            yield t
+            continue
         if built is None:
             built = {}
-            for r in step.access.rows(table):
-                if local is not None and not local(r):
-                    continue
-                k = get_new(r)
-                if (guard_none and k is None) or (guard_nan and k != k):
-                    continue
-                bucket = built.get(k)
-                if bucket is None:
-                    built[k] = [r]
-                else:
-                    bucket.append(r)
+            for chunk in chunks(step.access.rows(table, view), view, meter):
+                for r in chunk:
+                    if local is not None and not local(r):
+                        continue
+                    k = get_new(r)
+                    if (guard_none and k is None) or (guard_nan and k != k):
+                        continue
+                    bucket = built.get(k)
+                    if bucket is None:
+                        built[k] = [r]
+                    else:
+                        bucket.append(r)
+                yield TICK
         k = get(t[pos])
         if guard_none and k is None:
             continue
         if guard_nan and k != k:
             continue
         for r in built.get(k, ()):
+            probed += 1
+            if probed >= CHUNK:
+                meter.scanned += probed
+                probed = 0
+                yield TICK
             nt = t + (r,)
             if residual is None or residual(nt):
                 yield nt
+    meter.scanned += probed
 
 
-def _single_rows(pp: PhysicalPlan, tables: dict[str, Table]) -> Iterable[Any]:
-    table = tables[pp.plan.sources[0].table]
-    rows = pp.access.rows(table)
+def _single_chunks(pp: PhysicalPlan, tables: dict[str, Table], view: LiveView, meter: Meter,
+                   project: Callable[[Any], Any] | None, limit: int = -1) -> Iterator[list[Any]]:
+    """A one-table plan's rows that pass its filter, ``project``-ed, a chunk of the table at a time
+    (at most ``limit`` of them unless it is negative)."""
     f = pp.start_filter
-    return rows if f is None else filter(f, rows)
+    for chunk in chunks(pp.access.rows(tables[pp.plan.sources[0].table], view), view, meter):
+        src = chunk if f is None else filter(f, chunk)
+        if limit >= 0:
+            src = itertools.islice(src, limit)
+        out = list(src) if project is None else list(map(project, src))
+        yield out
+        if limit >= 0:
+            limit -= len(out)
+            if not limit:
+                return
 
 
-def _tuples(pp: PhysicalPlan, tables: dict[str, Table]) -> Iterable[tuple[Any, ...]]:
+def _tuples(pp: PhysicalPlan, tables: dict[str, Table], view: LiveView, meter: Meter) -> Iterator[Any]:
+    """Joined tuples (one row per source, in ``pp.order``), with TICKs between chunks."""
     plan = pp.plan
-    start = pp.order[0]
-    rows = pp.access.rows(tables[plan.sources[start].table])
+    start_table = tables[plan.sources[pp.order[0]].table]
     f = pp.start_filter
-    stream: Iterable[tuple[Any, ...]] = ((r,) for r in rows) if f is None else ((r,) for r in rows if f(r))
+
+    def start() -> Iterator[Any]:
+        for chunk in chunks(pp.access.rows(start_table, view), view, meter):
+            for r in chunk:
+                if f is None or f(r):
+                    yield (r,)
+            yield TICK
+
+    stream: Iterator[Any] = start()
     for step in pp.steps:
         pos = pp.position[step.probe.source]
-        if step.kind == "index":
-            stream = _index_join(stream, step, pos)
-        else:
-            stream = _hash_join(stream, step, pos, tables[plan.sources[step.source].table])
+        table = tables[plan.sources[step.source].table]
+        join = _index_join if step.kind == "index" else _hash_join
+        stream = join(stream, step, pos, table, view, meter)
     return stream
 
 
@@ -445,37 +508,75 @@ def _iskw(name: str) -> bool:
     return keyword.iskeyword(name) or keyword.issoftkeyword(name)
 
 
+def select_chunks(plan: SelectPlan, pp: PhysicalPlan, tables: dict[str, Table], view: LiveView,
+                  meter: Meter) -> Iterator[list[tuple[Any, ...]]]:
+    """The result rows of a checked SELECT, a list at a time (lists may be empty: a pause point).
+
+    Between two lists the caller may let transactions commit, if ``view`` is a ``ReadView`` it
+    feeds them to: the rows are those of the view's offset. ``meter`` counts the rows read.
+    """
+    single = len(plan.sources) == 1
+    limit = plan.limit
+    if plan.count:
+        if limit == 0:
+            return
+        if single and pp.access.kind == "scan" and pp.start_filter is None:
+            yield [(view.count(tables[plan.sources[0].table]),)]
+            return
+        n = 0
+        if single:
+            for chunk in _single_chunks(pp, tables, view, meter, None):
+                n += len(chunk)
+                yield []
+        else:
+            for item in _tuples(pp, tables, view, meter):
+                if item is TICK:
+                    yield []
+                else:
+                    n += 1
+        yield [(n,)]
+        return
+    if limit == 0:
+        return
+    if single:
+        yield from _single_chunks(pp, tables, view, meter, _projector(plan, None), -1 if limit is None else limit)
+        return
+    left = -1 if limit is None else limit
+    project = _projector(plan, pp.position)
+    out: list[tuple[Any, ...]] = []
+    for item in _tuples(pp, tables, view, meter):
+        if item is TICK:
+            yield out
+            out = []
+            continue
+        out.append(project(item))
+        if len(out) == left:
+            break
+        if len(out) >= CHUNK:
+            left -= len(out)
+            yield out
+            out = []
+    yield out
+
+
 def run_select(plan: SelectPlan, tables: dict[str, Table], pp: PhysicalPlan | None = None) -> list[tuple[Any, ...]]:
-    """The result rows of a checked SELECT (tuples of column values)."""
+    """The result rows of a checked SELECT (tuples of column values), read now and all at once."""
     if pp is None:
         pp = physical_plan(plan, tables)
-    single = len(plan.sources) == 1
-    if plan.count:
-        if plan.limit == 0:
-            return []
-        if single and pp.access.kind == "scan" and pp.start_filter is None:
-            n = len(tables[plan.sources[0].table])
-        elif single:
-            n = sum(1 for _ in _single_rows(pp, tables))
-        else:
-            n = sum(1 for _ in _tuples(pp, tables))
-        return [(n,)]
-    stream: Iterable[Any]
-    if single:
-        stream = _single_rows(pp, tables)
-        project = _projector(plan, None)
-    else:
-        stream = _tuples(pp, tables)
-        project = _projector(plan, pp.position)
-    if plan.limit is not None:
-        stream = itertools.islice(stream, plan.limit)
-    return list(map(project, stream))
+    parts = list(select_chunks(plan, pp, tables, LIVE, Meter()))
+    if len(parts) == 1:
+        return parts[0]
+    return [row for part in parts for row in part]
 
 
 def matching_rows(plan: SelectPlan, tables: dict[str, Table]) -> list[Any]:
     """The stored rows of a one-table plan that satisfy its WHERE (for UPDATE/DELETE)."""
     assert len(plan.sources) == 1
-    return list(_single_rows(physical_plan(plan, tables), tables))
+    (rows,) = _single_chunks(physical_plan(plan, tables), tables, LIVE, Meter(), None)
+    return rows
+
+
+LIVE = LiveView()
 
 
 # --------------------------------------------------------------------------- DML

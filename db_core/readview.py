@@ -1,0 +1,149 @@
+"""Reading the tables as of one offset while later transactions commit.
+
+A long query runs in slices, between which reducers commit. ``ReadView(tables, offset)`` answers
+every read (all rows, an index lookup, an index range, a count) as of ``offset``: the caller feeds
+it each later ``TxData`` (``apply``), and it corrects what the live tables say by the rows those
+transactions inserted (hidden) and deleted (shown again). Rows are immutable, so nothing is
+copied until a table changes under the view. ``LiveView`` has the same methods over the live
+tables, for readers that hold the writer off (an embedded call under the database's lock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+from typing import Any
+
+from .table import BTreeIndex, Table, UniqueIndex
+from .tx import TxData
+
+Index = UniqueIndex | BTreeIndex
+
+
+class LiveView:
+    """The live tables, read directly: correct only while no transaction can commit."""
+
+    sliced = False  # readers may pause between chunks (a ReadView), or must not (this one)
+
+    def rows(self, table: Table) -> Iterable[Any]:
+        return iter(table)
+
+    def count(self, table: Table) -> int:
+        return len(table.rows)
+
+    def find(self, table: Table, index: Index, value: Any) -> list[Any]:
+        return index.find(value)
+
+    def range(self, table: Table, index: Index, lo: Any, hi: Any, inclusive: tuple[bool, bool]) -> list[Any]:
+        return index.range(lo, hi, inclusive)
+
+    def finder(self, table: Table, index: Index) -> Callable[[Any], Iterable[Any]]:
+        """``value -> rows`` for many lookups in one index (the inner side of a join)."""
+        m = index.map
+        if isinstance(index, UniqueIndex):
+            def find_one(value: Any) -> Iterable[Any]:
+                row = m.get(value)
+                return () if row is None else (row,)
+            return find_one
+
+        def find_all(value: Any) -> Iterable[Any]:
+            return m.get(value, ())
+
+        return find_all
+
+
+class ReadView(LiveView):
+    """The tables as of ``offset``; ``apply`` every transaction committed after it, in order."""
+
+    sliced = True
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+        # Per table, rows inserted (+1) or deleted (-1) since ``offset``; a row re-inserted nets to 0.
+        self._net: dict[str, dict[Any, int]] = {}
+        self._gone_by: dict[tuple[str, str], dict[Any, list[Any]]] = {}  # deleted rows by column value
+
+    def apply(self, tx: TxData) -> None:
+        """Note one later transaction's changes (call right after it commits)."""
+        for name, upd in tx.tables.items():
+            net = self._net.setdefault(name, {})
+            for row in upd.deletes:
+                n = net.get(row, 0) - 1
+                if n:
+                    net[row] = n
+                else:
+                    del net[row]
+            for row in upd.inserts:
+                n = net.get(row, 0) + 1
+                if n:
+                    net[row] = n
+                else:
+                    del net[row]
+            if self._gone_by:
+                for key in [k for k in self._gone_by if k[0] == name]:
+                    del self._gone_by[key]
+
+    def _changes(self, table: Table) -> dict[Any, int] | None:
+        net = self._net.get(table.name)
+        return net or None
+
+    def rows(self, table: Table) -> list[Any]:
+        # A copy: the live dict may change while the caller goes through it in slices.
+        live = list(table)
+        net = self._changes(table)
+        if net is None:
+            return live
+        return [r for r in live if net.get(r, 0) <= 0] + [r for r, n in net.items() if n < 0]
+
+    def count(self, table: Table) -> int:
+        net = self._changes(table)
+        n = len(table.rows)
+        return n if net is None else n - sum(1 for v in net.values() if v > 0) + sum(1 for v in net.values() if v < 0)
+
+    def _gone(self, table: Table, column: str) -> dict[Any, list[Any]]:
+        """Rows deleted since ``offset``, by their value in ``column``."""
+        key = (table.name, column)
+        by = self._gone_by.get(key)
+        if by is None:
+            get = attrgetter(column)
+            by = {}
+            for row, n in self._net.get(table.name, {}).items():
+                if n < 0:
+                    by.setdefault(get(row), []).append(row)
+            self._gone_by[key] = by
+        return by
+
+    def find(self, table: Table, index: Index, value: Any) -> list[Any]:
+        live = index.find(value)
+        net = self._changes(table)
+        if net is None:
+            return live
+        return [r for r in live if net.get(r, 0) <= 0] + self._gone(table, index.column).get(value, [])
+
+    def range(self, table: Table, index: Index, lo: Any, hi: Any, inclusive: tuple[bool, bool]) -> list[Any]:
+        live = index.range(lo, hi, inclusive)
+        net = self._changes(table)
+        if net is None:
+            return live
+        key = index.ordered.key or _same
+        klo = None if lo is None else key(lo)
+        khi = None if hi is None else key(hi)
+
+        def inside(value: Any) -> bool:
+            if value != value:  # NaN: never in a range
+                return False
+            k = key(value)
+            if klo is not None and (k < klo or (k == klo and not inclusive[0])):
+                return False
+            return not (khi is not None and (k > khi or (k == khi and not inclusive[1])))
+
+        back = [r for v, rows in self._gone(table, index.column).items() if inside(v) for r in rows]
+        return [r for r in live if net.get(r, 0) <= 0] + back
+
+    def finder(self, table: Table, index: Index) -> Callable[[Any], Iterable[Any]]:
+        # Copies of the buckets too: the caller may pause half-way through one while rows change.
+        return lambda value: self.find(table, index, value)
+
+
+def _same(value: Any) -> Any:
+    return value
