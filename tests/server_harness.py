@@ -87,3 +87,26 @@ class ServerProcess:
         self.proc.send_signal(signal.SIGTERM)
         out, _ = self.proc.communicate(timeout=20)
         return out
+
+
+def seed_messages(data_dir: Path, n: int, text: str = "hello number {i}") -> None:
+    """Give the bundled database of ``data_dir`` ``n`` messages, from two senders, in one transaction.
+
+    Opens the data directory directly (no server may be running on it); the server publishes the
+    bundled module on its first start, so start and stop one first if the directory is new.
+    """
+    from db_core import Database, Identity, Timestamp
+
+    path = data_dir / "databases" / "quickstart-chat"
+    module = next(path.glob("*.py"))
+    senders = [Identity(bytes([1]) * 32), Identity(bytes([2]) * 32)]
+    with Database.open(path / "data", module) as db:
+        table = db.tables["message"]
+        row = table.tdef.row_type
+        start = int(time.time() * 1_000_000) - n
+
+        def body(tx: Any) -> None:
+            for i in range(n):
+                tx.insert(table, row(sender=senders[i % 2], sent=Timestamp(start + i), text=text.format(i=i)))
+
+        db.wait_durable(db.transact(body, sender=senders[0]).offset)

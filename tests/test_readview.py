@@ -1,0 +1,142 @@
+"""ReadView against a model: after any later transactions, it reads exactly the state of its offset."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from db_core import Database, Identity
+from db_core.readview import ReadView
+from db_core.sql import execute
+from db_core.sql.check import check
+from db_core.sql.execute import CHUNK, Meter, physical_plan, select_chunks
+from db_core.sql.parser import parse
+
+from .conftest import write_module
+
+MODULE = '''
+from typing import Annotated
+from db_core import table, reducer, ReducerContext, PrimaryKey, Index
+
+@table(name="item", public=True)
+class Item:
+    id: Annotated[int, PrimaryKey]
+    grp: Annotated[int, Index]
+    v: int
+
+@table(name="tag", public=True)
+class Tag:
+    name: str
+    n: Annotated[int, Index]
+
+@reducer
+def put(ctx: ReducerContext, id: int, grp: int, v: int) -> None:
+    old = ctx.db.item.id.find(id)
+    if old is None:
+        ctx.db.item.insert(Item(id, grp, v))
+    else:
+        ctx.db.item.id.update(Item(id, grp, v))
+
+@reducer
+def drop(ctx: ReducerContext, id: int) -> None:
+    ctx.db.item.id.delete(id)
+
+@reducer
+def tag(ctx: ReducerContext, name: str, n: int, add: bool) -> None:
+    if add:
+        ctx.db.tag.insert(Tag(name, n))
+    else:
+        ctx.db.tag.delete(Tag(name, n))
+'''
+
+ME = Identity(bytes(32))
+ops = st.lists(st.one_of(
+    st.tuples(st.just("put"), st.integers(0, 30), st.integers(0, 4), st.integers(-5, 5)),
+    st.tuples(st.just("drop"), st.integers(0, 30)),
+    st.tuples(st.just("tag"), st.sampled_from("abc"), st.integers(0, 4), st.booleans()),
+), max_size=40)
+
+
+def run(db: Database, batch: list[tuple]) -> None:
+    for name, *args in batch:
+        db.call(name, *args, sender=ME)
+
+
+def state(db: Database) -> dict[str, set]:
+    return {name: set(db.tables[name].rows.values()) for name in ("item", "tag")}
+
+
+@settings(max_examples=150, deadline=None)
+@given(before=ops, after=ops)
+def test_a_read_view_reads_the_state_of_its_offset(tmp_path_factory, before: list[tuple], after: list[tuple]) -> None:  # noqa: ANN001
+    path: Path = tmp_path_factory.mktemp("m")
+    db = Database.open(None, write_module(path, MODULE))
+    run(db, before)
+    then = copy.deepcopy(state(db))
+    view = ReadView(db.last_offset)
+    db.add_commit_listener(view.apply)
+    run(db, after)
+    item, tag = db.tables["item"], db.tables["tag"]
+    assert set(view.rows(item)) == then["item"] and len(view.rows(item)) == len(then["item"])
+    assert set(view.rows(tag)) == then["tag"]
+    assert view.count(item) == len(then["item"]) and view.count(tag) == len(then["tag"])
+    grp = item.index_for("grp")
+    n = tag.index_for("n")
+    pk = item.index_for("id")
+    assert grp is not None and n is not None and pk is not None
+    for g in range(5):
+        assert sorted(view.find(item, grp, g), key=repr) == sorted((r for r in then["item"] if r.grp == g), key=repr)
+        assert sorted(view.find(tag, n, g), key=repr) == sorted((r for r in then["tag"] if r.n == g), key=repr)
+        assert sorted(view.range(item, grp, 1, g, (True, False)), key=repr) == sorted(
+            (r for r in then["item"] if 1 <= r.grp < g), key=repr)
+    for i in range(31):
+        expected = [r for r in then["item"] if r.id == i]
+        assert list(view.finder(item, pk)(i)) == expected
+        assert list(view.find(item, pk, i)) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@example(before=[("put", 1, 1, 1), ("put", 2, 2, 1), ("tag", "a", 1, True), ("tag", "b", 2, True)],
+         after=[("tag", "c", 2, True)], query="SELECT item.id, tag.name FROM item JOIN tag ON item.grp = tag.n")
+@given(before=ops, after=ops, query=st.sampled_from([
+    "SELECT * FROM item",
+    "SELECT * FROM item WHERE grp = 2",
+    "SELECT * FROM item WHERE grp >= 2 AND v < 3",
+    "SELECT COUNT(*) AS n FROM item WHERE v > 0",
+    "SELECT item.id, tag.name FROM item JOIN tag ON item.grp = tag.n",
+    "SELECT tag.* FROM tag JOIN item ON tag.n = item.id WHERE item.v != 0",
+]))
+def test_a_query_run_in_slices_answers_for_its_offset(tmp_path_factory, before: list[tuple], after: list[tuple],  # noqa: ANN001
+                                                       query: str) -> None:
+    """Transactions commit between every two chunks of the query; its rows are those of the start."""
+    path: Path = tmp_path_factory.mktemp("m")
+    db = Database.open(None, write_module(path, MODULE))
+    run(db, before)
+    expected = sorted(db.sql(query).rows, key=repr)
+    plan = check(parse(query), {k: t.tdef for k, t in db.tables.items()}, True, ME)
+    view = ReadView(db.last_offset)
+    db.add_commit_listener(view.apply)
+    rows: list = []
+    pending = list(after)
+    saved, execute.CHUNK = execute.CHUNK, 1  # pause after every row: commits land in the middle of everything
+    try:
+        for chunk in select_chunks(plan, physical_plan(plan, db.tables), db.tables, view, Meter()):
+            rows += chunk
+            if pending:
+                run(db, [pending.pop(0)])
+    finally:
+        execute.CHUNK = saved
+    assert sorted(rows, key=repr) == expected
+
+
+def test_a_big_scan_pauses_every_chunk(tmp_path: Path) -> None:
+    db = Database.open(None, write_module(tmp_path, MODULE))
+    for i in range(CHUNK * 10):
+        db.call("put", i, i % 3, 0, sender=ME)
+    plan = check(parse("SELECT * FROM item WHERE v = 1"), {k: t.tdef for k, t in db.tables.items()}, True, ME)
+    meter = Meter()
+    chunks = list(select_chunks(plan, physical_plan(plan, db.tables), db.tables, ReadView(db.last_offset), meter))
+    assert len(chunks) >= 10 and meter.scanned == CHUNK * 10  # no match, but it stopped between chunks
