@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from chat_tui.commands import COMMANDS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS
+from db_core.visible import visible
 
 KEYS: list[tuple[str, str]] = [
     ("Enter", "send the line (or run the /command)"),
@@ -86,7 +87,9 @@ class PasteScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         lines = self.text.split("\n")
-        preview = "\n".join(lines[:10]) + (f"\n… and {len(lines) - 10} more lines" if len(lines) > 10 else "")
+        # A clipboard can hold anything (an escape sequence from a web page): shown, never acted on.
+        preview = visible("\n".join(lines[:10]), multiline=True) + (
+            f"\n… and {len(lines) - 10} more lines" if len(lines) > 10 else "")
         with Vertical():
             yield Static(Text(f"You pasted {len(lines)} lines ({len(self.text):,} characters). "
                               "Send them as one message?", style="bold"))
