@@ -14,7 +14,7 @@ import functools
 import re
 import unicodedata
 
-__all__ = ["visible", "MAX_MARKS"]
+__all__ = ["MAX_MARKS", "visible"]
 
 MAX_MARKS = 4
 """Combining marks kept in a row; more (a "zalgo" flood, drawn over the lines around it) are escaped."""

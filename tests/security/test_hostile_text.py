@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from textual import events
 from rich.cells import cell_len
+from textual import events
 from textual.pilot import Pilot
 
 from chat_server.client import Client
@@ -169,7 +169,7 @@ def test_the_hostile_corpus_through_the_tui(tmp_path: Path) -> None:
                 assert app.composer.value == "␛]0;pwned␇: "
                 # A paste holding an escape sequence: the preview shows it, the terminal never gets it.
                 app.composer.value = ""
-                app.composer.post_message(events.Paste(f"look\x1b]52;c;cm0gLXJmIH4=\x07\nhere\u202e"))
+                app.composer.post_message(events.Paste("look\x1b]52;c;cm0gLXJmIH4=\x07\nhere\u202e"))
                 await until(pilot, lambda: isinstance(app.screen, PasteScreen), "the paste dialog")
                 await pilot.pause()
                 assert raw_on_screen(app) == []

@@ -85,7 +85,7 @@ texts = st.lists(st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(text=texts)
-def test_the_tui_refuses_exactly_the_names_and_messages_the_module_refuses(module_db, text: str) -> None:  # noqa: ANN001
+def test_the_tui_refuses_exactly_the_names_and_messages_the_module_refuses(module_db, text: str) -> None:
     """The module is the authority; the TUI's checks only answer sooner, and never differently."""
     assert (name_problem(text) is not None) == module_refuses(module_db, "set_name", text), text
     assert (message_problem(text) is not None) == module_refuses(module_db, "send_message", text), text
