@@ -175,6 +175,16 @@ def test_the_hostile_corpus_through_the_tui(tmp_path: Path) -> None:
                 assert raw_on_screen(app) == []
                 assert "look␛]52;c;cm0gLXJmIH4=␇" in "\n".join(screen_rows(app))
                 await pilot.press("escape")
+                # One line holding one asks too: the input itself would draw it raw.
+                await until(pilot, lambda: not isinstance(app.screen, PasteScreen), "the dialog closed")
+                app.composer.post_message(events.Paste("one\x1b[2J line\u202e"))
+                await until(pilot, lambda: isinstance(app.screen, PasteScreen), "the one-line paste dialog")
+                await pilot.pause()
+                assert raw_on_screen(app) == []
+                assert "one␛[2J line<U+202E>" in "\n".join(screen_rows(app))
+                await pilot.press("escape")
+                await until(pilot, lambda: not isinstance(app.screen, PasteScreen), "the dialog closed")
+                assert app.composer.value == ""
                 for client in strangers[1::2]:
                     await client.close()
     run(main())
