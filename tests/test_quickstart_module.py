@@ -183,3 +183,13 @@ def test_send_message_refuses_with_a_reason_and_stores_nothing(db: Database, tex
     r = db.call("send_message", text, sender=alice, connection_id=conn)
     assert (r.ok, r.status, r.error) == (False, "failed", error)
     assert len(db.tables["message"]) == 0
+
+
+def test_docs_quote_the_module_exactly(quickstart_path: Path) -> None:
+    """docs/modules.md walks through the module "quoted exactly, in file order"."""
+    import re
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "modules.md").read_text()
+    section = docs.split("## The quickstart-chat module", 1)[1].split("\n## ", 1)[0]
+    quoted = [line for block in re.findall(r"```python\n(.*?)```", section, re.S) for line in block.splitlines()]
+    source = quickstart_path.read_text().split('"""', 2)[2].splitlines()
+    assert [line for line in quoted if line.strip()] == [line for line in source if line.strip()]
