@@ -56,13 +56,16 @@ CORPUS: list[tuple[str, str]] = [
 ]
 
 #: Code points none of which may reach a terminal raw: C0 (bar newline in multi-line text),
-#: DEL, C1, and the format characters (bidi controls, zero-width, BOM, soft hyphen, tags ...).
+#: DEL, C1, the format characters (bidi controls, zero-width, BOM, soft hyphen, tags ...),
+#: separators, surrogates, private use, unassigned, and letters that draw nothing.
 FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+INVISIBLE = "\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0"
 
 
 def forbidden(text: str, *, allow: str = "") -> list[str]:
     """The code points of ``text`` that must never be drawn raw (``allow``: the ones that may)."""
-    return [f"U+{ord(c):04X}" for c in text if c not in allow and unicodedata.category(c) in FORBIDDEN_CATEGORIES]
+    return [f"U+{ord(c):04X}" for c in text
+            if c not in allow and (unicodedata.category(c) in FORBIDDEN_CATEGORIES or c in INVISIBLE)]
 
 
 MARKUP = [text for label, text in CORPUS if "markup" in label]
