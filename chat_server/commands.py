@@ -3,7 +3,9 @@
 Each is a thin layer over the async client: connect to the ``cli`` endpoint
 (no lifecycle hooks; calls carry the CLI's identity and no connection), send
 one request, print the reference's output format. Errors are one readable
-line on stderr and a non-zero exit status, never a traceback.
+line on stderr and a non-zero exit status, never a traceback. Whatever the
+server sends is printed through ``visible`` (or as ASCII-only JSON), so no
+text a client or module wrote reaches the terminal raw.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from db_core.protocol import DeleteDatabase, Done, ErrorMessage, LogLines, Logs, Publish
 from db_core.schema import col_type_from_description, col_type_from_json
 from db_core.sql import format_table, json_value
+from db_core.visible import visible
 
 from .client import Client, ClientError, ConnectFailed
 from .tokens import remember_cli, token_for
@@ -98,7 +101,7 @@ def _run(coro: Any) -> int:
     try:
         return asyncio.run(coro)
     except (CliError, ClientError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {visible(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -130,8 +133,7 @@ async def cmd_call(args: argparse.Namespace) -> int:
         await client.close()
     if result.status in ("committed", "no_changes"):
         return 0
-    prefix = {"internal_error": "", "refused": ""}.get(result.status, "")
-    print(f"error: {prefix}{result.error}", file=sys.stderr)
+    print(f"error: {visible(result.error or result.status)}", file=sys.stderr)
     return 1
 
 
@@ -177,7 +179,7 @@ async def cmd_logs(args: argparse.Namespace) -> int:
 
 def _print_lines(lines: list[str]) -> None:
     for line in lines:
-        print(line)
+        print(visible(line))
     sys.stdout.flush()
 
 
@@ -251,7 +253,7 @@ def describe_text(name: str, schema: dict[str, Any]) -> str:
         params = ", ".join(f"{p['name']}: {col_type_from_description(p['type'])}" for p in r["params"])
         kind = f"  (lifecycle: {r['lifecycle']})" if r.get("lifecycle") else ""
         lines.append(f"  {r['name']}({params}){kind}")
-    return "\n".join(lines)
+    return "\n".join(visible(line) for line in lines)
 
 
 async def cmd_describe(args: argparse.Namespace) -> int:
@@ -291,7 +293,7 @@ async def cmd_publish(args: argparse.Namespace) -> int:
         raise CliError(reply.error)
     assert isinstance(reply, Done)
     for line in reply.detail:
-        print(line)
+        print(visible(line))
     return 0
 
 
@@ -307,5 +309,5 @@ async def cmd_delete(args: argparse.Namespace) -> int:
     if isinstance(reply, ErrorMessage):
         raise CliError(reply.error)
     for line in reply.detail:
-        print(line)
+        print(visible(line))
     return 0

@@ -27,6 +27,7 @@ from chat_tui.widgets.composer import Composer
 from chat_tui.widgets.message_log import LogEntry, MessageLog, nick_style
 from chat_tui.widgets.status_bar import StatusBar
 from chat_tui.widgets.user_list import UserLine, UserList
+from db_core.visible import visible
 
 NARROW = 70
 LOG_MAX, LOG_KEEP = 10_000, 8_000   # log entries kept in memory; older ones page back in on demand
@@ -316,16 +317,18 @@ class ChatApp(App[None]):
         self.users_view.show(lines)
         self.status_bar.online = sum(1 for u in lines if u.online)
         composer = self.composer
-        composer.names = [u.name for u in sorted(lines, key=lambda u: not u.online) if not u.me]
+        # Completion inserts a name as it is drawn: what you see is what you mention.
+        composer.names = [visible(u.name) for u in sorted(lines, key=lambda u: not u.online) if not u.me]
         self.sub_title = self._who()
 
     def _who(self) -> str:
-        """The header's line: who you are first (it must survive truncation), then where."""
+        """The header's line: who you are first (it must survive truncation), then where; visible
+        (your name is whatever the server says it is)."""
         me = self.state.me
         who = "connecting…" if me is None else self.state.display_name(me)
         profile = f" · profile {self.profile.name}" if self.profile else ""
         where = self.server if self.database == "quickstart-chat" else f"{self.database} on {self.server}"
-        return f"you are {who}{profile} · {where}"
+        return visible(f"you are {who}{profile} · {where}")
 
 
 def _quoted(text: str) -> str:

@@ -1,4 +1,5 @@
-"""Modal screens: the help, and the confirmation for a multi-line paste."""
+"""Modal screens: the help, the confirmation for a paste (of several lines, or of one that holds
+characters the terminal would act on or hide), and the question before quitting with unsent messages."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from chat_tui.commands import COMMANDS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS
+from db_core.visible import visible
 
 KEYS: list[tuple[str, str]] = [
     ("Enter", "send the line (or run the /command)"),
@@ -63,7 +65,7 @@ class HelpScreen(ModalScreen[None]):
 
 
 class PasteScreen(ModalScreen[bool]):
-    """Asks whether to send a multi-line paste as one message; dismisses with True to send."""
+    """Asks whether to send a paste as one message, showing it ``visible``; dismisses with True to send."""
 
     DEFAULT_CSS = """
     PasteScreen { align: center middle; }
@@ -86,10 +88,15 @@ class PasteScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         lines = self.text.split("\n")
-        preview = "\n".join(lines[:10]) + (f"\n… and {len(lines) - 10} more lines" if len(lines) > 10 else "")
+        # A clipboard can hold anything (an escape sequence from a web page): shown, never acted on.
+        preview = visible("\n".join(lines[:10]), multiline=True) + (
+            f"\n… and {len(lines) - 10} more lines" if len(lines) > 10 else "")
         with Vertical():
-            yield Static(Text(f"You pasted {len(lines)} lines ({len(self.text):,} characters). "
-                              "Send them as one message?", style="bold"))
+            question = (f"You pasted {len(lines)} lines ({len(self.text):,} characters). Send them as one message?"
+                        if len(lines) > 1 else
+                        f"You pasted a line with characters shown below as codes ({len(self.text):,} characters). "
+                        "Send it?")
+            yield Static(Text(question, style="bold"))
             yield Static(Text(preview), id="paste-preview")
             with Horizontal():
                 yield Button("Send (Enter)", variant="primary", id="send")

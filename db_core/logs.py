@@ -5,6 +5,14 @@ for a durable database, are appended to ``module.log`` in the data directory
 in the exact line format the CLI prints. The file is rotated at ``max_bytes``
 (the previous one kept as ``module.log.1``), so the log of a busy database
 stays bounded and ``logs -n`` reads only the tail.
+
+A record is one line: what a module logs goes through ``visible``, so a newline
+in it shows as ``␊`` and cannot forge a record, nor an escape sequence act on
+the terminal that prints it. The one exception is a panic's traceback, which the
+database appends to its record after a ``Traceback (most recent call last):``
+line: each of its lines follows as a continuation line, indented by two spaces,
+so none can be read as a record's first line (which starts with its time).
+Log files written before continuation lines were indented still read back.
 """
 
 from __future__ import annotations
@@ -18,10 +26,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, NamedTuple
 
+from .visible import visible
+
 LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}
 MAX_FILE_BYTES = 16 << 20  # module.log is rotated at this size; module.log.1 keeps the one before
-_LINE_RE = re.compile(r"^(\S+Z) +(TRACE|DEBUG|INFO|WARN|ERROR): (.*)$")
+_LINE_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) +(TRACE|DEBUG|INFO|WARN|ERROR): (.*)$")
+CONTINUATION = "  "
+"""What each continuation line (of a panic's traceback) starts with: never a record's start."""
+# Where the database starts a panic's traceback in its record (an exception group's starts "  + ").
+_TRACEBACK = re.compile(r"\n(?=(?:  \+ Exception Group )?Traceback \(most recent call last\):\n)")
 
 
 class LogRecord(NamedTuple):
@@ -32,9 +46,16 @@ class LogRecord(NamedTuple):
     message: str
 
     def format(self) -> str:
-        """``2025-04-08T15:47:46.935402Z  INFO: quickstart_chat.py:43: Hello, World!``"""
+        """``2025-04-08T15:47:46.935402Z  INFO: quickstart_chat.py:43: Hello, World!``: one line, made
+        ``visible``, plus a continuation line per line of a panic's traceback (see the module docstring)."""
         where = f"{self.file}:{self.line}: " if self.file is not None else ""
-        return f"{format_micros(self.micros)} {self.level:>5}: {where}{self.message}"
+        message, traceback = self.message, None
+        if self.level == "ERROR" and "\n" in message and (split := _TRACEBACK.search(message)) is not None:
+            message, traceback = message[:split.start()], message[split.end():]
+        line = f"{format_micros(self.micros)} {self.level:>5}: {visible(where + message)}"
+        if traceback is None:
+            return line
+        return "\n".join([line, *[CONTINUATION + visible(text) for text in traceback.split("\n")]])
 
 
 _second_cache: tuple[int, str] = (-1, "")
@@ -126,15 +147,15 @@ class ModuleLog:
         """The last ``n`` formatted lines at ``level`` or above, oldest first.
 
         Reads the files when there are (they outlive restarts), else the ring; with ``n``, only
-        as much of their ends as it takes.
+        as much of their ends as it takes. Lines of files written before records were made
+        ``visible`` are made so as they are read.
         """
         floor = LEVEL_RANK[level.upper()] if level else 0
         self.flush()
         if self.path is not None:
             files = [p for p in (self._previous_path(), self.path) if p.exists()]
-            if n is None:
-                return _filter(_read_lines(files), floor)
-            return tail_lines(files, n, floor)
+            lines = _filter(_read_lines(files), floor) if n is None else tail_lines(files, n, floor)
+            return [visible(line) for line in lines]
         out = [line for r in self.records() if LEVEL_RANK[r.level] >= floor for line in r.format().split("\n")]
         return out if n is None else out[-n:] if n > 0 else []
 

@@ -20,18 +20,34 @@ from .server_harness import in_process_server, run, wait_for
 
 DB = "quickstart-chat"
 
+# The bundled module takes messages of at most 4,000 characters; a slow reader is shown big ones.
+BIG_MESSAGES = '''
+from db_core import Identity, ReducerContext, Timestamp, reducer, table
+
+@table(name="message", public=True)
+class Message:
+    sender: Identity
+    sent: Timestamp
+    text: str
+
+@reducer
+def send_message(ctx: ReducerContext, text: str) -> None:
+    ctx.db.message.insert(Message(ctx.sender, ctx.timestamp, text))
+'''
+
 
 def test_a_client_that_stops_reading_is_disconnected_and_others_are_not_delayed(tmp_path: Path) -> None:
     async def main() -> None:
         async with in_process_server(tmp_path, send_buffer_bytes=64 * 1024) as srv:
+            srv.publish("big", BIG_MESSAGES)
             url = f"127.0.0.1:{srv.port}"
-            slow = await connect(ws_url(url, DB), subprotocols=[SUBPROTOCOL], compression=None, max_queue=1)  # type: ignore[list-item]
+            slow = await connect(ws_url(url, "big"), subprotocols=[SUBPROTOCOL], compression=None, max_queue=1)  # type: ignore[list-item]
             await slow.recv()  # identity
             await slow.send(msgpack.packb({"t": "subscribe", "id": 1, "queries": ["SELECT * FROM message"]}))
             await asyncio.sleep(0.2)
-            fast = await Client.connect(url, DB)
+            fast = await Client.connect(url, "big")
             await fast.subscribe(["SELECT * FROM message"])
-            sender = await Client.connect(url, DB)
+            sender = await Client.connect(url, "big")
             big = "x" * 60_000
             for _ in range(300):  # ~18 MB for the slow reader: far past any socket buffer
                 r = await sender.call("send_message", big)

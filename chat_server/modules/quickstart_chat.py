@@ -1,14 +1,22 @@
 """The quickstart-chat module: users with names and presence, and messages.
 
 This is SpacetimeDB's "Rust Module Quickstart" translated to Python, with the
-same behaviour and messages.
+same behaviour and messages, and the checks its text suggests: a name is 1-32
+printable characters on one line, not all spaces; a message is at most 4,000
+characters, with no control characters but newline and tab.
 """
 
+import re
 from dataclasses import replace
 from typing import Annotated
 
 from db_core import (Identity, PrimaryKey, ReducerContext, ReducerError, Timestamp, client_connected,
                      client_disconnected, log, reducer, table)
+from db_core.visible import visible
+
+MAX_NAME_CHARS = 32
+MAX_MESSAGE_CHARS = 4000
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # control characters but tab and newline
 
 
 @table(name="user", public=True)
@@ -28,6 +36,17 @@ class Message:
 def validate_name(name: str) -> str:
     if not name:
         raise ReducerError("Names must not be empty")
+    if len(name) > MAX_NAME_CHARS:
+        raise ReducerError(f"Names must be at most {MAX_NAME_CHARS} characters")
+    if "\n" in name or "\r" in name:
+        raise ReducerError("Names must be on one line")
+    for char in name:
+        # Not printable: a control, format (bidi, zero-width), separator or unassigned character;
+        # not visible as it is: a letter that draws nothing, such as a Hangul filler.
+        if not char.isprintable() or visible(char) != char:
+            raise ReducerError(f"Names must contain only printable characters, not U+{ord(char):04X}")
+    if name.isspace():
+        raise ReducerError("Names must not be only spaces")
     return name
 
 
@@ -44,6 +63,12 @@ def set_name(ctx: ReducerContext, name: str) -> None:
 def validate_message(text: str) -> str:
     if not text:
         raise ReducerError("Messages must not be empty")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise ReducerError(f"Messages must be at most {MAX_MESSAGE_CHARS:,} characters")
+    control = CONTROL.search(text)
+    if control is not None:
+        raise ReducerError("Messages must not contain control characters other than newline and tab, "
+                           f"not U+{ord(control.group()):04X}")
     return text
 
 

@@ -4,7 +4,9 @@ Up/Down walk the history (the app hands it in and persists additions); Tab
 completes ``/commands`` at the start of the line and user names anywhere,
 cycling on repeated presses; a paste of several lines is not inserted (Input
 would keep only its first line) but posted as ``MultilinePaste`` for the app
-to confirm.
+to confirm, and so is one line holding a character the terminal would act on
+or hide (an escape sequence a web page put in the clipboard): the input would
+draw it raw, the confirmation shows it ``visible``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 from textual import events
 from textual.message import Message
 from textual.widgets import Input
+
+from db_core.visible import visible
 
 HISTORY_CAP = 500
 
@@ -36,7 +40,8 @@ class Composer(Input):
     KEYS = {"enter": "submit_line", "up": "history_back", "down": "history_forward", "tab": "complete"}
 
     class MultilinePaste(Message):
-        """Several lines were pasted; ``text`` is the whole line as it would be after the paste."""
+        """Several lines (or one not drawn as it is) were pasted; ``text`` is the whole line as it would
+        be after the paste."""
 
         def __init__(self, text: str) -> None:
             super().__init__()
@@ -137,7 +142,7 @@ class Composer(Input):
         event.stop()
         event.prevent_default()
         text = event.text.replace("\r\n", "\n").replace("\r", "\n").strip("\n")
-        if "\n" not in text:
+        if "\n" not in text and visible(text) == text:
             # One line (perhaps with a trailing newline from the clipboard): insert it as typed.
             if self.selection.is_empty:
                 self.insert_text_at_cursor(text)

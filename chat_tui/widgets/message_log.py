@@ -18,6 +18,11 @@ longer names are cut with `…`)::
     12:05     alice … typed while offline                     (pending: dim italic)
     12:05     alice ✗ could not be sent                       (failed: red marker)
 
+Names and texts are someone else's: they are drawn only as `db_core.visible`
+makes them (a control or invisible character shown as `␛` or `<U+202E>`, a
+message's newlines kept, a system or error line kept on one line), and only as
+plain segments, never parsed as markup.
+
 Scrolling: at the end the view follows new entries; scrolled up it stays put,
 counts new messages below it and shows ` ↓ N new messages (End) ` on its last
 row. Reaching the top with `has_older` set posts `LoadOlder` once; older
@@ -50,6 +55,8 @@ from textual.selection import Selection
 from textual.strip import Strip
 from textual.widget import Widget
 
+from db_core.visible import visible
+
 __all__ = ["LogEntry", "MessageLog", "nick_style", "NICK_COLOURS"]
 
 
@@ -67,7 +74,7 @@ class LogEntry:
     kind: str
     """"message", "system" (presence and renames, dim) or "error" (red)."""
     text: str
-    """May contain newlines; each line wraps on its own."""
+    """As written: a message's newlines each start a row, other entries are drawn on one line."""
     name: str = ""
     """The sender's display name ("message" entries)."""
     name_style: str = ""
@@ -106,17 +113,16 @@ def nick_style(identity: bytes) -> str:
     return f"bold {NICK_COLOURS[zlib.crc32(identity) % len(NICK_COLOURS)]}"
 
 
-# Control characters would move the terminal cursor; shown as U+FFFD like Log.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
 # A word with the spaces after it, or a run of leading spaces.
 _WORD = re.compile(r"\S+\s*|\s+")
 
 
 def _paragraphs(text: str) -> list[str]:
-    """The lines of a message text, cleaned for the terminal."""
-    if text.isprintable():  # the common case: one plain line, nothing to clean
+    """The lines of a message text as drawn: made visible, split at newlines, tabs expanded."""
+    text = visible(text, multiline=True)
+    if "\n" not in text and "\t" not in text:  # the common case: one line
         return [text]
-    return [_CONTROL.sub("\ufffd", line.expandtabs(4)) for line in text.splitlines()] or [""]
+    return [line.expandtabs(4) for line in text.splitlines()] or [""]
 
 
 def _wrap_paragraph(line: str, width: int) -> list[str]:
@@ -149,7 +155,7 @@ def _wrap_paragraph(line: str, width: int) -> list[str]:
 
 
 def wrap_text(text: str, width: int) -> list[str]:
-    """All display rows of a message text at `width` cells (at least one row)."""
+    """All display rows of a message text at `width` cells (at least one row), made visible."""
     paragraphs = _paragraphs(text)
     if len(paragraphs) == 1:
         return _wrap_paragraph(paragraphs[0], width)
@@ -166,6 +172,11 @@ def _fit_name(name: str, width: int) -> str:
         name = chop_cells(name, width - 1)[0] + "…" if width > 1 else "…"
         size = cell_len(name)
     return " " * (width - size) + name
+
+
+def _shown_text(entry: LogEntry) -> str:
+    """What `wrap_text` is given for an entry: only a message keeps its line breaks."""
+    return entry.text if entry.kind == "message" else visible(entry.text)
 
 
 @lru_cache(maxsize=256)
@@ -388,7 +399,7 @@ class MessageLog(ScrollView, can_focus=True):
         self._seq = seq
         if not new:
             return
-        names = {item.entry.name for item in new if item.entry.kind == "message"}
+        names = {visible(item.entry.name) for item in new if item.entry.kind == "message"}
         widest = max(map(cell_len, names), default=0)
         new.sort(key=_sort_key)
         name_width = max(self._name_width, min(widest, self.NAME_WIDTH_MAX))
@@ -442,7 +453,7 @@ class MessageLog(ScrollView, can_focus=True):
             index == len(self._items) - 1 or sort <= self._items[index + 1].sort
         )
         same_day = _local_day(entry.time // 1_000_000) == item.day
-        fits = entry.kind != "message" or min(cell_len(entry.name), self.NAME_WIDTH_MAX) <= self._name_width
+        fits = entry.kind != "message" or min(cell_len(visible(entry.name)), self.NAME_WIDTH_MAX) <= self._name_width
         if not (in_order and same_day and fits):
             self.remove(old_key)
             self.add([entry])
@@ -453,7 +464,7 @@ class MessageLog(ScrollView, can_focus=True):
         def mutate() -> None:
             item.entry, item.sort = entry, sort
             if self._width:
-                rows = len(wrap_text(entry.text, self._text_width))
+                rows = len(wrap_text(_shown_text(entry), self._text_width))
                 if rows != item.rows:
                     item.rows = rows
                     heights = (it.height for it in self._items[index:])
@@ -553,7 +564,7 @@ class MessageLog(ScrollView, can_focus=True):
         for item in new:
             item.header = item.day != prev_day
             prev_day = item.day
-            item.rows = len(wrap_text(item.entry.text, text_width))
+            item.rows = len(wrap_text(_shown_text(item.entry), text_width))
             total += item.rows + item.header
             items.append(item)
             ends.append(total)
@@ -567,7 +578,7 @@ class MessageLog(ScrollView, can_focus=True):
             item.header = item.day != prev_day
             prev_day = item.day
             if not item.rows:
-                item.rows = len(wrap_text(item.entry.text, text_width))
+                item.rows = len(wrap_text(_shown_text(item.entry), text_width))
             heights.append(item.rows + item.header)
         self._ends = list(accumulate(heights))
 
@@ -729,7 +740,7 @@ class MessageLog(ScrollView, can_focus=True):
             label, label_style = "!!", style("message-log--error")
             text_style = label_style
         else:
-            label, label_style = entry.name, base + _parse_style(entry.name_style)
+            label, label_style = visible(entry.name), base + _parse_style(entry.name_style)
             text_style = base
             if entry.failed:
                 marker, marker_style = "✗", style("message-log--error")
@@ -739,7 +750,7 @@ class MessageLog(ScrollView, can_focus=True):
         label = _fit_name(label, self._name_column)
         indent = " " * (self.TIME_WIDTH + self._name_column + 1)
 
-        for number, text in enumerate(wrap_text(entry.text, self._text_width)):
+        for number, text in enumerate(wrap_text(_shown_text(entry), self._text_width)):
             if number == 0:
                 head = [
                     Segment(time_text, style("message-log--time")),

@@ -1,10 +1,14 @@
-"""The bottom line: connection state (always visible), what is queued, and the key hints."""
+"""The bottom line: connection state (always visible), what is queued, and the key hints.
+
+Its text can carry what a server said (a refusal, a close reason): it is drawn ``visible``."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
+
+from db_core.visible import visible
 
 MARKS = {"online": "●", "connecting": "◌", "starting": "◌", "offline": "○", "failed": "✗"}
 
@@ -42,7 +46,7 @@ class StatusBar(Widget):
         hint_style = self.get_component_rich_style("status-bar--hint", partial=True)
         line = Text(" ")
         line.append(MARKS.get(self.state, "?"), style=mark_style)
-        line.append(" " + self.text)
+        line.append(" " + visible(self.text))
         if self.queued:
             line.append(f" · {self.queued} waiting to send", style="bold")
         if self.online is not None:

@@ -1,4 +1,6 @@
-"""Who is here: online users first with a marker, offline dimmed, yourself marked, a count."""
+"""Who is here: online users first with a marker, offline dimmed, yourself marked, a count.
+
+One line per user, whatever their name: it is drawn ``visible`` and cut with ``…`` at the edge."""
 
 from __future__ import annotations
 
@@ -8,13 +10,15 @@ from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from db_core.visible import visible
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class UserLine:
     """One user as the list shows them."""
 
     key: str          # the identity's hex: the option id
-    name: str
+    name: str         # as the user set it; drawn visible
     online: bool
     me: bool = False
     name_style: str = ""
@@ -26,6 +30,8 @@ class UserList(OptionList):
     DEFAULT_CSS = """
     UserList {
         width: 28;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
         border: round $primary 40%;
         border-title-color: $text;
         padding: 0;
@@ -64,10 +70,10 @@ class UserList(OptionList):
     def _prompt(user: UserLine) -> Text:
         if user.online:
             text = Text("● ", style="green")
-            text.append(user.name, style=user.name_style or "bold")
+            text.append(visible(user.name), style=user.name_style or "bold")
         else:
             text = Text("○ ", style="dim")
-            text.append(user.name, style="dim")
+            text.append(visible(user.name), style="dim")
         if user.me:
             text.append(" (you)", style="italic dim")
         return text

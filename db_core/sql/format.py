@@ -13,7 +13,10 @@ The separator is ``-`` × (width + 2) per column joined by ``+``. An empty
 result prints the header and separator only. Lines are joined by ``\\n``,
 with no trailing newline.
 
-Values (``format_value``): strings JSON-quoted (``"it's \\"x\\""``), Identity,
+Values (``format_value``): strings JSON-quoted (``"it's \\"x\\""``, a newline
+``\\n``, ESC ``\\u001b``) and then made ``db_core.visible`` (what JSON leaves raw
+but a terminal would act on or hide: DEL ``␡``, C1 controls, bidi and zero-width
+characters as ``<U+202E>`` ...; column names too), Identity,
 ConnectionId and bytes ``0x`` + lowercase hex, timestamps RFC 3339 with
 microseconds and ``+00:00``, ``true``/``false``, options ``(some = <inner>)`` /
 ``(none = ())``, enums by variant name, lists ``[a, b]``, floats as Python
@@ -28,6 +31,7 @@ from typing import Any
 
 from db_core.schema import ColType, TableDef
 from db_core.types import Timestamp
+from db_core.visible import visible
 
 __all__ = ["format_value", "format_table", "json_value", "to_json_rows", "row_to_json", "display_width"]
 
@@ -49,7 +53,7 @@ def format_value(t: ColType, v: Any) -> str:
     if v is None:
         return "(none = ())"
     if kind == "str":
-        return json.dumps(v, ensure_ascii=False)
+        return visible(json.dumps(v, ensure_ascii=False))
     if kind == "bool":
         return "true" if v else "false"
     if kind in ("identity", "connection_id", "bytes"):
@@ -66,12 +70,13 @@ def format_value(t: ColType, v: Any) -> str:
 
 
 def display_width(text: str) -> int:
-    """Terminal cells ``text`` takes: wide (East Asian) characters 2, combining marks 0."""
+    """Terminal cells ``text`` (as ``visible`` left it) takes: wide (East Asian) characters 2,
+    combining marks 0, anything else 1."""
     if text.isascii():
         return len(text)
     width = 0
     for ch in text:
-        if unicodedata.combining(ch):
+        if unicodedata.category(ch) in ("Mn", "Me"):
             continue
         width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
     return width
@@ -81,6 +86,7 @@ def format_table(columns: list[str], types: list[ColType], rows: list[tuple[Any,
     """A psql-style table of ``rows`` (tuples of values typed by ``types``)."""
     if not columns:
         return ""
+    columns = [visible(c) for c in columns]
     cells = [[format_value(t, v) for t, v in zip(types, row)] for row in rows]
     widths = [display_width(c) for c in columns]
     for line in cells:

@@ -1,8 +1,17 @@
 """What a typed line means: messages, commands, and the refusals with their reasons."""
 
-import pytest
+from collections.abc import Iterator
 
-from chat_tui.commands import MAX_MESSAGE_CHARS, MAX_NAME_CHARS, Help, InputRefused, Quit, Send, SetName, parse
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from chat_server.modules import QUICKSTART_CHAT
+from chat_tui.commands import (MAX_MESSAGE_CHARS, MAX_NAME_CHARS, Help, InputRefused, Quit, Send, SetName,
+                               message_problem, name_problem, parse)
+from db_core import Database, Identity
+
+from ..security.hostile import CORPUS
 
 
 def test_plain_line_is_a_message() -> None:
@@ -35,6 +44,13 @@ def test_double_slash_sends_a_literal_slash() -> None:
     ("x" * (MAX_MESSAGE_CHARS + 1), f"Message too long: {MAX_MESSAGE_CHARS + 1:,} characters"),
     ("/name " + "n" * (MAX_NAME_CHARS + 1), "Name too long"),
     ("/name a\tb", "printable"),
+    ("/name Al\u202eice", "not U\\+202E"),
+    ("/name \u200b", "not U\\+200B"),
+    ("/name \u3164", "not U\\+3164"),
+    ("/name a\nb", "one line"),
+    ("hi\x1b[2J", "control characters other than newline and tab, not U\\+001B"),
+    ("\x9b2J", "not U\\+009B"),
+    ("over\rwrite", "not U\\+000D"),
 ])
 def test_refused_with_reason(line: str, reason: str) -> None:
     with pytest.raises(InputRefused, match=reason.replace("(", r"\(").replace(")", r"\)")):
@@ -43,3 +59,38 @@ def test_refused_with_reason(line: str, reason: str) -> None:
 
 def test_longest_message_allowed() -> None:
     assert parse("y" * MAX_MESSAGE_CHARS) == Send("y" * MAX_MESSAGE_CHARS)
+
+
+def test_multiline_messages_and_tabs_are_sent() -> None:
+    assert parse("one\ntwo\tthree") == Send("one\ntwo\tthree")
+
+
+@pytest.fixture(scope="module")
+def module_db() -> Iterator[tuple[Database, Identity, object]]:
+    with Database.open(None, QUICKSTART_CHAT) as db:
+        me = Identity.random()
+        yield db, me, db.connect(me)
+
+
+def module_refuses(db_me: tuple[Database, Identity, object], reducer: str, text: str) -> bool:
+    db, me, conn = db_me
+    return not db.call(reducer, text, sender=me, connection_id=conn).ok
+
+
+texts = st.lists(st.one_of(
+    st.text(max_size=8), st.sampled_from([text for _, text in CORPUS]), st.text(" \n\t\r", max_size=3),
+    st.characters(exclude_categories=("Cs",)), st.just("x" * 30), st.just("y" * 3_990),
+), min_size=1, max_size=5).map("".join).filter(bool)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=texts)
+def test_the_tui_refuses_exactly_the_names_and_messages_the_module_refuses(module_db, text: str) -> None:
+    """The module is the authority; the TUI's checks only answer sooner, and never differently."""
+    assert (name_problem(text) is not None) == module_refuses(module_db, "set_name", text), text
+    assert (message_problem(text) is not None) == module_refuses(module_db, "send_message", text), text
+
+
+for _, hostile in CORPUS:  # every attack we know of, besides what hypothesis finds
+    test_the_tui_refuses_exactly_the_names_and_messages_the_module_refuses = example(text=hostile)(
+        test_the_tui_refuses_exactly_the_names_and_messages_the_module_refuses)

@@ -170,7 +170,11 @@ def test_wrap_text_breaks_words_and_counts_cells() -> None:
     assert wrap_text("ab cd ef", 5) == ["ab cd", "ef"]
     assert wrap_text("abcdefghij k", 4) == ["abcd", "efgh", "ij k"]
     assert wrap_text("日本語のテキスト", 6) == ["日本語", "のテキ", "スト"]
-    assert wrap_text("tab\there\x07", 40) == ["tab here\ufffd"]
+    # Controls are shown, not obeyed: a bell as its picture, a CR (which would go back to
+    # overwrite the row) too; a tab is expanded, each newline starts a row.
+    assert wrap_text("tab\there\x07", 40) == ["tab here␇"]
+    assert wrap_text("over\rwrite\x1b[2J\nnext", 40) == ["over␍write␛[2J", "next"]
+    assert wrap_text("a\u2028b\u202ec", 40) == ["a<U+2028>b<U+202E>c"]
 
 
 def test_rewrap_after_the_terminal_is_resized() -> None:
