@@ -65,7 +65,9 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_frame_bytes: int = 1 << 20
-    send_buffer_bytes: int = 8 << 20   # a client with more unsent than this is too slow: disconnected
+    # A client whose unsent frames would pass this is too slow: disconnected. At least the reply
+    # budget (``limits.budget.reply_bytes``), so that the largest reply fits an idle connection.
+    send_buffer_bytes: int = 16 << 20
     limits: Limits = dataclasses.field(default_factory=Limits)
     # Identities besides the server's owner that may create databases (and update or delete their own).
     publishers: frozenset[Identity] = frozenset()
@@ -650,15 +652,17 @@ class ChatServer:
             if protocol.state is not OPEN:
                 continue
             transport = ws.transport
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
             unsent = transport.get_write_buffer_size()
-            if unsent > limit:
-                client.close_soon(f"send queue overflow: the client is too slow reading ({unsent} bytes unsent)", 1008)
+            if unsent + len(data) > limit:  # counted before the write that would pass the bound
+                client.close_soon(f"send queue overflow: the client is too slow reading ({unsent} bytes unsent,"
+                                  f" {len(data)} more to send; the limit is {limit})", 1008)
                 log.warning("disconnecting %s: %s", client.session, client.closing)
                 continue
             try:
                 if protocol.writes:
                     ws.send_data()  # websockets' own frames (e.g. a pong) that are queued go first
-                transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+                transport.write(data)
             except Exception as exc:  # a connection failing mid-write is closing anyway
                 log.debug("write to %s failed: %s", client.session, exc)
 
