@@ -19,7 +19,8 @@ from db_core.protocol import DeleteDatabase, Done, ErrorMessage, LogLines, Logs,
 from db_core.schema import col_type_from_description, col_type_from_json
 from db_core.sql import format_table, json_value
 
-from .client import Client, ClientError, ConnectFailed
+from .client import (DB_NAME_RULE, Client, ClientError, ConnectFailed, argument_type, check_database_name,
+                     parse_server)
 from .tokens import remember_cli, token_for
 
 EXAMPLES = {
@@ -41,25 +42,24 @@ def add_client_commands(sub: Any, default_server: str) -> None:
     def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=description, epilog=EXAMPLES[name],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--server", default=default_server, metavar="URL",
+        p.add_argument("--server", default=default_server, metavar="URL", type=argument_type(parse_server),
                        help=f"the server: http(s)://, ws(s):// or host:port (default {default_server})")
+        p.add_argument("database", type=argument_type(check_database_name),
+                       help=f"the database: {DB_NAME_RULE.removeprefix('use ')}")
         return p
 
     p = command("call", "call a reducer", "Call a reducer. Each ARG is JSON, or a plain string if it is not valid JSON. "
                 "Prints nothing on success.")
-    p.add_argument("database")
     p.add_argument("reducer")
     p.add_argument("args", nargs="*", metavar="ARG")
     p.set_defaults(func=lambda a: _run(cmd_call(a)))
 
     p = command("sql", "run a SQL query", "Run one SQL statement and print the result as a table.")
-    p.add_argument("database")
     p.add_argument("query")
     p.add_argument("--json", action="store_true", help="print the rows as a JSON array")
     p.set_defaults(func=lambda a: _run(cmd_sql(a)))
 
     p = command("logs", "print a database's module log (owner only)", "Print the module log of a database.")
-    p.add_argument("database")
     p.add_argument("-n", "--num-lines", type=int, metavar="N", help="only the last N lines")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.add_argument("--level", choices=["trace", "debug", "info", "warn", "error"], help="only this level and above")
@@ -67,7 +67,6 @@ def add_client_commands(sub: Any, default_server: str) -> None:
 
     p = command("subscribe", "print updates to queries as JSON lines",
                 "Subscribe to queries and print one JSON line per transaction.")
-    p.add_argument("database")
     p.add_argument("queries", nargs="+", metavar="QUERY")
     p.add_argument("-n", "--num-updates", type=int, metavar="N", help="exit after N updates")
     p.add_argument("-t", "--timeout", type=float, metavar="SECONDS", help="exit after this many seconds")
@@ -76,20 +75,17 @@ def add_client_commands(sub: Any, default_server: str) -> None:
 
     p = command("describe", "show a database's tables and reducers", "Show tables (columns, types, "
                 "constraints, access) and reducers (arguments).")
-    p.add_argument("database")
     p.add_argument("--json", action="store_true", help="print the schema as JSON")
     p.set_defaults(func=lambda a: _run(cmd_describe(a)))
 
     p = command("publish", "create or update a database from a module file",
                 "Create a database, or update one (keeping its data and connected clients), from a module file.")
-    p.add_argument("database")
     p.add_argument("--module", required=True, type=Path, metavar="FILE", help="the module's .py file")
     p.add_argument("--clear-database", action="store_true", help="delete all data first (asks unless --yes)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=lambda a: _run(cmd_publish(a)))
 
     p = command("delete", "delete a database", "Delete a database and all its data (asks unless --yes).")
-    p.add_argument("database")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=lambda a: _run(cmd_delete(a)))
 
@@ -128,6 +124,8 @@ async def cmd_call(args: argparse.Namespace) -> int:
         result = await client.call(args.reducer, *[parse_arg(a) for a in args.args])
     finally:
         await client.close()
+    if isinstance(result, ErrorMessage):  # not run at all, e.g. no such database
+        raise CliError(result.error)
     if result.status in ("committed", "no_changes"):
         return 0
     prefix = {"internal_error": "", "refused": ""}.get(result.status, "")
