@@ -39,8 +39,9 @@ DB_NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 DB_NAME_MAX = 64  # characters: a directory name on every file system, and a readable URL
 DB_NAME_RULE = f"use 1-{DB_NAME_MAX} lowercase letters, digits and single dashes, e.g. quickstart-chat"
 _SCHEMES = {"ws": False, "http": False, "wss": True, "https": True}  # scheme -> secure
-_HOST_RE = re.compile(r"^[\w-]+(\.[\w-]+)*\.?$")  # a DNS name (an IDN too) or an IPv4 address
-_PORT_RE = re.compile(r"^[0-9]+$")
+# Both used with fullmatch: "$" would let a trailing newline through.
+_HOST_RE = re.compile(r"[\w-]+(\.[\w-]+)*\.?")  # a DNS name (an IDN too) or an IPv4 address
+_PORT_RE = re.compile(r"[0-9]+")
 
 
 class ClientError(Exception):
@@ -103,9 +104,18 @@ def split_host_port(text: str, *, default_port: int | None = None, lowest_port: 
             raise InvalidAddress("more than one ':'; expected host:port, e.g. 127.0.0.1:3000")
     elif not host:
         raise InvalidAddress("no host before the port, e.g. 127.0.0.1:3000")
-    elif not (len(host) <= 253 and _HOST_RE.match(host)):
+    elif not (len(host) <= 253 and _HOST_RE.fullmatch(host) and _idna_ok(host)):
         raise InvalidAddress(f"{host!r} is not a host name or IP address")
     return host, port
+
+
+def _idna_ok(host: str) -> bool:
+    # What the resolver will do with the name: a label over 63 characters fails there, not here.
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _port(text: str | None, default: int | None, lowest: int) -> int:
@@ -113,7 +123,7 @@ def _port(text: str | None, default: int | None, lowest: int) -> int:
         if default is None:
             raise InvalidAddress("no port, e.g. 127.0.0.1:3000")
         return default
-    if not _PORT_RE.match(text):
+    if not _PORT_RE.fullmatch(text):
         raise InvalidAddress(f"the port {text!r} is not a number" if text else "no port after ':'")
     port = int(text)
     if not lowest <= port <= 65535:
@@ -160,7 +170,7 @@ def _parse_server(text: str) -> ServerAddress:
     if not text:
         raise InvalidAddress("empty; expected host:port, e.g. 127.0.0.1:3000")
     if any(c.isspace() for c in text):
-        raise InvalidAddress("it contains a space")
+        raise InvalidAddress("it contains whitespace")
     scheme, sep, rest = text.partition("://")
     if sep:
         if scheme.lower() not in _SCHEMES:

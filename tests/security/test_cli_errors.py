@@ -270,6 +270,8 @@ def test_ipv6_listen_and_server_work_and_the_owner_is_recognised(tmp_path: Path,
     (":3000", "no host before the port"),
     ("127.0.0.1", "no port"),
     ("a b:3000", "'a b' is not a host name or IP address"),
+    ("a\n:3000", "'a\\n' is not a host name or IP address"),
+    ("127.0.0.1:3000\n:1", "more than one ':'"),
     ("[::1:3000", "'[' without its ']'"),
 ])
 def test_start_refuses_a_malformed_listen_address(listen: str, needle: str, tmp_path: Path,
@@ -303,6 +305,7 @@ def test_start_on_a_port_in_use_says_cannot_listen(tmp_path: Path, env: dict[str
     (["--server", "127.0.0.1:notaport"], "argument --server: invalid server address '127.0.0.1:notaport': "),
     (["--server", ""], "argument --server: invalid server address '': empty"),
     (["--server", "127.0.0.1:99999"], "port must be 1-65535, not 99999"),
+    (["--server", "ws://127.0.0.1:3000/chat?token=x"], "a server address has no user, query or fragment"),
     (["--server", "127.0.0.1:1", "--database", "Bad Name"], "argument --database: invalid database name 'Bad Name'"),
     (["--server", "127.0.0.1:1", "--profile", "../x"], "argument --profile: invalid profile name '../x'"),
 ])
