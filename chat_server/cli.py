@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import resource
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import platformdirs
 
 from db_core import DbError, Identity
 
-from .client import DEFAULT_SERVER
+from .client import DEFAULT_SERVER, InvalidAddress, join_host_port, split_host_port
 from .commands import add_client_commands
 from .server import ChatServer, ServerConfig
 from .tokens import remember_owner
@@ -28,10 +29,20 @@ def default_data_dir() -> Path:
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:3000, got {text!r}")
-    return host.strip("[]"), int(port)
+    """``--listen HOST:PORT`` (``[::1]:3000`` for IPv6; port 0 picks a free one) as (host, port)."""
+    try:
+        return split_host_port(text.strip(), lowest_port=0)
+    except InvalidAddress as exc:
+        raise argparse.ArgumentTypeError(f"invalid address {text!r}: {exc}") from None
+
+
+def _unresolvable(host: str, port: int) -> str | None:
+    """Why ``host`` cannot be listened on if its name does not resolve, else None."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def parse_identity(text: str) -> Identity:
@@ -55,10 +66,11 @@ def _raise_file_limit() -> None:
 async def _serve(config: ServerConfig) -> int:
     server = ChatServer(config)
     await server.start()
-    remember_owner(f"{config.host}:{server.port}", server.owner_token)
+    address = join_host_port(config.host, server.port)
+    remember_owner(address, server.owner_token)
     scheme = "wss" if config.tls_cert else "ws"
     logging.getLogger("chat_server").info(
-        "listening on %s://%s:%d (databases: %s; data in %s)", scheme, config.host, server.port,
+        "listening on %s://%s (databases: %s; data in %s)", scheme, address,
         ", ".join(sorted(server.databases)), config.data_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -72,6 +84,10 @@ async def _serve(config: ServerConfig) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     host, port = args.listen
+    reason = _unresolvable(host, port)
+    if reason is not None:
+        print(f"error: cannot listen on {join_host_port(host, port)}: {reason}", file=sys.stderr)
+        return 1
     try:
         is_loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -116,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     start.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 3000), metavar="HOST:PORT",
-                       help="address to listen on (default 127.0.0.1:3000)")
+                       help="address to listen on, [::1]:PORT for IPv6, port 0 for any free one (default 127.0.0.1:3000)")
     start.add_argument("--data-dir", metavar="DIR", help=f"where databases live (default {default_data_dir()})")
     start.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve wss:// with this certificate (PEM)")
     start.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's private key (PEM)")

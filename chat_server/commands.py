@@ -13,16 +13,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from db_core.protocol import DeleteDatabase, Done, ErrorMessage, LogLines, Logs, Publish
-from db_core.schema import col_type_from_description, col_type_from_json
+from db_core.schema import INT_MAX, INT_MIN, col_type_from_description, col_type_from_json
 from db_core.sql import format_table, json_value
 from db_core.visible import visible
 
-from .client import Client, ClientError, ConnectFailed
+from .client import (DB_NAME_RULE, Client, ClientError, ConnectFailed, argument_type, check_database_name,
+                     parse_server)
 from .tokens import remember_cli, token_for
 
 EXAMPLES = {
@@ -44,55 +46,50 @@ def add_client_commands(sub: Any, default_server: str) -> None:
     def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=description, epilog=EXAMPLES[name],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--server", default=default_server, metavar="URL",
+        p.add_argument("--server", default=default_server, metavar="URL", type=argument_type(parse_server),
                        help=f"the server: http(s)://, ws(s):// or host:port (default {default_server})")
+        p.add_argument("database", type=argument_type(check_database_name),
+                       help=f"the database: {DB_NAME_RULE.removeprefix('use ')}")
         return p
 
     p = command("call", "call a reducer", "Call a reducer. Each ARG is JSON, or a plain string if it is not valid JSON. "
                 "Prints nothing on success.")
-    p.add_argument("database")
     p.add_argument("reducer")
-    p.add_argument("args", nargs="*", metavar="ARG")
+    p.add_argument("args", nargs="*", metavar="ARG", type=parse_arg)
     p.set_defaults(func=lambda a: _run(cmd_call(a)))
 
     p = command("sql", "run a SQL query", "Run one SQL statement and print the result as a table.")
-    p.add_argument("database")
     p.add_argument("query")
     p.add_argument("--json", action="store_true", help="print the rows as a JSON array")
     p.set_defaults(func=lambda a: _run(cmd_sql(a)))
 
     p = command("logs", "print a database's module log (owner only)", "Print the module log of a database.")
-    p.add_argument("database")
-    p.add_argument("-n", "--num-lines", type=int, metavar="N", help="only the last N lines")
+    p.add_argument("-n", "--num-lines", type=_count, metavar="N", help="only the last N lines")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     p.add_argument("--level", choices=["trace", "debug", "info", "warn", "error"], help="only this level and above")
     p.set_defaults(func=lambda a: _run(cmd_logs(a)))
 
     p = command("subscribe", "print updates to queries as JSON lines",
                 "Subscribe to queries and print one JSON line per transaction.")
-    p.add_argument("database")
     p.add_argument("queries", nargs="+", metavar="QUERY")
-    p.add_argument("-n", "--num-updates", type=int, metavar="N", help="exit after N updates")
-    p.add_argument("-t", "--timeout", type=float, metavar="SECONDS", help="exit after this many seconds")
+    p.add_argument("-n", "--num-updates", type=_count, metavar="N", help="exit after N updates")
+    p.add_argument("-t", "--timeout", type=_seconds, metavar="SECONDS", help="exit after this many seconds")
     p.add_argument("--print-initial-update", action="store_true", help="print the initial rows first")
     p.set_defaults(func=lambda a: _run(cmd_subscribe(a)))
 
     p = command("describe", "show a database's tables and reducers", "Show tables (columns, types, "
                 "constraints, access) and reducers (arguments).")
-    p.add_argument("database")
     p.add_argument("--json", action="store_true", help="print the schema as JSON")
     p.set_defaults(func=lambda a: _run(cmd_describe(a)))
 
     p = command("publish", "create or update a database from a module file",
                 "Create a database, or update one (keeping its data and connected clients), from a module file.")
-    p.add_argument("database")
     p.add_argument("--module", required=True, type=Path, metavar="FILE", help="the module's .py file")
     p.add_argument("--clear-database", action="store_true", help="delete all data first (asks unless --yes)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=lambda a: _run(cmd_publish(a)))
 
     p = command("delete", "delete a database", "Delete a database and all its data (asks unless --yes).")
-    p.add_argument("database")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=lambda a: _run(cmd_delete(a)))
 
@@ -119,18 +116,59 @@ async def _connect(args: argparse.Namespace) -> Client:
 
 
 def parse_arg(text: str) -> Any:
+    """A reducer argument (argparse type): JSON, or the text itself if it is not JSON. An integer
+    the wire cannot carry (msgpack: 64 bits) is refused here rather than failing to encode."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except ValueError:
         return text
+    if not _fits_the_wire(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: an integer in it does not fit in 64 bits")
+    return value
+
+
+def _fits_the_wire(value: Any) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return INT_MIN <= value <= INT_MAX
+    if isinstance(value, list):
+        return all(_fits_the_wire(v) for v in value)
+    if isinstance(value, dict):
+        return all(_fits_the_wire(v) for v in value.values())
+    return True
+
+
+def _count(text: str) -> int:
+    """``-n N`` (argparse type): a whole number, 0 or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {n}")
+    if n > INT_MAX:
+        raise argparse.ArgumentTypeError(f"{text} is too large")
+    return n
+
+
+def _seconds(text: str) -> float:
+    """``-t SECONDS`` (argparse type): a finite number, 0 or more."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= seconds < math.inf:  # also refuses nan, which would wait forever
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, 0 or more, not {text!r}")
+    return seconds
 
 
 async def cmd_call(args: argparse.Namespace) -> int:
     client = await _connect(args)
     try:
-        result = await client.call(args.reducer, *[parse_arg(a) for a in args.args])
+        result = await client.call(args.reducer, *args.args)
     finally:
         await client.close()
+    if isinstance(result, ErrorMessage):  # not run at all, e.g. no such database
+        raise CliError(result.error)
     if result.status in ("committed", "no_changes"):
         return 0
     print(f"error: {visible(result.error or result.status)}", file=sys.stderr)

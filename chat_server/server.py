@@ -40,6 +40,7 @@ from db_core.protocol import (SUBPROTOCOL, DeleteDatabase, Done, ErrorMessage, I
                               decode_client, encode)
 
 from .auth import InvalidToken, TokenAuthority
+from .client import DB_NAME_RULE, InvalidName, check_database_name, valid_database_name
 from .gc_policy import GcPolicy
 from .modules import QUICKSTART_CHAT
 from .tokens import write_private
@@ -51,7 +52,6 @@ except ImportError:  # websockets built without its C extension
 
 log = logging.getLogger("chat_server")
 OPEN = State.OPEN
-DB_NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 # "subscribe": a client (lifecycle hooks run); "cli": the command line (no hooks, calls carry no connection).
 PATH_RE = re.compile(r"^/v1/database/([^/]+)/(subscribe|cli)$")
 DEFAULT_DATABASE = "quickstart-chat"
@@ -283,8 +283,10 @@ class ChatServer:
 
         The module is kept under its own file name, which is what log lines cite.
         """
-        if not DB_NAME_RE.match(name):
-            raise DbError(f"invalid database name {name!r}: use lowercase letters, digits and single dashes")
+        try:
+            check_database_name(name)
+        except InvalidName as exc:
+            raise DbError(str(exc)) from None
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\.py$", filename):
             filename = "module.py"
         path = self.config.data_dir / "databases" / name
@@ -467,6 +469,8 @@ class ChatServer:
         m = PATH_RE.match(path)
         if m is None:
             return connection.respond(http.HTTPStatus.NOT_FOUND, f"no such endpoint: {path}\n")
+        if not valid_database_name(m.group(1)):
+            return connection.respond(http.HTTPStatus.BAD_REQUEST, f"invalid database name: {DB_NAME_RULE}\n")
         if m.group(1) not in self.databases and m.group(2) != "cli":
             return connection.respond(http.HTTPStatus.NOT_FOUND, f"no such database: {m.group(1)}\n")
         if request.headers.get("Upgrade", "").lower() != "websocket":
@@ -509,8 +513,8 @@ class ChatServer:
         m = PATH_RE.match(url.path)
         assert m is not None
         name, hooks = m.group(1), m.group(2) == "subscribe"
-        token = _token_from(ws.request.headers, url.query)
         try:
+            token = _token_from(ws.request.headers, url.query)
             if token:
                 identity = self.auth.verify(token)
             else:
@@ -717,8 +721,18 @@ def _module_file(path: Path) -> Path | None:
 
 
 def _token_from(headers: Headers, query: str) -> str | None:
-    auth = headers.get("Authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip() or None
-    values = parse_qs(query).get("token")
-    return values[0] if values else None
+    """The token a client presents (section 2.3 of docs/protocol.md): the value of a non-empty
+    ``Authorization: Bearer``, else a non-empty ``?token=``, else None (anonymous).
+    InvalidToken if one of the two places holds several: which one was meant cannot be told."""
+    bearers = []
+    for value in headers.get_all("Authorization"):
+        scheme, _, credentials = value.strip().partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            bearers.append(credentials.strip())
+    queried = parse_qs(query).get("token", [])  # parse_qs leaves out empty values
+    for found in (bearers, queried):
+        if len(found) > 1:
+            raise InvalidToken(f"{len(found)} tokens in one request; send one")
+        if found:
+            return found[0]
+    return None

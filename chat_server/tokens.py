@@ -14,6 +14,8 @@ from pathlib import Path
 
 import platformdirs
 
+from .client import join_host_port, parse_server
+
 APP = "quickstart-chat"
 
 
@@ -22,18 +24,12 @@ def config_dir() -> Path:
 
 
 def server_key(server: str) -> str:
-    """``host:port`` of a server URL (http(s)://, ws(s)://, or bare), for keying tokens."""
-    text = server.strip().rstrip("/")
-    for prefix in ("http://", "https://", "ws://", "wss://"):
-        if text.startswith(prefix):
-            text = text[len(prefix):]
-    text = text.split("/", 1)[0]
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = text, "3000"
-    if host in ("localhost", "0.0.0.0", "::", "[::]", ""):
-        host = "127.0.0.1"
-    return f"{host}:{port}"
+    """``host:port`` of a server address (any form ``--server`` takes), for keying tokens: the port
+    is the one connected to, so a token only ever goes back to the server that minted it.
+    InvalidAddress (a ValueError) if ``server`` is not an address."""
+    address = parse_server(server)
+    host = "127.0.0.1" if address.host in ("localhost", "0.0.0.0", "::") else address.host
+    return join_host_port(host, address.port)
 
 
 def _load(name: str) -> dict[str, str]:

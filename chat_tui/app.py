@@ -17,11 +17,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Header, Input
 
-from chat_server.client import DEFAULT_SERVER
+from chat_server.client import DEFAULT_SERVER, argument_type, check_database_name, parse_server
 from chat_tui import commands
 from chat_tui.chat import ChatState
 from chat_tui.connection import CallDone, Changes, ChatConnection, Older, Status, Welcome
-from chat_tui.profiles import Profile, ProfileBusy, claim_profile
+from chat_tui.profiles import Profile, ProfileBusy, claim_profile, validate_name
 from chat_tui.screens import HelpScreen, PasteScreen, QuitScreen
 from chat_tui.widgets.composer import Composer
 from chat_tui.widgets.message_log import LogEntry, MessageLog, nick_style
@@ -346,12 +346,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     f"local one ({DEFAULT_SERVER}), starting it in the background if none answers.",
         epilog="example: chat-tui --profile alice   |   chat-tui --server wss://chat.example.org",
     )
-    parser.add_argument("--server", metavar="URL", help="server to connect to (http(s)://, ws(s)://, or host:port); "
-                        "never starts one")
-    parser.add_argument("--database", metavar="NAME", default="quickstart-chat",
+    # Checked here, before the screen is taken: a bad value is one line and exit status 2.
+    parser.add_argument("--server", metavar="URL", type=argument_type(parse_server),
+                        help="server to connect to (http(s)://, ws(s)://, or host:port); never starts one")
+    parser.add_argument("--database", metavar="NAME", default="quickstart-chat", type=argument_type(check_database_name),
                         help="database to chat in (default: quickstart-chat)")
-    parser.add_argument("--profile", metavar="NAME", help="whose identity to use (default: the first profile "
-                        "not in use by another chat-tui, so each terminal is its own user)")
+    parser.add_argument("--profile", metavar="NAME", type=argument_type(validate_name),
+                        help="whose identity to use (default: the first profile not in use by another chat-tui, "
+                        "so each terminal is its own user)")
     return parser.parse_args(argv)
 
 
@@ -359,9 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         profile = claim_profile(args.profile)
-    except (ProfileBusy, ValueError) as exc:
-        print(f"chat-tui: {exc}", file=sys.stderr)
+    except ProfileBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. a config directory that cannot be written
+        print(f"error: cannot use the profile: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
+              file=sys.stderr)
+        return 1
     server = args.server or DEFAULT_SERVER
     app = ChatApp(server=server, database=args.database, profile=profile, auto_start=args.server is None,
                   tune_gc=True)
