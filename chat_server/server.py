@@ -486,7 +486,7 @@ class ChatServer:
         if not wait and self._open_per_address.get(address, 0) >= self.config.connections_per_address:
             wait, text = 1.0, (f"too many open connections from {address} (limit"
                                f" {self.config.connections_per_address}); close some first\n")
-        if not wait and not _token_from(request.headers, query):
+        if not wait and not _presents_token(request.headers, query):
             wait = self._new_identities.take(address, now)
             text = (f"too many new identities from {address}; connect with your saved token,"
                     f" or retry in {wait:.0f} s\n")
@@ -718,6 +718,15 @@ def _module_file(path: Path) -> Path | None:
     """The module a database directory hosts (its one ``.py`` file)."""
     files = sorted(path.glob("*.py")) if path.is_dir() else []
     return files[0] if files else None
+
+
+def _presents_token(headers: Headers, query: str) -> bool:
+    """Whether the request carries a token (valid or not: the handler judges it) rather than
+    asking for a new identity."""
+    try:
+        return _token_from(headers, query) is not None
+    except InvalidToken:
+        return True
 
 
 def _token_from(headers: Headers, query: str) -> str | None:
