@@ -18,6 +18,7 @@ from db_core import DbError, Identity
 
 from .client import DEFAULT_SERVER, InvalidAddress, join_host_port, split_host_port
 from .commands import add_client_commands
+from . import limits
 from .server import ChatServer, ServerConfig
 from .tokens import remember_owner
 
@@ -98,8 +99,13 @@ def cmd_start(args: argparse.Namespace) -> int:
         print("error: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
     _raise_file_limit()
-    config = ServerConfig(data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(), host=host, port=port,
-                          tls_cert=args.tls_cert, tls_key=args.tls_key, publishers=frozenset(args.publisher))
+    config = limits.apply(ServerConfig(data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(), host=host,
+                                       port=port, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                       publishers=frozenset(args.publisher)), args)
+    if config.limits.budget.reply_bytes > config.send_buffer_bytes:
+        print(f"error: --reply-bytes ({config.limits.budget.reply_bytes}) must not exceed --send-queue-bytes"
+              f" ({config.send_buffer_bytes}): the largest reply could never be sent", file=sys.stderr)
+        return 2
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if not args.no_uvloop:
         try:
@@ -140,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also let this identity (0x + 64 hex digits) create databases, and update or delete"
                             " its own; repeatable. Modules run with the server's rights: only trusted people."
                             " Default: the server's owner alone")
+    limits.add_options(start)
     start.add_argument("--no-uvloop", action="store_true", help="use the plain asyncio loop even if uvloop is installed")
     start.set_defaults(func=cmd_start)
     add_client_commands(sub, DEFAULT_SERVER)
