@@ -1,0 +1,242 @@
+"""Abuse benchmark: what one hostile client does to everyone else's latency, and to the server's memory.
+
+Run: .venv/bin/python bench/abuse_bench.py [--seconds 10] [--messages 100000] [--only SCENARIO ...]
+
+``chat-server start`` runs as its own process on a database seeded with 100,000 messages. A
+victim client (this process) is connected as a chat user is (subscribed to every user and to
+the messages from now on) and calls ``send_message`` every 100 ms, timing each call until its
+result. For each scenario, in turn, the victim first runs alone (idle) and then beside one
+attacker in a separate process (``_abuse_attacker.py``), each for ``--seconds``:
+
+- scans: 16 pipelined ``SELECT * FROM message`` at a time, sent again as they are answered;
+- self-join: the same with ``SELECT a.* FROM message a JOIN message b ON a.sender = b.sender``;
+- subscribe-64: subscribes of 64 x ``SELECT * FROM message``, 4 at a time;
+- message-flood: ``send_message`` as fast as the server answers, 256 in flight;
+- ping-flood: websocket pings as fast as the socket takes them, never reading the pongs;
+- connect-churn: 8 loops connecting anonymously (a new identity each) and hanging up.
+
+It prints a calibration line (this machine's speed varies 2-3x from day to day), then one table
+row per scenario: the victim's p50/p99 beside its own idle p99 in the same round, and the server's
+RSS growth (the largest VmRSS during the attack, less VmRSS before it). Targets: p99 under 50 ms
+and within 3x the idle p99, RSS growth under 100 MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from chat_server.client import Client  # noqa: E402
+
+PY = sys.executable
+DB = "quickstart-chat"
+SCENARIOS = ["scans", "self-join", "subscribe-64", "message-flood", "ping-flood", "connect-churn"]
+
+
+def calibration(data_dir: Path) -> str:
+    """A pure-Python loop and an fsync on the data directory's disk: what this machine does today."""
+    t = time.perf_counter()
+    n = 0
+    for i in range(2_000_000):
+        n += i & 7
+    loop_ms = (time.perf_counter() - t) * 1000
+    path = data_dir / "calibrate"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    syncs = []
+    for _ in range(50):
+        os.write(fd, b"x" * 100)
+        t = time.perf_counter()
+        os.fdatasync(fd)
+        syncs.append((time.perf_counter() - t) * 1000)
+    os.close(fd)
+    path.unlink()
+    return (f"calibration: python loop of 2M steps {loop_ms:.0f} ms; fdatasync p50 {statistics.median(syncs):.2f} ms, "
+            f"max {max(syncs):.2f} ms; {os.cpu_count()} cores; python {sys.version.split()[0]}")
+
+
+class Server:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    def start(self) -> "Server":
+        exe = Path(PY).parent / "chat-server"
+        cmd = [str(exe)] if exe.exists() else [PY, "-m", "chat_server.cli"]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_CONFIG_HOME": str(self.data_dir / "config")}
+        self.proc = subprocess.Popen(cmd + ["start", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            m = re.search(r"listening on ws://[^ ]*:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+        else:
+            raise SystemExit("the server did not start")
+        # Keep reading its log so that it never blocks on a full pipe.
+        threading_drain(self.proc)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def rss(self) -> int:
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+
+
+def threading_drain(proc: subprocess.Popen[str]) -> None:
+    import threading
+
+    def drain() -> None:
+        assert proc.stdout is not None
+        for _ in proc.stdout:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+
+
+def seed(data_dir: Path, n: int) -> None:
+    """``n`` messages from two senders, written straight into the (stopped) server's database."""
+    from db_core import Database, Identity, Timestamp
+
+    path = data_dir / "databases" / DB
+    module = next(path.glob("*.py"))
+    senders = [Identity(bytes([1]) * 32), Identity(bytes([2]) * 32)]
+    with Database.open(path / "data", module) as db:
+        table = db.tables["message"]
+        row = table.tdef.row_type
+        start = int(time.time() * 1_000_000) - n
+
+        def body(tx: Any) -> None:
+            for i in range(n):
+                tx.insert(table, row(sender=senders[i % 2], sent=Timestamp(start + i), text=f"seeded message {i}"))
+
+        db.wait_durable(db.transact(body, sender=senders[0]).offset)
+        db.snapshot()
+
+
+async def victim(server: Server, seconds: float) -> tuple[list[float], int]:
+    """Calls every 100 ms for ``seconds``; returns the latencies (s) and the largest server RSS seen."""
+    client = await Client.connect(server.url, DB)
+    now = int(time.time() * 1_000_000)
+    await client.subscribe(["SELECT * FROM user", f"SELECT * FROM message WHERE sent >= {now}"])
+    latencies: list[float] = []
+    top = server.rss()
+    end = time.monotonic() + seconds
+    nxt = time.monotonic()
+    failures = 0
+    while time.monotonic() < end:
+        t = time.perf_counter()
+        result = await client.call("send_message", f"victim {len(latencies)}")
+        latencies.append(time.perf_counter() - t)
+        if result.status != "committed":
+            failures += 1
+        top = max(top, server.rss())
+        nxt += 0.1
+        await asyncio.sleep(max(0.0, nxt - time.monotonic()))
+    await client.close()
+    if failures:
+        print(f"  victim: {failures} calls did not commit", file=sys.stderr)
+    return latencies, top
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(round(q * len(s) + 0.5)) - 1))]
+
+
+async def round_of(server: Server, scenario: str, seconds: float) -> dict[str, Any]:
+    idle, _ = await victim(server, seconds)
+    before = server.rss()
+    attacker = await asyncio.create_subprocess_exec(PY, str(HERE / "_abuse_attacker.py"), scenario, server.url,
+                                                    str(seconds + 1), stdout=asyncio.subprocess.PIPE)
+    await asyncio.sleep(0.5)  # the attack is under way before the victim starts timing
+    busy, top = await victim(server, seconds)
+    out, _ = await attacker.communicate()
+    after = server.rss()
+    return {"scenario": scenario, "idle": idle, "busy": busy, "rss_before": before, "rss_top": max(top, after),
+            "attacker": json.loads(out.decode().strip().splitlines()[-1]) if out.strip() else {}}
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each idle and attack run")
+    parser.add_argument("--messages", type=int, default=100_000, help="messages in the database")
+    parser.add_argument("--only", nargs="*", choices=SCENARIOS, help="run only these scenarios")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="abuse-bench-"))
+    try:
+        print(calibration(tmp))
+        first = Server(tmp).start()
+        first.stop()
+        seed(tmp, args.messages)
+        server = Server(tmp).start()
+        print(f"server: chat-server, {args.messages:,} messages, RSS {server.rss() / 2**20:.0f} MiB after start")
+        print()
+        print("| attack (one attacker process) | victim p50 | victim p99 | idle p99 (same round) | p99 / idle | "
+              "server RSS growth | attacker saw |")
+        print("|---|---|---|---|---|---|---|")
+        results = []
+        for scenario in args.only or SCENARIOS:
+            r = await round_of(server, scenario, args.seconds)
+            results.append(r)
+            idle99, busy99 = pct(r["idle"], 0.99), pct(r["busy"], 0.99)
+            growth = (r["rss_top"] - r["rss_before"]) / 2**20
+            ok = busy99 < 0.05 and busy99 <= 3 * idle99 and growth < 100
+            print(f"| {scenario} | {ms(pct(r['busy'], 0.5))} | {ms(busy99)} | {ms(idle99)} | {busy99 / idle99:.2f}x | "
+                  f"{growth:+.0f} MiB | {summary(r['attacker'])} |{'' if ok else ' **missed**'}", flush=True)
+        server.stop()
+        missed = [r["scenario"] for r in results
+                  if not (pct(r["busy"], 0.99) < 0.05 and pct(r["busy"], 0.99) <= 3 * pct(r["idle"], 0.99)
+                          and (r["rss_top"] - r["rss_before"]) / 2**20 < 100)]
+        print()
+        print("every target met" if not missed else f"targets missed in: {', '.join(missed)}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def summary(stats: dict[str, Any]) -> str:
+    parts = []
+    for key in ("sent", "answers", "errors", "connected", "refused", "closed"):
+        if stats.get(key):
+            parts.append(f"{key} {stats[key]:,}")
+    reason = stats.get("last_error") or stats.get("close_reason")
+    if reason:
+        parts.append(f"`{str(reason)[:60]}`")
+    return ", ".join(parts) or "-"
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
