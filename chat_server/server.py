@@ -11,6 +11,7 @@ and never slows anyone else.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import http
 import ipaddress
@@ -177,10 +178,16 @@ class _Connection(ServerConnection):
         self._on_message(data.decode(errors="replace") if text else data)
 
 
+# A client's share of one turn of the event loop: the messages past it wait for the next turn
+# (and its socket is not read meanwhile), so a client that pipelines hundreds of requests delays
+# the others' by a few of its own, not by all of them.
+MESSAGES_PER_TURN = 32
+
+
 class _Client:
     """One websocket: its session, the database serving it, and why it is being closed (if it is)."""
 
-    __slots__ = ("ws", "session", "hosted", "wake", "closing", "close_code")
+    __slots__ = ("ws", "session", "hosted", "wake", "closing", "close_code", "turn", "deferred")
 
     def __init__(self, ws: ServerConnection, session: Session, hosted: "Hosted") -> None:
         self.ws = ws
@@ -189,6 +196,8 @@ class _Client:
         self.wake = asyncio.Event()
         self.closing: str | None = None
         self.close_code = 1001
+        self.turn = 0  # messages handled in this turn of the loop
+        self.deferred: collections.deque[bytes | str] | None = None  # past this turn's share
 
     def close_soon(self, reason: str, code: int = 1001) -> None:
         """Have the writer task close the websocket with ``code`` and ``reason``."""
@@ -558,6 +567,33 @@ class ChatServer:
 
     def _on_message(self, client: _Client, message: bytes | str) -> None:
         """One message from a client, straight from its connection's ``data_received``."""
+        if client.deferred is not None:
+            client.deferred.append(message)
+            return
+        client.turn += 1
+        if client.turn == 1:
+            asyncio.get_running_loop().call_soon(self._next_turn, client)
+        elif client.turn > MESSAGES_PER_TURN:
+            client.deferred = collections.deque([message])
+            client.ws.transport.pause_reading()
+            return
+        self._handle_message(client, message)
+
+    def _next_turn(self, client: _Client) -> None:
+        """A new turn of the loop: the client's deferred messages first, then its socket again."""
+        client.turn = 0
+        deferred = client.deferred
+        if deferred is None:
+            return
+        asyncio.get_running_loop().call_soon(self._next_turn, client)
+        while deferred and client.turn < MESSAGES_PER_TURN and not client.closing:
+            client.turn += 1
+            self._handle_message(client, deferred.popleft())
+        if not deferred or client.closing:
+            client.deferred = None
+            client.ws.transport.resume_reading()
+
+    def _handle_message(self, client: _Client, message: bytes | str) -> None:
         current = client.hosted
         session = client.session
         if current.clients.get(session) is not client:
