@@ -433,10 +433,12 @@ class Database:
                               "committed", connection_id)
 
     def _next_timestamp(self) -> Timestamp:
-        # Never backwards, even if the wall clock is: commit order and `sent` order agree.
+        # Strictly increasing, whatever the wall clock does (stands still within a microsecond, steps
+        # back): commit order and `sent` order agree, and two identical rows written by two calls
+        # differ in their timestamp instead of collapsing into one under set semantics.
         now = time.time_ns() // 1000
         if now <= self._last_ts:
-            now = self._last_ts
+            now = self._last_ts + 1
         self._last_ts = now
         return Timestamp(now)
 
