@@ -255,12 +255,17 @@ class Database:
         for offset, payload in clog.replay(start):
             self._apply(decode(offset, payload))
             replayed += 1
-        self._next_offset = max(start, clog.next_offset)
-        if clog.next_offset < self._next_offset:
-            # The log lost records a snapshot covers (its tail was cut): start a fresh log after the snapshot.
-            raise StorageError(
-                f"commit log ends at offset {clog.next_offset - 1} before the snapshot at {self._next_offset - 1}"
+        if clog.next_offset < start:
+            # The log lost records the snapshot holds (its damaged tail was cut): nothing is missing,
+            # so the log goes on after the snapshot, its covered segments set aside.
+            end = clog.next_offset - 1
+            aside = clog.continue_at(start)
+            self.repairs.append(
+                f"commit log in {path / 'log'} ends at offset {end if end >= 0 else 'none'}, before the snapshot at"
+                f" offset {start - 1}, which holds all of it: continued the log at offset {start}"
+                + (f" and set aside {', '.join(p.name for p in aside)}" if aside else "")
             )
+        self._next_offset = clog.next_offset
         self._since_snapshot = replayed
         for line in self.repairs:
             logger.warning("%s", line)

@@ -434,6 +434,39 @@ def test_header_only_last_segment_is_fine(tmp_path: Path) -> None:
         assert read_all(log)[-1] == (end, b"into the empty segment")
 
 
+def test_continue_at_sets_the_segments_aside_and_starts_a_contiguous_one(tmp_path: Path) -> None:
+    d = tmp_path / "log"
+    make_log(d, 30, segment_bytes=200)
+    before = segments(d)
+    assert len(before) > 1
+    with CommitLog.open(d, segment_bytes=200) as log:
+        with pytest.raises(ValueError, match="already reaches offset 29"):
+            log.continue_at(30)
+        aside = log.continue_at(40)
+        assert [p.name for p in aside] == [p.name + ".covered" for p in before]
+        assert all(p.is_file() for p in aside) and segments(d) == [d / f"{40:020d}.log"]
+        assert (log.next_offset, log.durable_offset, log.first_offset()) == (40, 39, None)
+        with pytest.raises(ValueError, match="next offset must be 40"):
+            log.append(30, b"in the gap")
+        log.append(40, b"after the gap")
+    with CommitLog.open(d, segment_bytes=200) as log:
+        assert log.repairs == [] and read_all(log) == [(40, b"after the gap")]
+
+
+def test_continue_at_an_empty_log_creates_its_first_segment(tmp_path: Path) -> None:
+    with CommitLog.open(tmp_path) as log:
+        assert log.continue_at(7) == []
+    with CommitLog.open(tmp_path) as log:  # an empty segment at 7: the log goes on from there
+        assert (log.repairs, log.next_offset, log.first_offset()) == ([], 7, None)
+        log.hold()  # the record waits to be written
+        log.append(7, b"seven")
+        with pytest.raises(ValueError, match="records wait"):
+            log.continue_at(9)
+        log.flush()
+    with CommitLog.open(tmp_path) as log:
+        assert read_all(log) == [(7, b"seven")]
+
+
 def test_garbage_header_with_records_after_it_is_refused(tmp_path: Path) -> None:
     d = tmp_path / "log"
     make_log(d, 5)

@@ -369,6 +369,44 @@ class CommitLog:
         self.wait_durable(self._next - 1)
         return self._durable
 
+    def continue_at(self, offset: int) -> list[Path]:
+        """Go on at ``offset``, past the end of the log, for a caller that holds everything before it.
+
+        For a log that ends before ``offset`` (a snapshot covers more than the log, whose tail was
+        cut), with nothing waiting to be written: every segment is set aside (renamed ``<name>.covered``, never
+        read again, kept for inspection) and a new, empty segment starts at ``offset``, so the
+        segments stay contiguous and the next start opens cleanly. Returns the set-aside files;
+        append at ``offset`` next. ``ValueError`` if the log reaches ``offset`` or records wait,
+        ``StorageError`` if the files cannot be moved or created.
+        """
+        with self._cond:
+            if self._error is not None or self._closed:
+                raise StorageError(f"the commit log in {self._dir} is {'closed' if self._closed else 'failed'}")
+            if self._queue or self._durable != self._next - 1:
+                raise ValueError("continue_at() while records wait to be written")
+            if offset <= self._next:
+                raise ValueError(f"continue_at({offset}), but the log already reaches offset {self._next - 1}")
+            # Nothing is queued or being written, and only the caller appends: the flusher is idle.
+            old, self._segments = self._segments, []
+        aside: list[Path] = []
+        try:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            for seg in old:
+                covered = seg.path.with_name(seg.path.name + ".covered")
+                os.replace(seg.path, covered)
+                aside.append(covered)
+            if aside:
+                fsync_dir(self._dir)
+            self._create_segment(offset)
+        except OSError as exc:
+            raise StorageError(f"cannot continue the commit log in {self._dir} at offset {offset}: {exc}") from exc
+        with self._cond:
+            self._next = offset
+            self._durable = offset - 1
+        return aside
+
     def truncate_before(self, offset: int) -> int:
         """Delete the oldest segments all of whose records are ``< offset``; never the active one.
 
