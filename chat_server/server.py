@@ -30,6 +30,7 @@ from websockets.protocol import Event, State
 from websockets.http11 import Request, Response
 
 from db_core import ConnectionId, Database, DbError, Identity
+from db_core.commitlog.fsio import PRIVATE_DIR, private_opener
 from db_core.host import Host, Limits, Out, Session
 from db_core.dirlock import lock_directory, unlock_directory
 from db_core.protocol import (SUBPROTOCOL, DeleteDatabase, Done, ErrorMessage, IdentityToken, ProtocolError, Publish,
@@ -204,7 +205,7 @@ class ChatServer:
         self.databases: dict[str, Hosted] = {}
         # Taken before anything is read or created: two servers started at once on a fresh
         # directory would otherwise each mint their own key and owner token.
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        _make_private(config.data_dir)
         self._lock_fd: int | None = lock_directory(config.data_dir, "server.lock")
         self.auth = TokenAuthority.load_or_create(config.data_dir / "auth.key")
         self.owner, self.owner_token = self._owner_identity()
@@ -227,7 +228,7 @@ class ChatServer:
 
     def _open_databases(self) -> None:
         root = self.config.data_dir / "databases"
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=PRIVATE_DIR, exist_ok=True)
         if _module_file(root / DEFAULT_DATABASE) is None:
             self.publish(DEFAULT_DATABASE, QUICKSTART_CHAT.read_text(), filename=QUICKSTART_CHAT.name)
         for path in sorted(root.iterdir()):
@@ -270,7 +271,7 @@ class ChatServer:
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\.py$", filename):
             filename = "module.py"
         path = self.config.data_dir / "databases" / name
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         old = self.databases.pop(name, None)
         if old is not None:
             # Everything the old version committed goes out before its clients move on.
@@ -284,7 +285,7 @@ class ChatServer:
         previous_path = _module_file(path)
         previous = previous_path.read_text() if previous_path is not None else None
         tmp = path / (filename + ".new")
-        tmp.write_text(source)
+        _write_module(tmp, source)
         if old is not None:
             old.host.close()
             old.db.close()
@@ -298,7 +299,7 @@ class ChatServer:
         except BaseException:
             module_path.unlink(missing_ok=True)
             if previous is not None and previous_path is not None:
-                previous_path.write_text(previous)
+                _write_module(previous_path, previous)
                 if old is not None:
                     restored = self._open(name, keep=keep)
                     self._carry_over(restored, carried)
@@ -605,6 +606,26 @@ def _ws_frame(payload: bytes) -> bytes:
     if n < 65536:
         return b"\x82\x7e" + n.to_bytes(2, "big") + payload
     return b"\x82\x7f" + n.to_bytes(8, "big") + payload
+
+
+def _make_private(data_dir: Path) -> None:
+    """Create the data directory 0700, or tighten an older one that others may read (module.log holds
+    every message; the tokens' key is there too)."""
+    data_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    mode = data_dir.stat().st_mode & 0o777
+    if mode & 0o077:
+        try:
+            data_dir.chmod(PRIVATE_DIR)
+            log.warning("data directory %s was open to others (mode %03o); it is now 0700", data_dir, mode)
+        except OSError as exc:
+            log.warning("data directory %s is open to others (mode %03o) and cannot be tightened: %s",
+                        data_dir, mode, exc.strerror or exc)
+
+
+def _write_module(path: Path, source: str) -> None:
+    path.unlink(missing_ok=True)  # one left by a crash keeps its old mode through open(): start afresh
+    with open(path, "w", encoding="utf-8", opener=private_opener) as fh:
+        fh.write(source)
 
 
 def _module_file(path: Path) -> Path | None:

@@ -35,6 +35,7 @@ from typing import Any
 
 from .codec import TableCodec, TxCodec, decode_snapshot, encode_snapshot
 from .commitlog import CommitLog, SnapshotStore
+from .commitlog.fsio import PRIVATE_DIR, private_opener
 from .dirlock import lock_directory, unlock_directory
 from .errors import (ConnectionRejected, InvalidArguments, MigrationError, NoSuchReducer,
                      NotCallable, ReducerError, StorageError)
@@ -172,7 +173,7 @@ class Database:
     def _open_dir(self, path: Path, *, clear: bool, owner: Identity | None, sync: bool, segment_bytes: int,
                   keep: frozenset[ConnectionId]) -> None:
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create data directory {path}: {exc.strerror}") from None
         self.path = path
@@ -740,7 +741,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with open(tmp, "w", encoding="utf-8", opener=private_opener) as fh:
         json.dump(data, fh, indent=1)
         fh.flush()
         os.fsync(fh.fileno())

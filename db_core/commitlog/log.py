@@ -47,7 +47,7 @@ from .framing import (
     parse_segment_name,
     segment_name,
 )
-from .fsio import all_zero, datasync, fsync_dir, pwrite_all, write_zeros
+from .fsio import PRIVATE_DIR, PRIVATE_FILE, all_zero, datasync, fsync_dir, pwrite_all, write_zeros
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class CommitLog:
         self._stopped = False  # the flusher has exited; nothing more will become durable
         self._fd: int | None = None  # the active segment, written only by the flusher once it runs
         try:
-            self._dir.mkdir(parents=True, exist_ok=True)
+            self._dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
             self._segments = self._scan()
             if self._segments:
                 last = self._segments[-1]
@@ -584,7 +584,7 @@ class CommitLog:
             os.close(self._fd)
             self._fd = None
         # O_EXCL: a file already there would mean two writers or a bug; never write into it.
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
         pwrite_all(self._fd, encode_segment_header(base), 0)
         alloc = max(_HEADER, self._step)
         write_zeros(self._fd, _HEADER, alloc)

@@ -8,20 +8,88 @@ already covers.
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
+import os
+import subprocess
 import textwrap
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from chat_server.client import Client
 from db_core import Database, Identity, RecoveryWarning
+from db_core.logs import ModuleLog
 
 from ..conftest import record_spans, write_module
 from ..server_harness import in_process_server, run
 
 DB = "quickstart-chat"
+
+
+# ---------------------------------------------------------------------------- disk full
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs of its own, unmounted afterwards (skipped where mounting is not allowed)."""
+    mnt = tmp_path / "small-fs"
+    mnt.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
+                              capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        pytest.skip("no mount command on this machine, so no small filesystem to fill")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip() or f'mount exited {done.returncode}'}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30)
+
+
+def fill(directory: Path) -> Path:
+    """Write zeros into ``directory/fill`` until the filesystem has no room left; returns the file."""
+    path = directory / "fill"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for chunk in (1 << 20, 4096, 1):
+            block = bytes(chunk)
+            while True:
+                try:
+                    os.write(fd, block)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC, exc
+                    break
+    finally:
+        os.close(fd)
+    return path
+
+
+# ---------------------------------------------------------------------------- module.log on a full disk
+
+def test_a_module_log_that_cannot_be_written_fails_nothing_and_keeps_its_lines(
+        small_fs: Path, caplog: pytest.LogCaptureFixture) -> None:
+    logs = ModuleLog(small_fs / "module.log")
+    fill(small_fs)
+    with caplog.at_level(logging.ERROR, logger="db_core"):
+        for i in range(2000):  # more than one batch of file writes
+            logs.system(f"line {i}")
+        logs.flush()
+        logs.system("after the failure")
+        lines = logs.lines()
+        assert logs.lines(n=2)[-1].endswith("INFO: after the failure")
+        logs.close()
+    reported = [r.getMessage() for r in caplog.records]
+    assert len(reported) == 1 and "No space left on device" in reported[0], reported
+    assert "kept in memory only" in reported[0]
+    kept = [line.split("INFO: ", 1)[1] for line in lines if "INFO: " in line]
+    assert kept == [f"line {i}" for i in range(2000)] + ["after the failure"]
+    assert any("ERROR: cannot write" in line for line in lines)
+    raw = (small_fs / "module.log").read_bytes()
+    assert raw == b"" or raw.endswith(b"\n")  # whole lines only
 
 
 # ---------------------------------------------------------------------------- same-microsecond sends
