@@ -6,7 +6,9 @@ per segment), fdatasyncs, and only then advances ``durable_offset`` and calls
 ``on_durable``. Records queued while an fsync runs share the next fsync
 (group commit). A failed write or fsync poisons the log for good: nothing
 after it is ever reported durable, and every later call raises
-``StorageError``. Start-up cuts a torn tail off the last segment and reports
+``StorageError``; before ``on_error`` runs, whatever the failed batches left
+in the file is cut off again, so a record reported as not durable never turns
+up at the next start. Start-up cuts a torn tail off the last segment and reports
 it in ``repairs``; damage anywhere else raises ``CorruptLogError``. A writer
 that knows more records are on their way can ``hold`` the flusher briefly and
 ``release`` it, so that they share one fsync.
@@ -19,11 +21,14 @@ needs committing, only once per step. A segment is truncated to its exact
 size when it is sealed (rotation) or the log is closed cleanly, so only the
 active segment, after a crash, ends in zeros. Start-up treats an all-zero rest
 of a segment as its clean end; a zero frame header followed by non-zero bytes
-is damage like any other.
+is damage like any other. Padding is only an optimisation: on a disk without
+room for it, the log gives its space back and writes on without padding (until
+it is reopened), so it fails only when the records themselves do not fit.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -139,6 +144,8 @@ class CommitLog:
         self._closed = False
         self._stopped = False  # the flusher has exited; nothing more will become durable
         self._fd: int | None = None  # the active segment, written only by the flusher once it runs
+        # Where the last durable record ends: (base of its segment, byte size). Kept by the flusher.
+        self._durable_end = (-1, _HEADER)
         try:
             self._dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
             self._segments = self._scan()
@@ -155,6 +162,8 @@ class CommitLog:
             raise StorageError(f"cannot open the commit log in {self._dir}: {exc}") from exc
         self._next = self._segments[-1].end if self._segments else 0
         self._durable = self._next - 1
+        if self._segments:
+            self._durable_end = (self._segments[-1].base, self._segments[-1].size)
         self._thread = threading.Thread(target=self._run, name=f"commitlog-flusher[{self._dir.name}]", daemon=True)
         self._thread.start()
 
@@ -562,11 +571,27 @@ class CommitLog:
         it pads no further than that (the segment is about to be sealed).
         """
         step = self._step
+        if not step:  # no room for padding: the file just grows with its records
+            seg.alloc = end
+            return
         alloc = seg.alloc + -(-(end - seg.alloc) // step) * step
         if alloc > self._segment_bytes:
             alloc = max(end, self._segment_bytes)
-        write_zeros(self._active_fd(), end, alloc)
-        seg.alloc = alloc
+        seg.alloc = self._pad(end, alloc)
+
+    def _pad(self, end: int, alloc: int) -> int:
+        """Zeros from ``end`` to ``alloc`` in the active segment; returns its length. On a full disk
+        the padding goes (its space given back) and preallocation stops: the records come first."""
+        try:
+            write_zeros(self._active_fd(), end, alloc)
+            return alloc
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            os.ftruncate(self._active_fd(), end)
+            self._step = 0
+            logger.warning("commit log in %s: no room to preallocate (%s); writing on without", self._dir, exc)
+            return end
 
     def _seal(self, seg: _Segment) -> None:
         """Cut the active segment's zero padding off and sync it: it then has its exact size."""
@@ -585,12 +610,21 @@ class CommitLog:
             self._fd = None
         # O_EXCL: a file already there would mean two writers or a bug; never write into it.
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
-        pwrite_all(self._fd, encode_segment_header(base), 0)
-        alloc = max(_HEADER, self._step)
-        write_zeros(self._fd, _HEADER, alloc)
-        if self._sync:
-            datasync(self._fd)
-            fsync_dir(self._dir)
+        try:
+            pwrite_all(self._fd, encode_segment_header(base), 0)
+            alloc = self._pad(_HEADER, max(_HEADER, self._step))
+            if self._sync:
+                datasync(self._fd)
+                fsync_dir(self._dir)
+        except BaseException:
+            # Half made (a full disk): never leave a torn header for the next start to repair.
+            os.close(self._fd)
+            self._fd = None
+            try:
+                path.unlink()
+            except OSError:
+                pass
+            raise
         seg = _Segment(base, path, _HEADER, 0, alloc)
         with self._cond:
             self._segments.append(seg)
@@ -601,6 +635,8 @@ class CommitLog:
             if offset <= self._durable:
                 return
             self._durable = offset
+            last = self._segments[-1]  # the batch or sealed segment just synced ends it
+            self._durable_end = (last.base, last.size)
             self._cond.notify_all()
         if self._on_durable is not None:
             try:
@@ -618,6 +654,7 @@ class CommitLog:
             self._error = error  # appends refuse from now on
             self._queue.clear()
         logger.error("%s", error)
+        self._cut_undurable()
         if self._on_error is not None:
             try:
                 self._on_error(error)
@@ -628,6 +665,33 @@ class CommitLog:
         with self._cond:
             self._failed = error
             self._cond.notify_all()
+
+
+    def _cut_undurable(self) -> None:
+        """After a failure, on the flusher: cut the last segment back to its last durable record.
+
+        A failed batch may have left whole records in the file that were never synced, or were
+        synced by a sync that reported an error: their callers are told nothing was changed, so
+        the next start must not find them. Shrinking a file needs no free space.
+        """
+        if not self._segments:
+            return
+        seg = self._segments[-1]
+        base, size = self._durable_end
+        keep = size if base == seg.base else _HEADER  # a segment begun after the last sync keeps its header only
+        try:
+            fd = os.open(seg.path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, keep)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            logger.error("cannot cut %s back to offset %d after the failure: %s", seg.path, self._durable, exc)
+            return
+        with self._cond:
+            seg.size = seg.alloc = keep
+            seg.count = self._durable - seg.base + 1 if base == seg.base else 0
 
 
 def _show(offset: int) -> str:
