@@ -17,7 +17,7 @@ from db_core import DbError
 
 from .client import DEFAULT_SERVER
 from .commands import add_client_commands
-from .server import ChatServer, ServerConfig
+from .server import ChatServer, ListenError, ServerConfig
 from .tokens import remember_owner
 
 APP = "quickstart-chat"
@@ -60,7 +60,9 @@ async def _serve(config: ServerConfig) -> int:
     await stop.wait()
     logging.getLogger("chat_server").info("stopping: disconnecting clients and flushing the log")
     await server.stop()
-    return 0
+    for line in server.failures:
+        print(f"error: {line} (everything acknowledged before that is saved)", file=sys.stderr)
+    return 1 if server.failures else 0
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -88,11 +90,11 @@ def cmd_start(args: argparse.Namespace) -> int:
             pass
     try:
         return asyncio.run(_serve(config))
-    except DbError as exc:
+    except (DbError, ListenError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # the data directory (or a TLS file) cannot be used
+        print(f"error: {exc}", file=sys.stderr)
         return 1
 
 

@@ -1,9 +1,10 @@
 """The websockets adapter: moves frames between sockets and each database's Host.
 
 One endpoint per database, ``/v1/database/<name>/subscribe``, speaking the
-``qc.msgpack.v1`` subprotocol; ``/health`` answers plain HTTP. Reducers run on
-the event loop (a transaction takes microseconds); the commit log's thread
-reports durability through ``call_soon_threadsafe``. Each client has a
+``qc.msgpack.v1`` subprotocol; ``/health`` answers plain HTTP (503 naming each
+database that cannot write to disk). Reducers run on the event loop (a
+transaction takes microseconds); the commit log's thread reports durability,
+and a failure of the log, through ``call_soon_threadsafe``. Each client has a
 bounded send queue: a client that stops reading is disconnected with a reason
 and never slows anyone else.
 """
@@ -29,7 +30,7 @@ from websockets.frames import BINARY, DATA_OPCODES, Frame
 from websockets.protocol import Event, State
 from websockets.http11 import Request, Response
 
-from db_core import ConnectionId, Database, DbError, Identity
+from db_core import ConnectionId, Database, DbError, Identity, StorageError
 from db_core.commitlog.fsio import PRIVATE_DIR, private_opener
 from db_core.host import Host, Limits, Out, Session
 from db_core.dirlock import lock_directory, unlock_directory
@@ -52,6 +53,10 @@ DB_NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 # "subscribe": a client (lifecycle hooks run); "cli": the command line (no hooks, calls carry no connection).
 PATH_RE = re.compile(r"^/v1/database/([^/]+)/(subscribe|cli)$")
 DEFAULT_DATABASE = "quickstart-chat"
+
+
+class ListenError(Exception):
+    """The server cannot listen on its address (taken, not this machine's, not allowed); one line."""
 
 
 @dataclasses.dataclass
@@ -213,6 +218,7 @@ class ChatServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gc = GcPolicy()
         self.port = config.port
+        self.failures: list[str] = []  # set by ``stop``: one line per database that could not write to disk
 
     # -- lifecycle ---------------------------------------------------------------------
     def _owner_identity(self) -> tuple[Identity, str]:
@@ -254,7 +260,16 @@ class ChatServer:
                 hosted.durable_pending = True
                 loop.call_soon_threadsafe(self._on_durable, hosted)
 
+        def failed(error: StorageError) -> None:
+            # On the log's thread; the loop answers what waits and reverts the database, which it owns.
+            if loop is not None:
+                try:
+                    loop.call_soon_threadsafe(self._on_storage_failure, hosted)
+                except RuntimeError:  # the loop is closed: the server has stopped
+                    pass
+
         db.add_durable_listener(durable)
+        db.add_failure_listener(failed)
         self.databases[name] = hosted
         log.info("hosting database %s (%d tables, %d reducers)", name, len(db.module_def.tables),
                  len(db.module_def.reducers))
@@ -382,20 +397,24 @@ class ChatServer:
         if self.config.tls_cert is not None:
             ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ssl_ctx.load_cert_chain(self.config.tls_cert, self.config.tls_key)
-        self._server = await serve(
-            self._handle, self.config.host, self.config.port,
-            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-            process_request=self._process_request,
-            compression=None,  # per-message deflate costs 25-35% on small chat frames
-            create_connection=_Connection,
-            max_size=self.config.max_frame_bytes,
-            ssl=ssl_ctx,
-        )
+        try:
+            self._server = await serve(
+                self._handle, self.config.host, self.config.port,
+                subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                process_request=self._process_request,
+                compression=None,  # per-message deflate costs 25-35% on small chat frames
+                create_connection=_Connection,
+                max_size=self.config.max_frame_bytes,
+                ssl=ssl_ctx,
+            )
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}") from exc
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
 
     async def stop(self) -> None:
-        """Stop accepting, disconnect everyone (running the hooks), flush the logs."""
+        """Stop accepting, disconnect everyone (running the hooks), flush the logs. Never raises for a
+        database that cannot write to disk: ``failures`` then names it."""
         if self._server is not None:
             self._server.close(close_connections=False)
         for hosted in self.databases.values():
@@ -408,17 +427,35 @@ class ChatServer:
             await self._server.wait_closed()
         for hosted in self.databases.values():
             hosted.host.close()
-            hosted.db.close()
+            try:
+                hosted.db.close()
+            except StorageError as exc:  # the log failed while flushing: write_failure names it
+                log.error("database %s: %s", hosted.name, exc)
+        self.failures = self.storage_failures()
         self.databases.clear()
         self._gc.stop()
         if self._lock_fd is not None:
             unlock_directory(self._lock_fd)
             self._lock_fd = None
 
+    def storage_failures(self) -> list[str]:
+        """One line per hosted database that can no longer write to disk; [] while every one can."""
+        return [f"database {name} {hosted.db.write_failure}" for name, hosted in self.databases.items()
+                if hosted.db.write_failure is not None]
+
+    def _on_storage_failure(self, hosted: Hosted) -> None:
+        if self.databases.get(hosted.name) is hosted:
+            log.error("database %s %s: it only reads until the server is restarted", hosted.name,
+                      hosted.db.write_failure)
+            self._dispatch(hosted, hosted.host.on_storage_failure())
+
     # -- HTTP ----------------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/health":
+            failures = self.storage_failures()
+            if failures:
+                return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "".join(f"{line}\n" for line in failures))
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         m = PATH_RE.match(path)
         if m is None:

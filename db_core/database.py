@@ -11,12 +11,19 @@ commit listeners (subscriptions), and returned in the ``CallResult``. ``call``
 returns once the transaction is durable; ``submit`` returns at once and the
 caller waits with ``wait_durable(result.offset)`` or a durability listener, so
 many calls share one fsync.
+
+When the commit log fails (a full disk), the database only reads from then on,
+until it is reopened: writes raise ``StorageError``, failure listeners are told
+(from the log's thread), and the owner calls ``revert_undurable`` on its own
+thread so that the tables hold exactly what is on disk again.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import difflib
+import errno
 import gc
 import json
 import logging
@@ -109,10 +116,14 @@ class Database:
         self._snapshot_thread: threading.Thread | None = None
         self._commit_listeners: list[Callable[[TxData], None]] = []
         self._durable_listeners: list[Callable[[int], None]] = []
+        self._failure_listeners: list[Callable[[StorageError], None]] = []
         self._lock_fd: int | None = None
         self._closed = False
         self._log_flushed = 0.0
         self._failed: BaseException | None = None
+        # Committed transactions not yet durable, oldest first: what ``revert_undurable`` undoes.
+        # The owner appends, the log's thread trims the durable ones from the left.
+        self._undurable: collections.deque[TxData] = collections.deque()
 
     # ------------------------------------------------------------------ open/close
     @classmethod
@@ -230,7 +241,10 @@ class Database:
             "module": Path(self.module_def.file).name if self.module_def.file else self.module_def.name,
             "schema": self.schema(),
         }
-        _write_json_atomic(self.path / "meta.json", meta)
+        try:
+            _write_json_atomic(self.path / "meta.json", meta)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.path / 'meta.json'}: {exc}") from None
 
     def _recover(self, path: Path, *, sync: bool, segment_bytes: int) -> None:
         assert self._snapshots is not None
@@ -317,7 +331,12 @@ class Database:
             self.wait_durable(self._next_offset - 1)
 
     def close(self) -> None:
-        """Make everything durable, write a snapshot if the log grew, release the directory."""
+        """Make everything durable, write a snapshot if the log grew, release the directory.
+
+        Raises StorageError if the log fails now, so what was committed since its last sync is lost
+        (a log that failed earlier was reported then, and closes quietly). A snapshot that cannot be
+        written is only logged: the log holds everything it would have.
+        """
         if self._closed:
             return
         try:
@@ -326,7 +345,10 @@ class Database:
                 if self._snapshot_thread is not None:
                     self._snapshot_thread.join()
                 if self._since_snapshot:
-                    self.snapshot()
+                    try:
+                        self.snapshot()
+                    except StorageError as exc:
+                        logger.warning("no snapshot at close: %s", exc)
         finally:
             self._closed = True
             self._release()
@@ -409,7 +431,7 @@ class Database:
         if self._closed:
             raise StorageError("the database is closed")
         if self._failed is not None:
-            raise StorageError(f"the commit log failed; no more writes are accepted: {self._failed}")
+            raise self._refusal()
         with self._lock:
             ts = self._next_timestamp()
             tx = Transaction()
@@ -453,8 +475,10 @@ class Database:
 
         Any exception rolls back and propagates. The result is not yet durable.
         """
-        if self._closed or self._failed is not None:
-            raise StorageError("the database is closed" if self._closed else f"the commit log failed: {self._failed}")
+        if self._closed:
+            raise StorageError("the database is closed")
+        if self._failed is not None:
+            raise self._refusal()
         with self._lock:
             ts = self._next_timestamp()
             tx = Transaction()
@@ -472,11 +496,15 @@ class Database:
         txdata = tx.commit(offset, ts, name, sender, connection_id, args)
         if txdata.tables:
             if self._clog is not None:
+                self._undurable.append(txdata)
                 try:
                     self._clog.append(offset, self._txcodec.encode(txdata))
                 except BaseException:
                     # Not in the log means not committed: the tables must not keep it either.
+                    self._undurable.pop()
                     tx.rollback()
+                    if self._clog.failed is not None:
+                        raise self._refusal() from None
                     raise
             self._next_offset = offset + 1
             if self._clog is not None:
@@ -539,6 +567,9 @@ class Database:
                 tx.delete(table, row)
 
         name = hook.name if hook else "client_disconnected"
+        if self._failed is not None:
+            # Nothing can be written: the row stays, and the next start disconnects it (hooks and all).
+            return CallResult(False, str(self._refusal()), None, self._next_offset - 1, "internal_error", connection_id)
         result = self._run(name, hook.func if hook else _noop, (), identity, connection_id, extra=forget)
         if not result.ok:
             self.logs.system(f"client_disconnected failed for {identity.hex()}: {result.error}", "ERROR")
@@ -593,7 +624,68 @@ class Database:
     def remove_durable_listener(self, callback: Callable[[int], None]) -> None:
         self._durable_listeners.remove(callback)
 
+    def add_failure_listener(self, callback: Callable[[StorageError], None]) -> None:
+        """Called once, from the log's thread, when the commit log fails for good (e.g. the disk is full),
+        with the error writes get from then on. Keep it short and touch no table there: have the
+        database's own thread call ``revert_undurable`` next."""
+        self._failure_listeners.append(callback)
+
+    def remove_failure_listener(self, callback: Callable[[StorageError], None]) -> None:
+        self._failure_listeners.remove(callback)
+
+    @property
+    def write_failure(self) -> str | None:
+        """Why the database no longer writes, e.g. ``cannot write to disk: [Errno 28] No space left on
+        device``; None while it does."""
+        # The log's own error: set before the failure listeners run, so a write refused in between says why.
+        failed = self._clog.failed if self._clog is not None else None
+        if failed is None:
+            return None
+        return f"cannot write to disk: {failed.__cause__ or failed}"
+
+    def _refusal(self) -> StorageError:
+        failed = self._clog.failed if self._clog is not None else None
+        cause = failed.__cause__ if failed is not None else None
+        full = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+        return StorageError(f"the database {self.write_failure}; restart the server once "
+                            + ("there is space" if full else "the disk works again"))
+
+    def revert_undurable(self) -> list[TxData]:
+        """After the commit log failed: undo in memory every committed transaction that never became
+        durable, newest first, and return them (nobody was told of them; they are not on disk).
+
+        The tables then hold exactly what is on disk, and reads go on from there. Call it on the
+        thread that owns the database, never from a failure listener. Sequences are not wound
+        back: nothing is written again before the database is reopened. Returns [] while the log
+        works (everything committed is on its way to disk) or once reverted.
+        """
+        if self._failed is None or self._clog is None:
+            return []
+        with self._lock:
+            durable = self._clog.durable_offset
+            undone: list[TxData] = []
+            pending = self._undurable
+            while pending and pending[-1].offset > durable:
+                tx = pending.pop()
+                for name, upd in tx.tables.items():
+                    table = self.tables[name]
+                    for row in upd.inserts:
+                        table.remove(row)
+                    for row in upd.deletes:
+                        table.add(row)
+                undone.append(tx)
+            pending.clear()
+            self._next_offset = durable + 1
+        if undone:
+            n = len(undone)
+            self.logs.system(f"The database {self.write_failure}: it only reads until restarted; undid the {n}"
+                             f" transaction{'s' if n != 1 else ''} that never reached the disk", "ERROR")
+        return undone
+
     def _on_durable(self, offset: int) -> None:
+        pending = self._undurable
+        while pending and pending[0].offset <= offset:
+            pending.popleft()
         for listener in self._durable_listeners:
             listener(offset)
         now = time.monotonic()
@@ -605,6 +697,12 @@ class Database:
     def _on_log_error(self, exc: BaseException) -> None:
         self._failed = exc
         logger.error("commit log failed: %s", exc)
+        refusal = self._refusal()
+        for listener in self._failure_listeners:
+            try:
+                listener(refusal)
+            except Exception:
+                logger.exception("a failure listener failed")
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self) -> int:
@@ -709,6 +807,8 @@ class Database:
         """
         who = sender if sender is not None else (self.owner or self.identity)
         is_owner = sender is None or who == self.owner
+        if self._failed is not None:
+            self.revert_undurable()  # a read after a failure sees what is on disk, nothing else
         with self._lock:  # reads must not see a transaction half-way
             result = run_sql(query, tables=self.tables, sender=who, is_owner=is_owner,
                              transact=lambda body: self.transact(body, sender=who), cache=self._plans)

@@ -24,8 +24,8 @@ from .errors import CallError, DbError, StorageError
 from .logs import LEVEL_RANK, LogRecord
 from .protocol import (CallReducer, DeleteDatabase, ErrorMessage, IdentityToken, LogLines, Logs, OneOffQuery,
                        OneOffResult, ProtocolError, Publish, QueryRows, ReducerResult, Subscribe, SubscribeApplied,
-                       SubscriptionError, Unsubscribe, UnsubscribeApplied, decode_client, encode, encode_result,
-                       encode_transaction_update, wire_rows, wire_tx)
+                       SubscriptionError, Unsubscribe, UnsubscribeApplied, decode_client, decode_server, encode,
+                       encode_result, encode_transaction_update, wire_rows, wire_tx)
 from .sql import SqlError, check_subscription
 from .subscription import SubscriptionEngine
 from .tx import TxData
@@ -139,7 +139,10 @@ class Host:
         """Open a session. With ``hooks`` (a client), client_connected runs and may refuse:
         then (None, reason, []). Without (the CLI), nothing runs and calls carry no connection id."""
         if hooks:
-            result = self.db.connect_nowait(identity, connection_id)
+            try:
+                result = self.db.connect_nowait(identity, connection_id)
+            except StorageError as exc:  # the hook cannot record the connection
+                return None, str(exc), []
             if not result.ok:
                 return None, result.error or "connection rejected", []
             assert result.connection_id is not None
@@ -291,7 +294,7 @@ class Host:
         except CallError as exc:
             return refuse(str(exc))
         except StorageError as exc:
-            return refuse(f"the database cannot accept writes: {exc}")
+            return refuse(str(exc))
         session.in_flight += 1
         return self._queue(_PendingMsg(result.offset, session, _result_frame(msg.id, result), True))
 
@@ -401,6 +404,45 @@ class Host:
         if offset > self._durable:
             self._durable = offset
         return self._release_ready()
+
+    def on_storage_failure(self) -> list[Out]:
+        """The commit log failed for good (``db.write_failure`` says why): call on the database's thread.
+
+        What waits for an offset that will never be durable is answered with an error instead: a
+        call (``internal_error``), a query (``sql_result`` with ``error``), a subscribe
+        (``subscription_error``; the subscription is dropped), an unsubscribe (``error``); other
+        messages go out as they are, and the updates of transactions nobody was told of are dropped.
+        Then the database reverts to what is on disk and serves reads from there. Send what it returns.
+        """
+        out = self.on_durable(self.db.durable_offset)
+        cause = f"the database {self.db.write_failure}"
+        for item in self._pending:
+            if isinstance(item, _PendingTx) or item.session.closed:
+                continue
+            session, frame = item.session, item.frame
+            if item.counts_in_flight:
+                session.in_flight -= 1
+            msg = decode_server(frame)
+            if isinstance(msg, ReducerResult):
+                frame = encode_result(msg.id, "internal_error", f"{cause}; this call was not saved and changed nothing",
+                                      -1, 0)
+            elif isinstance(msg, OneOffResult):
+                frame = encode(OneOffResult(msg.id, [], [], [], f"{cause}; this query was cancelled and changed nothing,"
+                                            " send it again to read what is saved"))
+            elif isinstance(msg, (SubscribeApplied, UnsubscribeApplied)):
+                subset = session.subs.pop(msg.id if isinstance(msg, SubscribeApplied) else msg.subscription, None)
+                if subset is not None:
+                    if subset.until is None:
+                        self._release_queries(subset.qids)
+                    self._unwatch(session, subset)
+                    session.signature = None
+                text = f"{cause}; this request was cancelled and the subscription dropped"
+                frame = encode(SubscriptionError(msg.id, text) if isinstance(msg, SubscribeApplied)
+                               else ErrorMessage(msg.id, text))
+            out.append((session, frame))
+        self._pending.clear()
+        self.db.revert_undurable()
+        return out + self._release_ready()  # e.g. the module log's line about the revert, to followers
 
     def _release_ready(self) -> list[Out]:
         pending = self._pending
