@@ -455,7 +455,7 @@ class ChatServer:
         if path == "/health":
             failures = self.storage_failures()
             if failures:
-                return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "".join(f"{line}\n" for line in failures))
+                return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "".join(f"{f}\n" for f in failures))
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         m = PATH_RE.match(path)
         if m is None:

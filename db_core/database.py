@@ -841,6 +841,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)  # one left by a crash would keep its old mode through open()
     with open(tmp, "w", encoding="utf-8", opener=private_opener) as fh:
         json.dump(data, fh, indent=1)
         fh.flush()

@@ -422,13 +422,13 @@ class Host:
             session, frame = item.session, item.frame
             if item.counts_in_flight:
                 session.in_flight -= 1
-            msg = decode_server(frame)
+            msg = decode_server(frame) if item.offset > self._durable else None  # else: a read after a revert
             if isinstance(msg, ReducerResult):
-                frame = encode_result(msg.id, "internal_error", f"{cause}; this call was not saved and changed nothing",
-                                      -1, 0)
+                text = f"{cause}; this call was not saved and changed nothing"
+                frame = encode_result(msg.id, "internal_error", text, -1, 0)
             elif isinstance(msg, OneOffResult):
-                frame = encode(OneOffResult(msg.id, [], [], [], f"{cause}; this query was cancelled and changed nothing,"
-                                            " send it again to read what is saved"))
+                text = f"{cause}; this query was cancelled and changed nothing, send it again to read what is saved"
+                frame = encode(OneOffResult(msg.id, [], [], [], text))
             elif isinstance(msg, (SubscribeApplied, UnsubscribeApplied)):
                 subset = session.subs.pop(msg.id if isinstance(msg, SubscribeApplied) else msg.subscription, None)
                 if subset is not None:

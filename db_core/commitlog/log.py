@@ -382,10 +382,10 @@ class CommitLog:
         """Go on at ``offset``, past the end of the log, for a caller that holds everything before it.
 
         For a log that ends before ``offset`` (a snapshot covers more than the log, whose tail was
-        cut), with nothing waiting to be written: every segment is set aside (renamed ``<name>.covered``, never
-        read again, kept for inspection) and a new, empty segment starts at ``offset``, so the
-        segments stay contiguous and the next start opens cleanly. Returns the set-aside files;
-        append at ``offset`` next. ``ValueError`` if the log reaches ``offset`` or records wait,
+        cut), with nothing waiting to be written: every segment is set aside (renamed
+        ``<name>.covered``, never read again, kept for inspection) and a new, empty segment starts
+        at ``offset``, so the segments stay contiguous and the next start opens cleanly. Returns
+        the set-aside files; append at ``offset`` next. ``ValueError`` if the log reaches ``offset`` or records wait,
         ``StorageError`` if the files cannot be moved or created.
         """
         with self._cond:
@@ -665,7 +665,6 @@ class CommitLog:
         with self._cond:
             self._failed = error
             self._cond.notify_all()
-
 
     def _cut_undurable(self) -> None:
         """After a failure, on the flusher: cut the last segment back to its last durable record.
