@@ -79,7 +79,6 @@ def cmd_start(args: argparse.Namespace) -> int:
     _raise_file_limit()
     config = ServerConfig(data_dir=Path(args.data_dir) if args.data_dir else default_data_dir(), host=host, port=port,
                           tls_cert=args.tls_cert, tls_key=args.tls_key)
-    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not args.no_uvloop:
         try:
             import uvloop  # optional: pip install 'quickstart-chat[fast]'
