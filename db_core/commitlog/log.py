@@ -8,7 +8,7 @@ per segment), fdatasyncs, and only then advances ``durable_offset`` and calls
 after it is ever reported durable, and every later call raises
 ``StorageError``; before ``on_error`` runs, whatever the failed batches left
 in the file is cut off again, so a record reported as not durable never turns
-up at the next start. Start-up cuts a torn tail off the last segment and reports
+up at the next start, and ``undurable`` hands the owner those records. Start-up cuts a torn tail off the last segment and reports
 it in ``repairs``; damage anywhere else raises ``CorruptLogError``. A writer
 that knows more records are on their way can ``hold`` the flusher briefly and
 ``release`` it, so that they share one fsync.
@@ -136,6 +136,8 @@ class CommitLog:
         self.repairs = []
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[tuple[int, bytes]] = []
+        self._batch: list[tuple[int, bytes]] = []  # the batch the flusher took last (it may be writing it)
+        self._lost: list[tuple[int, bytes]] = []  # after a failure: every record that never became durable
         self._idle = False  # the flusher is parked in wait(); only then does append pay for notify()
         self._held = False  # ``hold``: the flusher starts no new batch until ``release`` (or a waiter needs one)
         self._holds = False  # ``hold`` was ever used: the writer marks its batches, so the flusher never lingers
@@ -260,6 +262,12 @@ class CommitLog:
     def failed(self) -> StorageError | None:
         """The error that stopped the log, or None while it is healthy."""
         return self._error
+
+    def undurable(self) -> list[tuple[int, bytes]]:
+        """After a failure: every record appended that never became durable (and never will), oldest
+        first, for the owner to undo what it holds of them; [] while the log is healthy."""
+        with self._cond:
+            return list(self._lost)
 
     def first_offset(self) -> int | None:
         """The oldest offset still stored, or None if no record is stored."""
@@ -492,7 +500,8 @@ class CommitLog:
                     # waiting on its own commit never lingers (the queue was empty after its sync).
                     time.sleep(LINGER_SECONDS)
                 with cond:
-                    batch, self._queue = self._queue, []
+                    batch = self._batch = self._queue
+                    self._queue = []
                 self._publish(self._write(batch))
                 busy = bool(self._queue)
             clean = True
@@ -652,7 +661,8 @@ class CommitLog:
             if self._error is not None:
                 return
             self._error = error  # appends refuse from now on
-            self._queue.clear()
+            self._lost = [r for r in self._batch if r[0] > self._durable] + self._queue
+            self._queue = []
         logger.error("%s", error)
         self._cut_undurable()
         if self._on_error is not None:
