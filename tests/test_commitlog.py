@@ -290,6 +290,7 @@ def test_a_failed_batch_leaves_nothing_for_the_next_start(tmp_path: Path, monkey
     log = CommitLog.open(tmp_path)
     log.append(0, b"safe")
     log.flush()
+    assert log.undurable() == []
 
     def broken(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
@@ -297,10 +298,12 @@ def test_a_failed_batch_leaves_nothing_for_the_next_start(tmp_path: Path, monkey
     monkeypatch.setattr(os, "fdatasync", broken)
     log.hold()
     for i in range(1, 4):
-        log.append(i, b"written, never synced")
+        log.append(i, b"written, never synced %d" % i)
     log.release()
     with pytest.raises(StorageError):
         log.wait_durable(3, timeout=5)
+    # The owner gets them back, oldest first, to undo what it holds of them.
+    assert log.undurable() == [(i, b"written, never synced %d" % i) for i in range(1, 4)]
     (seg,) = segments(tmp_path)
     assert record_spans(seg) == [(SEG_HEADER.size, SEG_HEADER.size + FRAME.size + 4)]  # cut before on_error
     with pytest.raises(StorageError):
