@@ -131,7 +131,7 @@ async def ensure_local_server(
     log = data / LOG_NAME
     try:
         data.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # 0600 whatever the umask, as everything in the data directory: the server logs who connects.
+        # 0600 whatever the umask, as everything else in the data directory.
         logf = open(log, "ab", opener=lambda path, flags: os.open(path, flags, 0o600))
     except OSError as exc:
         raise LaunchError(f"cannot start a local server: cannot use {data} for its data and log: "

@@ -99,18 +99,23 @@ class ModuleLog:
             listener(record)
 
     def _write_unwritten(self) -> None:
-        if self._unwritten and self._fd is not None:
-            data = "".join([r.format() + "\n" for r in self._unwritten]).encode()
+        if not self._unwritten or self._fd is None:
+            return
+        data = "".join([r.format() + "\n" for r in self._unwritten]).encode()
+        try:
+            view = memoryview(data)
+            while view:  # a write may take less than asked (near a full disk): the rest, or its error
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            self._give_up(exc)
+            return
+        self._size += len(data)
+        self._unwritten.clear()
+        if self._size >= self.max_bytes:
             try:
-                view = memoryview(data)
-                while view:  # a write may take less than asked (near a full disk): the rest, or its error
-                    view = view[os.write(self._fd, view):]
-                self._size += len(data)
-                if self._size >= self.max_bytes:
-                    self._rotate()
+                self._rotate()
             except OSError as exc:
                 self._give_up(exc)
-        self._unwritten.clear()
 
     def _rotate(self) -> None:
         assert self._fd is not None and self.path is not None
