@@ -19,7 +19,7 @@ from db_core import DbError, Identity
 from .client import DEFAULT_SERVER, InvalidAddress, join_host_port, split_host_port
 from .commands import add_client_commands
 from . import limits
-from .server import ChatServer, ServerConfig
+from .server import ChatServer, ListenError, ServerConfig
 from .tokens import remember_owner
 
 APP = "quickstart-chat"
@@ -80,7 +80,9 @@ async def _serve(config: ServerConfig) -> int:
     await stop.wait()
     logging.getLogger("chat_server").info("stopping: disconnecting clients and flushing the log")
     await server.stop()
-    return 0
+    for line in server.failures:
+        print(f"error: {line} (everything acknowledged before that is saved)", file=sys.stderr)
+    return 1 if server.failures else 0
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -106,7 +108,6 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(f"error: --reply-bytes ({config.limits.budget.reply_bytes}) must not exceed --send-queue-bytes"
               f" ({config.send_buffer_bytes}): the largest reply could never be sent", file=sys.stderr)
         return 2
-    config.data_dir.mkdir(parents=True, exist_ok=True)
     if not args.no_uvloop:
         try:
             import uvloop  # optional: pip install 'quickstart-chat[fast]'
@@ -117,11 +118,11 @@ def cmd_start(args: argparse.Namespace) -> int:
             pass
     try:
         return asyncio.run(_serve(config))
-    except DbError as exc:
+    except (DbError, ListenError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # the data directory (or a TLS file) cannot be used
+        print(f"error: {exc}", file=sys.stderr)
         return 1
 
 

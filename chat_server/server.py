@@ -1,9 +1,10 @@
 """The websockets adapter: moves frames between sockets and each database's Host.
 
 One endpoint per database, ``/v1/database/<name>/subscribe``, speaking the
-``qc.msgpack.v1`` subprotocol; ``/health`` answers plain HTTP. Reducers run on
-the event loop (a transaction takes microseconds); the commit log's thread
-reports durability through ``call_soon_threadsafe``. Each client has a
+``qc.msgpack.v1`` subprotocol; ``/health`` answers plain HTTP (503 naming each
+database that cannot write to disk). Reducers run on the event loop (a
+transaction takes microseconds); the commit log's thread reports durability,
+and a failure of the log, through ``call_soon_threadsafe``. Each client has a
 bounded send queue: a client that stops reading is disconnected with a reason
 and never slows anyone else.
 """
@@ -33,7 +34,8 @@ from websockets.frames import BINARY, DATA_OPCODES, Frame
 from websockets.protocol import Event, State
 from websockets.http11 import Request, Response
 
-from db_core import ConnectionId, Database, DbError, Identity
+from db_core import ConnectionId, Database, DbError, Identity, StorageError
+from db_core.commitlog.fsio import PRIVATE_DIR, private_opener
 from db_core.host import Host, Limits, Out, Session
 from db_core.dirlock import lock_directory, unlock_directory
 from db_core.ratelimit import KeyedBuckets, Rate
@@ -56,6 +58,10 @@ OPEN = State.OPEN
 # "subscribe": a client (lifecycle hooks run); "cli": the command line (no hooks, calls carry no connection).
 PATH_RE = re.compile(r"^/v1/database/([^/]+)/(subscribe|cli)$")
 DEFAULT_DATABASE = "quickstart-chat"
+
+
+class ListenError(Exception):
+    """The server cannot listen on its address (taken, not this machine's, not allowed); one line."""
 
 
 @dataclasses.dataclass
@@ -227,7 +233,7 @@ class ChatServer:
         self.databases: dict[str, Hosted] = {}
         # Taken before anything is read or created: two servers started at once on a fresh
         # directory would otherwise each mint their own key and owner token.
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        _make_private(config.data_dir)
         self._lock_fd: int | None = lock_directory(config.data_dir, "server.lock")
         self.auth = TokenAuthority.load_or_create(config.data_dir / "auth.key")
         self.owner, self.owner_token = self._owner_identity()
@@ -239,6 +245,7 @@ class ChatServer:
         self._connects = KeyedBuckets(config.connects_per_address)
         self._new_identities = KeyedBuckets(config.new_identities_per_address)
         self._open_per_address: dict[str, int] = {}
+        self.failures: list[str] = []  # set by ``stop``: one line per database that could not write to disk
 
     # -- lifecycle ---------------------------------------------------------------------
     def _owner_identity(self) -> tuple[Identity, str]:
@@ -254,7 +261,7 @@ class ChatServer:
 
     def _open_databases(self) -> None:
         root = self.config.data_dir / "databases"
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=PRIVATE_DIR, exist_ok=True)
         if _module_file(root / DEFAULT_DATABASE) is None:
             self.publish(DEFAULT_DATABASE, QUICKSTART_CHAT.read_text(), filename=QUICKSTART_CHAT.name)
         for path in sorted(root.iterdir()):
@@ -280,7 +287,16 @@ class ChatServer:
                 hosted.durable_pending = True
                 loop.call_soon_threadsafe(self._on_durable, hosted)
 
+        def failed(error: StorageError) -> None:
+            # On the log's thread; the loop answers what waits and reverts the database, which it owns.
+            if loop is not None:
+                try:
+                    loop.call_soon_threadsafe(self._on_storage_failure, hosted)
+                except RuntimeError:  # the loop is closed: the server has stopped
+                    pass
+
         db.add_durable_listener(durable)
+        db.add_failure_listener(failed)
         self.databases[name] = hosted
         log.info("hosting database %s (%d tables, %d reducers)", name, len(db.module_def.tables),
                  len(db.module_def.reducers))
@@ -299,7 +315,7 @@ class ChatServer:
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\.py$", filename):
             filename = "module.py"
         path = self.config.data_dir / "databases" / name
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         old = self.databases.pop(name, None)
         if old is not None:
             # Everything the old version committed goes out before its clients move on.
@@ -313,7 +329,7 @@ class ChatServer:
         previous_path = _module_file(path)
         previous = previous_path.read_text() if previous_path is not None else None
         tmp = path / (filename + ".new")
-        tmp.write_text(source)
+        _write_module(tmp, source)
         if old is not None:
             old.host.close()
             old.db.close()
@@ -327,7 +343,7 @@ class ChatServer:
         except BaseException:
             module_path.unlink(missing_ok=True)
             if previous is not None and previous_path is not None:
-                previous_path.write_text(previous)
+                _write_module(previous_path, previous)
                 if old is not None:
                     restored = self._open(name, keep=keep)
                     self._carry_over(restored, carried)
@@ -431,20 +447,24 @@ class ChatServer:
         if self.config.tls_cert is not None:
             ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ssl_ctx.load_cert_chain(self.config.tls_cert, self.config.tls_key)
-        self._server = await serve(
-            self._handle, self.config.host, self.config.port,
-            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-            process_request=self._process_request,
-            compression=None,  # per-message deflate costs 25-35% on small chat frames
-            create_connection=_Connection,
-            max_size=self.config.max_frame_bytes,
-            ssl=ssl_ctx,
-        )
+        try:
+            self._server = await serve(
+                self._handle, self.config.host, self.config.port,
+                subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                process_request=self._process_request,
+                compression=None,  # per-message deflate costs 25-35% on small chat frames
+                create_connection=_Connection,
+                max_size=self.config.max_frame_bytes,
+                ssl=ssl_ctx,
+            )
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}") from exc
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
 
     async def stop(self) -> None:
-        """Stop accepting, disconnect everyone (running the hooks), flush the logs."""
+        """Stop accepting, disconnect everyone (running the hooks), flush the logs. Never raises for a
+        database that cannot write to disk: ``failures`` then names it."""
         if self._server is not None:
             self._server.close(close_connections=False)
         for hosted in self.databases.values():
@@ -459,18 +479,36 @@ class ChatServer:
             await self._server.wait_closed()
         for hosted in self.databases.values():
             hosted.host.close()
-            hosted.db.close()
+            try:
+                hosted.db.close()
+            except StorageError as exc:  # the log failed while flushing: write_failure names it
+                log.error("database %s: %s", hosted.name, exc)
+        self.failures = self.storage_failures()
         self.databases.clear()
         self._gc.stop()
         if self._lock_fd is not None:
             unlock_directory(self._lock_fd)
             self._lock_fd = None
 
+    def storage_failures(self) -> list[str]:
+        """One line per hosted database that can no longer write to disk; [] while every one can."""
+        return [f"database {name} {hosted.db.write_failure}" for name, hosted in self.databases.items()
+                if hosted.db.write_failure is not None]
+
+    def _on_storage_failure(self, hosted: Hosted) -> None:
+        if self.databases.get(hosted.name) is hosted:
+            log.error("database %s %s: it only reads until the server is restarted", hosted.name,
+                      hosted.db.write_failure)
+            self._dispatch(hosted, hosted.host.on_storage_failure())
+
     # -- HTTP ----------------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
         path = url.path
         if path == "/health":
+            failures = self.storage_failures()
+            if failures:
+                return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "".join(f"{f}\n" for f in failures))
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         refusal = self._address_refusal(connection, request, url.query)
         if refusal is not None:
@@ -748,6 +786,26 @@ def address_key(remote: Any) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+def _make_private(data_dir: Path) -> None:
+    """Create the data directory 0700, or tighten an older one that others may read (module.log holds
+    every message; the tokens' key is there too)."""
+    data_dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    mode = data_dir.stat().st_mode & 0o777
+    if mode & 0o077:
+        try:
+            data_dir.chmod(PRIVATE_DIR)
+            log.warning("data directory %s was open to others (mode %03o); it is now 0700", data_dir, mode)
+        except OSError as exc:
+            log.warning("data directory %s is open to others (mode %03o) and cannot be tightened: %s",
+                        data_dir, mode, exc.strerror or exc)
+
+
+def _write_module(path: Path, source: str) -> None:
+    path.unlink(missing_ok=True)  # one left by a crash keeps its old mode through open(): start afresh
+    with open(path, "w", encoding="utf-8", opener=private_opener) as fh:
+        fh.write(source)
 
 
 def _module_file(path: Path) -> Path | None:

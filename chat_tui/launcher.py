@@ -130,8 +130,9 @@ async def ensure_local_server(
     data = (data_dir if data_dir is not None else default_data_dir()).expanduser().absolute()
     log = data / LOG_NAME
     try:
-        data.mkdir(parents=True, exist_ok=True)
-        logf = open(log, "ab")
+        data.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # 0600 whatever the umask, as everything else in the data directory.
+        logf = open(log, "ab", opener=lambda path, flags: os.open(path, flags, 0o600))
     except OSError as exc:
         raise LaunchError(f"cannot start a local server: cannot use {data} for its data and log: "
                           f"{exc.strerror or exc}") from None

@@ -46,9 +46,12 @@ from .protocol import (
     Publish,
     ReducerResult,
     Subscribe,
+    SubscribeApplied,
     SubscriptionError,
     Unsubscribe,
+    UnsubscribeApplied,
     decode_client,
+    decode_server,
     encode,
     encode_result,
     encode_transaction_update,
@@ -207,7 +210,10 @@ class Host:
         """Open a session. With ``hooks`` (a client), client_connected runs and may refuse:
         then (None, reason, []). Without (the CLI), nothing runs and calls carry no connection id."""
         if hooks:
-            result = self.db.connect_nowait(identity, connection_id)
+            try:
+                result = self.db.connect_nowait(identity, connection_id)
+            except StorageError as exc:  # the hook cannot record the connection
+                return None, str(exc), []
             if not result.ok:
                 return None, result.error or "connection rejected", []
             assert result.connection_id is not None
@@ -424,7 +430,7 @@ class Host:
         except CallError as exc:
             return refuse(str(exc))
         except StorageError as exc:
-            return refuse(f"the database cannot accept writes: {exc}")
+            return refuse(str(exc))
         session.in_flight += 1
         return self._queue(_PendingMsg(result.offset, session, _result_frame(msg.id, result), True))
 
@@ -649,6 +655,67 @@ class Host:
         if offset > self._durable:
             self._durable = offset
         return self._release_ready()
+
+    def on_storage_failure(self) -> list[Out]:
+        """The commit log failed for good (``db.write_failure`` says why): call on the database's thread.
+
+        What waits for an offset that will never be durable is answered with an error instead: a
+        call (``internal_error``), a query (``sql_result`` with ``error``), a subscribe
+        (``subscription_error``; the subscription is dropped), an unsubscribe (``error``); other
+        messages go out as they are, and the updates of transactions nobody was told of are dropped.
+        Then the database reverts to what is on disk and serves reads from there. Send what it returns.
+        """
+        out = self.on_durable(self.db.durable_offset)
+        cause = f"the database {self.db.write_failure}"
+        for item in self._pending:
+            if isinstance(item, _PendingTx) or item.session.closed:
+                continue
+            session, frame = item.session, item.frame
+            if item.counts_in_flight:
+                session.in_flight -= 1
+            msg = decode_server(frame) if item.offset > self._durable else None  # else: a read after a revert
+            if isinstance(msg, ReducerResult):
+                text = f"{cause}; this call was not saved and changed nothing"
+                frame = encode_result(msg.id, "internal_error", text, -1, 0)
+            elif isinstance(msg, OneOffResult):
+                text = f"{cause}; this query was cancelled and changed nothing, send it again to read what is saved"
+                frame = encode(OneOffResult(msg.id, [], [], [], text))
+            elif isinstance(msg, (SubscribeApplied, UnsubscribeApplied)):
+                subset = session.subs.pop(msg.id if isinstance(msg, SubscribeApplied) else msg.subscription, None)
+                if subset is not None:
+                    if subset.until is None:
+                        self._release_queries(subset.qids)
+                    self._unwatch(session, subset)
+                    session.signature = None
+                text = f"{cause}; this request was cancelled and the subscription dropped"
+                frame = encode(SubscriptionError(msg.id, text) if isinstance(msg, SubscribeApplied)
+                               else ErrorMessage(msg.id, text))
+            out.append((session, frame))
+        self._pending.clear()
+        out += self._cancel_all(f"{cause}; this request was cancelled, send it again to read what is saved")
+        self.db.revert_undurable()
+        out += self._release_ready()  # e.g. the module log's line about the revert, to followers
+        for session in list(self.sessions.values()):
+            out += self._drain(session)
+        return out
+
+    def _cancel_all(self, text: str) -> list[Out]:
+        """Answer every evaluation under way, or waiting for its turn, with ``text`` and drop it
+        (the tables are about to change under their views)."""
+        out: list[Out] = []
+        for session in list(self._running):
+            job, request = session.job, session.request
+            self._cancel(session)
+            if isinstance(job, SelectJob):
+                out.append((session, encode(OneOffResult(job.request_id, [], [], [], text))))
+            elif isinstance(job, SubscribeJob):
+                out.append((session, encode(SubscriptionError(job.request_id, text))))
+            elif request is not None:
+                out.append((session, encode(ErrorMessage(getattr(request, "id", None), text))))
+            session.request = None
+        for session in list(self._waiting):
+            self._cancel(session)
+        return out
 
     def _release_ready(self) -> list[Out]:
         pending = self._pending

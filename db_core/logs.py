@@ -4,7 +4,10 @@ Records live in a bounded in-memory ring (for ``logs`` and ``logs -f``) and,
 for a durable database, are appended to ``module.log`` in the data directory
 in the exact line format the CLI prints. The file is rotated at ``max_bytes``
 (the previous one kept as ``module.log.1``), so the log of a busy database
-stays bounded and ``logs -n`` reads only the tail.
+stays bounded and ``logs -n`` reads only the tail. The files are created 0600:
+they hold every message. A file that cannot be written (a full disk) never
+fails a reducer: it is reported once, and from then on, until the next start,
+new records are kept in memory only (``lines`` still shows them).
 
 A record is one line: what a module logs goes through ``visible``, so a newline
 in it shows as ``␊`` and cannot forge a record, nor an escape sequence act on
@@ -19,12 +22,14 @@ from __future__ import annotations
 
 import collections
 import datetime as _dt
+import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import NamedTuple
 
 from .visible import visible
 
@@ -36,6 +41,7 @@ CONTINUATION = "  "
 """What each continuation line (of a panic's traceback) starts with: never a record's start."""
 # Where the database starts a panic's traceback in its record (an exception group's starts "  + ").
 _TRACEBACK = re.compile(r"\n(?=(?:  \+ Exception Group )?Traceback \(most recent call last\):\n)")
+logger = logging.getLogger("db_core")
 
 
 class LogRecord(NamedTuple):
@@ -85,41 +91,81 @@ class ModuleLog:
         self._records: collections.deque[LogRecord] = collections.deque(maxlen=capacity)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[LogRecord], None]] = []
-        self._file: IO[str] | None = None
+        self._fd: int | None = None  # module.log, opened O_APPEND; each batch is one write of whole lines
+        self._size = 0  # its length in bytes: everything up to here is whole lines
         self._unwritten: list[LogRecord] = []
+        # Records the file could not take, once writing it failed (None while it works).
+        self._unsaved: collections.deque[LogRecord] | None = None
         self.path = path
         self.max_bytes = max_bytes
         if path is not None:
-            self._file = open(path, "a", encoding="utf-8", buffering=1 << 16)
-            self._size = self._file.tell()
+            try:
+                self._fd = _open_private(path)
+                self._size = os.lseek(self._fd, 0, os.SEEK_END)
+            except OSError as exc:
+                self._give_up(exc)
 
     def emit(self, record: LogRecord) -> None:
         with self._lock:
             self._records.append(record)
-            if self._file is not None:
+            if self._fd is not None:
                 # Formatting is deferred and batched: reducers log on the hot path.
                 self._unwritten.append(record)
                 if len(self._unwritten) >= 512:
                     self._write_unwritten()
+            elif self._unsaved is not None:
+                self._unsaved.append(record)
             listeners = self._listeners
         for listener in listeners:
             listener(record)
 
     def _write_unwritten(self) -> None:
-        if self._unwritten and self._file is not None:
-            text = "".join([r.format() + "\n" for r in self._unwritten])
-            self._file.write(text)
-            self._size += len(text)  # characters: a lower bound of the bytes, close enough to rotate by
-            if self._size >= self.max_bytes:
-                self._rotate()
+        if not self._unwritten or self._fd is None:
+            return
+        data = "".join([r.format() + "\n" for r in self._unwritten]).encode()
+        try:
+            view = memoryview(data)
+            while view:  # a write may take less than asked (near a full disk): the rest, or its error
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            self._give_up(exc)
+            return
+        self._size += len(data)
         self._unwritten.clear()
+        if self._size >= self.max_bytes:
+            try:
+                self._rotate()
+            except OSError as exc:
+                self._give_up(exc)
 
     def _rotate(self) -> None:
-        assert self._file is not None and self.path is not None
-        self._file.close()
+        assert self._fd is not None and self.path is not None
+        os.close(self._fd)
+        self._fd = None
         os.replace(self.path, self._previous_path())
-        self._file = open(self.path, "a", encoding="utf-8", buffering=1 << 16)
+        self._fd = _open_private(self.path)
         self._size = 0
+
+    def _give_up(self, exc: OSError) -> None:
+        """Stop writing the file (under the lock, or from ``__init__``): report it once, keep the records.
+
+        The file keeps whole lines only (the failed batch's start is cut off again); the batch and
+        every later record stay in memory, where ``lines`` finds them.
+        """
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, self._size)  # frees space, so it works on a full disk too
+            except OSError:
+                pass
+            os.close(self._fd)
+            self._fd = None
+        self._unsaved = collections.deque(self._unwritten, maxlen=self._records.maxlen)
+        self._unwritten = []
+        text = f"cannot write {self.path}: {exc}; until the next start, new log lines are kept in memory only"
+        logger.error("%s", text)
+        record = LogRecord(time.time_ns() // 1000, "ERROR", None, None, text)
+        self._records.append(record)
+        self._unsaved.append(record)
 
     def _previous_path(self) -> Path:
         assert self.path is not None
@@ -127,8 +173,6 @@ class ModuleLog:
 
     def system(self, message: str, level: str = "INFO") -> None:
         """A line from the database itself (no module file and line)."""
-        import time
-
         self.emit(LogRecord(time.time_ns() // 1000, level, None, None, message))
 
     def add_listener(self, callback: Callable[[LogRecord], None]) -> None:
@@ -147,32 +191,48 @@ class ModuleLog:
         """The last ``n`` formatted lines at ``level`` or above, oldest first.
 
         Reads the files when there are (they outlive restarts), else the ring; with ``n``, only
-        as much of their ends as it takes. Lines of files written before records were made
-        ``visible`` are made so as they are read.
+        as much of their ends as it takes. Records the file could not take follow the files. Lines
+        of files written before records were made ``visible`` are made so as they are read.
         """
         floor = LEVEL_RANK[level.upper()] if level else 0
         self.flush()
-        if self.path is not None:
-            files = [p for p in (self._previous_path(), self.path) if p.exists()]
-            lines = _filter(_read_lines(files), floor) if n is None else tail_lines(files, n, floor)
-            return [visible(line) for line in lines]
-        out = [line for r in self.records() if LEVEL_RANK[r.level] >= floor for line in r.format().split("\n")]
-        return out if n is None else out[-n:] if n > 0 else []
+        if self.path is None:
+            out = _format(self.records(), floor)
+            return out if n is None else out[-n:] if n > 0 else []
+        with self._lock:
+            unsaved = _format(self._unsaved or (), floor)
+        files = [p for p in (self._previous_path(), self.path) if p.exists()]
+        if n is None:
+            return [visible(line) for line in _filter(_read_lines(files), floor)] + unsaved
+        if len(unsaved) >= n:
+            return unsaved[-n:] if n > 0 else []
+        return [visible(line) for line in tail_lines(files, n - len(unsaved), floor)] + unsaved
 
     def flush(self) -> None:
+        """Write what is batched to the file (the OS's page cache; ``close`` fsyncs)."""
         with self._lock:
-            if self._file is not None:
-                self._write_unwritten()
-                self._file.flush()
+            self._write_unwritten()
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._write_unwritten()
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                self._file.close()
-                self._file = None
+            self._write_unwritten()
+            if self._fd is not None:
+                try:
+                    os.fsync(self._fd)
+                except OSError as exc:
+                    self._give_up(exc)
+                else:
+                    os.close(self._fd)
+                    self._fd = None
+
+
+def _open_private(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+
+def _format(records: Iterable[LogRecord], floor: int) -> list[str]:
+    """The formatted lines of the records at ``floor`` or above."""
+    return [line for r in records if LEVEL_RANK[r.level] >= floor for line in r.format().split("\n")]
 
 
 def _read_lines(files: list[Path]) -> list[str]:

@@ -284,6 +284,76 @@ def test_failed_fsync_during_rotation_keeps_durable_offset_honest(
         log.close()
 
 
+def test_a_failed_batch_leaves_nothing_for_the_next_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The records were written but the sync failed: their callers hear "not durable", so they must not
+    # come back when the log is reopened (after the disk is fixed).
+    log = CommitLog.open(tmp_path)
+    log.append(0, b"safe")
+    log.flush()
+    assert log.undurable() == []
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    log.hold()
+    for i in range(1, 4):
+        log.append(i, b"written, never synced %d" % i)
+    log.release()
+    with pytest.raises(StorageError):
+        log.wait_durable(3, timeout=5)
+    # The owner gets them back, oldest first, to undo what it holds of them.
+    assert log.undurable() == [(i, b"written, never synced %d" % i) for i in range(1, 4)]
+    (seg,) = segments(tmp_path)
+    assert record_spans(seg) == [(SEG_HEADER.size, SEG_HEADER.size + FRAME.size + 4)]  # cut before on_error
+    with pytest.raises(StorageError):
+        log.close()
+    monkeypatch.undo()
+    with CommitLog.open(tmp_path) as log:
+        assert log.repairs == [] and read_all(log) == [(0, b"safe")] and log.next_offset == 1
+
+
+def test_a_failed_rotation_leaves_no_new_segment_and_no_undurable_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = CommitLog.open(tmp_path, segment_bytes=64)
+    log.append(0, b"x" * 80)
+    log.flush()
+    real = commitlog_log.pwrite_all
+
+    def full(fd: int, data: bytes, pos: int) -> None:
+        if pos == 0:  # the new segment's header: the file exists, its first write finds the disk full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, data, pos)
+
+    monkeypatch.setattr(commitlog_log, "pwrite_all", full)
+    log.append(1, b"y" * 80)
+    with pytest.raises(StorageError, match="No space left"):
+        log.wait_durable(1, timeout=5)
+    monkeypatch.undo()
+    with pytest.raises(StorageError):
+        log.close()
+    assert [p.name for p in segments(tmp_path)] == [f"{0:020d}.log"]
+    with CommitLog.open(tmp_path, segment_bytes=64) as log:
+        assert log.repairs == [] and read_all(log) == [(0, b"x" * 80)]
+
+
+def test_no_room_to_preallocate_is_not_a_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    def full(fd: int, start: int, end: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(commitlog_log, "write_zeros", full)
+    with CommitLog.open(tmp_path) as log:
+        for i in range(50):
+            log.append(i, payload_for(i))
+        assert log.flush() == 49
+        (seg,) = segments(tmp_path)
+        assert seg.stat().st_size == logical_size(seg)  # no padding: the file is exactly its records
+    assert "no room to preallocate" in caplog.text
+    with CommitLog.open(tmp_path) as log:
+        assert log.repairs == [] and read_all(log) == expected_records(50)
+
+
 # ---------------------------------------------------------------------------- torn and corrupt tails
 
 N = 6
@@ -432,6 +502,39 @@ def test_header_only_last_segment_is_fine(tmp_path: Path) -> None:
         log.append(end, b"into the empty segment")
     with CommitLog.open(d) as log:
         assert read_all(log)[-1] == (end, b"into the empty segment")
+
+
+def test_continue_at_sets_the_segments_aside_and_starts_a_contiguous_one(tmp_path: Path) -> None:
+    d = tmp_path / "log"
+    make_log(d, 30, segment_bytes=200)
+    before = segments(d)
+    assert len(before) > 1
+    with CommitLog.open(d, segment_bytes=200) as log:
+        with pytest.raises(ValueError, match="already reaches offset 29"):
+            log.continue_at(30)
+        aside = log.continue_at(40)
+        assert [p.name for p in aside] == [p.name + ".covered" for p in before]
+        assert all(p.is_file() for p in aside) and segments(d) == [d / f"{40:020d}.log"]
+        assert (log.next_offset, log.durable_offset, log.first_offset()) == (40, 39, None)
+        with pytest.raises(ValueError, match="next offset must be 40"):
+            log.append(30, b"in the gap")
+        log.append(40, b"after the gap")
+    with CommitLog.open(d, segment_bytes=200) as log:
+        assert log.repairs == [] and read_all(log) == [(40, b"after the gap")]
+
+
+def test_continue_at_an_empty_log_creates_its_first_segment(tmp_path: Path) -> None:
+    with CommitLog.open(tmp_path) as log:
+        assert log.continue_at(7) == []
+    with CommitLog.open(tmp_path) as log:  # an empty segment at 7: the log goes on from there
+        assert (log.repairs, log.next_offset, log.first_offset()) == ([], 7, None)
+        log.hold()  # the record waits to be written
+        log.append(7, b"seven")
+        with pytest.raises(ValueError, match="records wait"):
+            log.continue_at(9)
+        log.flush()
+    with CommitLog.open(tmp_path) as log:
+        assert read_all(log) == [(7, b"seven")]
 
 
 def test_garbage_header_with_records_after_it_is_refused(tmp_path: Path) -> None:

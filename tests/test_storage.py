@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import errno
 import os
 import subprocess
 import sys
@@ -10,8 +11,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from db_core import ConnectionId, Database, DatabaseLocked, Identity, MigrationError
+from db_core import ConnectionId, Database, DatabaseLocked, Identity, MigrationError, StorageError
 
 from .conftest import ROOT, write_module
 
@@ -246,3 +249,91 @@ def test_kill_9_while_the_child_writes_a_snapshot_then_restart_at_once(tmp_path:
     with Database.open(tmp_path / "d", mod) as db:
         assert len(db.tables["note"]) == 60_000
         assert max(n.id for n in db.tables["note"]) == 60_000
+
+
+# -- a failed commit log: the database reverts to what is on disk ---------------------------------------
+KV = textwrap.dedent("""
+    from typing import Annotated
+    from db_core import table, reducer, ReducerContext, PrimaryKey, Unique
+    @table(name="kv", public=True)
+    class Kv:
+        key: Annotated[int, PrimaryKey]
+        value: Annotated[str, Unique]
+    @reducer
+    def put(ctx: ReducerContext, key: int, value: str) -> None:
+        for row in ctx.db.kv.iter():
+            if row.value == value:
+                ctx.db.kv.delete(row)  # values are unique: the newest put of a value wins
+        if ctx.db.kv.key.find(key) is None:
+            ctx.db.kv.insert(Kv(key, value))
+        else:
+            ctx.db.kv.key.update(Kv(key, value))
+    @reducer
+    def drop(ctx: ReducerContext, key: int) -> None:
+        ctx.db.kv.key.delete(key)
+""")
+
+Op = tuple[str, int, str]
+ops = st.lists(st.tuples(st.sampled_from(["put", "put", "drop"]), st.integers(0, 5), st.sampled_from("abcd")),
+               max_size=12)
+
+
+def apply_model(model: dict[int, str], op: Op) -> None:
+    kind, key, value = op
+    if kind == "drop":
+        model.pop(key, None)
+        return
+    for k in [k for k, v in model.items() if v == value]:
+        del model[k]
+    model[key] = value
+
+
+def run_op(db: Database, op: Op, me: Identity):
+    kind, key, value = op
+    return db.submit("put", key, value, sender=me) if kind == "put" else db.submit("drop", key, sender=me)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(durable=ops, lost=ops)
+def test_after_a_log_failure_the_tables_hold_exactly_what_is_on_disk(
+        tmp_path_factory: pytest.TempPathFactory, durable: list[Op], lost: list[Op]) -> None:
+    base = tmp_path_factory.mktemp("kv")
+    mod = write_module(base, KV)
+    me = Identity.random()
+    model: dict[int, str] = {}
+    db = Database.open(base / "d", mod)
+    told: list[StorageError] = []
+    db.add_failure_listener(told.append)
+    try:
+        for op in durable:
+            db.wait_durable(run_op(db, op, me).offset)
+            apply_model(model, op)
+        real = os.fdatasync
+        os.fdatasync = _enospc  # the edge of the machine: the disk is full from here on
+        try:
+            db.hold_commits()
+            results = [run_op(db, op, me) for op in lost]
+            db.release_commits()
+            committed = [r for r in results if r.tx is not None and not r.tx.is_empty]
+            if committed:
+                with pytest.raises(StorageError, match="No space left on device"):
+                    db.wait_durable(db.last_offset, timeout=10)
+        finally:
+            os.fdatasync = real
+        undone = db.revert_undurable()
+        assert [tx.offset for tx in undone] == sorted((r.offset for r in committed), reverse=True)
+        assert {r.key: r.value for r in db.tables["kv"]} == model
+        assert {r.key: r.value for r in db.tables["kv"].uniques[0].map.values()} == model  # indexes agree
+        if committed:
+            assert len(told) == 1 and db.write_failure == "cannot write to disk: [Errno 28] No space left on device"
+            with pytest.raises(StorageError, match="restart the server once there is space"):
+                db.submit("put", 9, "z", sender=me)
+            assert len(db.sql("SELECT * FROM kv").rows) == len(model)
+    finally:
+        db.close()
+    with Database.open(base / "d", mod) as again:
+        assert {r.key: r.value for r in again.tables["kv"]} == model
+
+
+def _enospc(fd: int) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")

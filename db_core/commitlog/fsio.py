@@ -1,8 +1,18 @@
-"""Small durability helpers shared by the log and the snapshot store."""
+"""Small durability helpers shared by the log and the snapshot store, and the modes of private files."""
 
 from __future__ import annotations
 
 import os
+
+# Everything under a data directory is its owner's alone (module.log holds every message), whatever
+# the umask: directories are created 0700 and files 0600 at the creating call.
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+
+
+def private_opener(path: str, flags: int) -> int:
+    """An ``opener`` for ``open()`` that creates the file 0600."""
+    return os.open(path, flags, PRIVATE_FILE)
 
 
 def datasync(fd: int) -> None:

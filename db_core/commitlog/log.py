@@ -6,7 +6,9 @@ per segment), fdatasyncs, and only then advances ``durable_offset`` and calls
 ``on_durable``. Records queued while an fsync runs share the next fsync
 (group commit). A failed write or fsync poisons the log for good: nothing
 after it is ever reported durable, and every later call raises
-``StorageError``. Start-up cuts a torn tail off the last segment and reports
+``StorageError``; before ``on_error`` runs, whatever the failed batches left
+in the file is cut off again, so a record reported as not durable never turns
+up at the next start, and ``undurable`` hands the owner those records. Start-up cuts a torn tail off the last segment and reports
 it in ``repairs``; damage anywhere else raises ``CorruptLogError``. A writer
 that knows more records are on their way can ``hold`` the flusher briefly and
 ``release`` it, so that they share one fsync.
@@ -19,11 +21,14 @@ needs committing, only once per step. A segment is truncated to its exact
 size when it is sealed (rotation) or the log is closed cleanly, so only the
 active segment, after a crash, ends in zeros. Start-up treats an all-zero rest
 of a segment as its clean end; a zero frame header followed by non-zero bytes
-is damage like any other.
+is damage like any other. Padding is only an optimisation: on a disk without
+room for it, the log gives its space back and writes on without padding (until
+it is reopened), so it fails only when the records themselves do not fit.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -47,7 +52,7 @@ from .framing import (
     parse_segment_name,
     segment_name,
 )
-from .fsio import all_zero, datasync, fsync_dir, pwrite_all, write_zeros
+from .fsio import PRIVATE_DIR, PRIVATE_FILE, all_zero, datasync, fsync_dir, pwrite_all, write_zeros
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +136,8 @@ class CommitLog:
         self.repairs = []
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[tuple[int, bytes]] = []
+        self._batch: list[tuple[int, bytes]] = []  # the batch the flusher took last (it may be writing it)
+        self._lost: list[tuple[int, bytes]] = []  # after a failure: every record that never became durable
         self._idle = False  # the flusher is parked in wait(); only then does append pay for notify()
         self._held = False  # ``hold``: the flusher starts no new batch until ``release`` (or a waiter needs one)
         self._holds = False  # ``hold`` was ever used: the writer marks its batches, so the flusher never lingers
@@ -139,8 +146,10 @@ class CommitLog:
         self._closed = False
         self._stopped = False  # the flusher has exited; nothing more will become durable
         self._fd: int | None = None  # the active segment, written only by the flusher once it runs
+        # Where the last durable record ends: (base of its segment, byte size). Kept by the flusher.
+        self._durable_end = (-1, _HEADER)
         try:
-            self._dir.mkdir(parents=True, exist_ok=True)
+            self._dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
             self._segments = self._scan()
             if self._segments:
                 last = self._segments[-1]
@@ -155,6 +164,8 @@ class CommitLog:
             raise StorageError(f"cannot open the commit log in {self._dir}: {exc}") from exc
         self._next = self._segments[-1].end if self._segments else 0
         self._durable = self._next - 1
+        if self._segments:
+            self._durable_end = (self._segments[-1].base, self._segments[-1].size)
         self._thread = threading.Thread(target=self._run, name=f"commitlog-flusher[{self._dir.name}]", daemon=True)
         self._thread.start()
 
@@ -251,6 +262,12 @@ class CommitLog:
     def failed(self) -> StorageError | None:
         """The error that stopped the log, or None while it is healthy."""
         return self._error
+
+    def undurable(self) -> list[tuple[int, bytes]]:
+        """After a failure: every record appended that never became durable (and never will), oldest
+        first, for the owner to undo what it holds of them; [] while the log is healthy."""
+        with self._cond:
+            return list(self._lost)
 
     def first_offset(self) -> int | None:
         """The oldest offset still stored, or None if no record is stored."""
@@ -369,6 +386,44 @@ class CommitLog:
         self.wait_durable(self._next - 1)
         return self._durable
 
+    def continue_at(self, offset: int) -> list[Path]:
+        """Go on at ``offset``, past the end of the log, for a caller that holds everything before it.
+
+        For a log that ends before ``offset`` (a snapshot covers more than the log, whose tail was
+        cut), with nothing waiting to be written: every segment is set aside (renamed
+        ``<name>.covered``, never read again, kept for inspection) and a new, empty segment starts
+        at ``offset``, so the segments stay contiguous and the next start opens cleanly. Returns
+        the set-aside files; append at ``offset`` next. ``ValueError`` if the log reaches ``offset`` or records wait,
+        ``StorageError`` if the files cannot be moved or created.
+        """
+        with self._cond:
+            if self._error is not None or self._closed:
+                raise StorageError(f"the commit log in {self._dir} is {'closed' if self._closed else 'failed'}")
+            if self._queue or self._durable != self._next - 1:
+                raise ValueError("continue_at() while records wait to be written")
+            if offset <= self._next:
+                raise ValueError(f"continue_at({offset}), but the log already reaches offset {self._next - 1}")
+            # Nothing is queued or being written, and only the caller appends: the flusher is idle.
+            old, self._segments = self._segments, []
+        aside: list[Path] = []
+        try:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            for seg in old:
+                covered = seg.path.with_name(seg.path.name + ".covered")
+                os.replace(seg.path, covered)
+                aside.append(covered)
+            if aside:
+                fsync_dir(self._dir)
+            self._create_segment(offset)
+        except OSError as exc:
+            raise StorageError(f"cannot continue the commit log in {self._dir} at offset {offset}: {exc}") from exc
+        with self._cond:
+            self._next = offset
+            self._durable = offset - 1
+        return aside
+
     def truncate_before(self, offset: int) -> int:
         """Delete the oldest segments all of whose records are ``< offset``; never the active one.
 
@@ -445,7 +500,8 @@ class CommitLog:
                     # waiting on its own commit never lingers (the queue was empty after its sync).
                     time.sleep(LINGER_SECONDS)
                 with cond:
-                    batch, self._queue = self._queue, []
+                    batch = self._batch = self._queue
+                    self._queue = []
                 self._publish(self._write(batch))
                 busy = bool(self._queue)
             clean = True
@@ -524,11 +580,27 @@ class CommitLog:
         it pads no further than that (the segment is about to be sealed).
         """
         step = self._step
+        if not step:  # no room for padding: the file just grows with its records
+            seg.alloc = end
+            return
         alloc = seg.alloc + -(-(end - seg.alloc) // step) * step
         if alloc > self._segment_bytes:
             alloc = max(end, self._segment_bytes)
-        write_zeros(self._active_fd(), end, alloc)
-        seg.alloc = alloc
+        seg.alloc = self._pad(end, alloc)
+
+    def _pad(self, end: int, alloc: int) -> int:
+        """Zeros from ``end`` to ``alloc`` in the active segment; returns its length. On a full disk
+        the padding goes (its space given back) and preallocation stops: the records come first."""
+        try:
+            write_zeros(self._active_fd(), end, alloc)
+            return alloc
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            os.ftruncate(self._active_fd(), end)
+            self._step = 0
+            logger.warning("commit log in %s: no room to preallocate (%s); writing on without", self._dir, exc)
+            return end
 
     def _seal(self, seg: _Segment) -> None:
         """Cut the active segment's zero padding off and sync it: it then has its exact size."""
@@ -546,13 +618,22 @@ class CommitLog:
             os.close(self._fd)
             self._fd = None
         # O_EXCL: a file already there would mean two writers or a bug; never write into it.
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        pwrite_all(self._fd, encode_segment_header(base), 0)
-        alloc = max(_HEADER, self._step)
-        write_zeros(self._fd, _HEADER, alloc)
-        if self._sync:
-            datasync(self._fd)
-            fsync_dir(self._dir)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+        try:
+            pwrite_all(self._fd, encode_segment_header(base), 0)
+            alloc = self._pad(_HEADER, max(_HEADER, self._step))
+            if self._sync:
+                datasync(self._fd)
+                fsync_dir(self._dir)
+        except BaseException:
+            # Half made (a full disk): never leave a torn header for the next start to repair.
+            os.close(self._fd)
+            self._fd = None
+            try:
+                path.unlink()
+            except OSError:
+                pass
+            raise
         seg = _Segment(base, path, _HEADER, 0, alloc)
         with self._cond:
             self._segments.append(seg)
@@ -563,6 +644,8 @@ class CommitLog:
             if offset <= self._durable:
                 return
             self._durable = offset
+            last = self._segments[-1]  # the batch or sealed segment just synced ends it
+            self._durable_end = (last.base, last.size)
             self._cond.notify_all()
         if self._on_durable is not None:
             try:
@@ -578,8 +661,10 @@ class CommitLog:
             if self._error is not None:
                 return
             self._error = error  # appends refuse from now on
-            self._queue.clear()
+            self._lost = [r for r in self._batch if r[0] > self._durable] + self._queue
+            self._queue = []
         logger.error("%s", error)
+        self._cut_undurable()
         if self._on_error is not None:
             try:
                 self._on_error(error)
@@ -590,6 +675,32 @@ class CommitLog:
         with self._cond:
             self._failed = error
             self._cond.notify_all()
+
+    def _cut_undurable(self) -> None:
+        """After a failure, on the flusher: cut the last segment back to its last durable record.
+
+        A failed batch may have left whole records in the file that were never synced, or were
+        synced by a sync that reported an error: their callers are told nothing was changed, so
+        the next start must not find them. Shrinking a file needs no free space.
+        """
+        if not self._segments:
+            return
+        seg = self._segments[-1]
+        base, size = self._durable_end
+        keep = size if base == seg.base else _HEADER  # a segment begun after the last sync keeps its header only
+        try:
+            fd = os.open(seg.path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, keep)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            logger.error("cannot cut %s back to offset %d after the failure: %s", seg.path, self._durable, exc)
+            return
+        with self._cond:
+            seg.size = seg.alloc = keep
+            seg.count = self._durable - seg.base + 1 if base == seg.base else 0
 
 
 def _show(offset: int) -> str:

@@ -15,7 +15,7 @@ from .framing import (
     parse_snapshot_name,
     snapshot_name,
 )
-from .fsio import datasync, fsync_dir, write_all
+from .fsio import PRIVATE_DIR, PRIVATE_FILE, datasync, fsync_dir, write_all
 
 _TMP_SUFFIX = ".tmp"
 
@@ -39,7 +39,7 @@ class SnapshotStore:
         self._lock = threading.Lock()
         self.repairs = []
         try:
-            self._dir.mkdir(parents=True, exist_ok=True)
+            self._dir.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
             removed = False
             for name in os.listdir(self._dir):
                 # Only our own temp names: a half-written snapshot was never renamed into place, so it is
@@ -79,7 +79,7 @@ class SnapshotStore:
         header = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, offset, len(payload), zlib.crc32(payload))
         tmp = self._pending_path(offset)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
             try:
                 write_all(fd, header)
                 write_all(fd, payload)
