@@ -121,6 +121,7 @@ class Database:
         self._closed = False
         self._log_flushed = 0.0
         self._failed: BaseException | None = None
+        self._reverted = False  # revert_undurable ran after the log failed
 
     # ------------------------------------------------------------------ open/close
     @classmethod
@@ -642,6 +643,11 @@ class Database:
         return StorageError(f"the database {self.write_failure}; restart the server once "
                             + ("there is space" if full else "the disk works again"))
 
+    @property
+    def revert_pending(self) -> bool:
+        """The commit log failed and ``revert_undurable`` has not run yet."""
+        return self._failed is not None and self._clog is not None and not self._reverted
+
     def revert_undurable(self) -> list[TxData]:
         """After the commit log failed: undo in memory every committed transaction that never became
         durable, newest first, and return them (nobody was told of them; they are not on disk).
@@ -653,6 +659,7 @@ class Database:
         """
         if self._failed is None or self._clog is None:
             return []
+        self._reverted = True
         with self._lock:
             # The log still holds the bytes of what it could not write: decoding them here costs
             # nothing until a failure, where keeping every TxData until durable cost each call

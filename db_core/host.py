@@ -485,6 +485,11 @@ class Host:
         return self._begin(session, msg, job)
 
     def _sql(self, session: Session, msg: OneOffQuery) -> list[Out]:
+        if self.db.write_failure is not None and self.db.revert_pending:
+            # A read after a failure sees what is on disk: everything waiting is answered, the
+            # evaluations under way are stopped, then the database reverts (the adapter's own call
+            # of on_storage_failure, when it comes, finds nothing left to do).
+            return self.on_storage_failure() + self._sql(session, msg)
         try:
             prepared = self.db.prepare_select(msg.query, sender=session.identity)
             if prepared is None:  # DML (the owner's): one transaction, run now
