@@ -573,7 +573,7 @@ class ChatServer:
         if hosted is None:
             await self._handle_absent(ws, name, identity, token)
             return
-        if ws.protocol.extensions:  # never negotiated (compression=None); _ws_frame could not encode for one
+        if ws.protocol.extensions:  # never negotiated (compression=None); _ws_header could not frame for one
             await ws.close(1011, "unexpected websocket extension")
             return
         session, reason, out = hosted.host.connect(identity, token, hooks=hooks)
@@ -699,7 +699,7 @@ class ChatServer:
     def _dispatch(self, hosted: Hosted, out: Iterable[Out]) -> None:
         """Write frames straight into each client's transport, as ``websockets.broadcast`` does.
 
-        Each distinct payload is framed once (``_ws_frame``: the host hands the same bytes object to
+        Each distinct payload is framed once (``_ws_header``: the host hands the same bytes object to
         every client with the same subscriptions) and each client gets all of its frames of this
         batch in one transport write, so one syscall. No task wake-up per frame: that was most of
         the server's CPU under load. A client whose transport holds more than ``send_buffer_bytes``
@@ -710,19 +710,22 @@ class ChatServer:
             asyncio.get_running_loop().call_soon(self._work, hosted)
         clients = hosted.clients
         framed: dict[int, bytes] = {}  # id(payload) -> its websocket frame; ``out`` keeps the payloads alive
-        pieces: dict[_Client, list[bytes]] = {}
+        pieces: dict[_Client, list[bytes | bytearray]] = {}
         for session, payload in out:
             client = clients.get(session)
             if client is None or client.closing:
                 continue
-            frame = framed.get(id(payload))
-            if frame is None:
-                frame = framed[id(payload)] = _ws_frame(payload)
             mine = pieces.get(client)
             if mine is None:
-                pieces[client] = [frame]
-            else:
-                mine.append(frame)
+                mine = pieces[client] = []
+            if len(payload) > _BIG_PAYLOAD:
+                # A large answer (one client's): its header and the payload as they are, not copied into one.
+                mine += (_ws_header(len(payload)), payload)
+                continue
+            frame = framed.get(id(payload))
+            if frame is None:
+                frame = framed[id(payload)] = _ws_header(len(payload)) + payload
+            mine.append(frame)
         limit = self.config.send_buffer_bytes
         for client, frames in pieces.items():
             ws = client.ws
@@ -730,17 +733,21 @@ class ChatServer:
             if protocol.state is not OPEN:
                 continue
             transport = ws.transport
-            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            size = sum(map(len, frames))
             unsent = transport.get_write_buffer_size()
-            if unsent + len(data) > limit:  # counted before the write that would pass the bound
+            if unsent + size > limit:  # counted before the write that would pass the bound
                 client.close_soon(f"send queue overflow: the client is too slow reading ({unsent} bytes unsent,"
-                                  f" {len(data)} more to send; the limit is {limit})", 1008)
+                                  f" {size} more to send; the limit is {limit})", 1008)
                 log.warning("disconnecting %s: %s", client.session, client.closing)
                 continue
             try:
                 if protocol.writes:
                     ws.send_data()  # websockets' own frames (e.g. a pong) that are queued go first
-                transport.write(data)
+                if size > _BIG_PAYLOAD:
+                    for frame in frames:
+                        transport.write(frame)
+                else:
+                    transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
             except Exception as exc:  # a connection failing mid-write is closing anyway
                 log.debug("write to %s failed: %s", client.session, exc)
 
@@ -759,18 +766,23 @@ class ChatServer:
             self._dispatch(hosted, hosted.host.on_durable(hosted.db.durable_offset))
 
 
-def _ws_frame(payload: bytes) -> bytes:
-    """One unfragmented binary websocket frame as a server sends it (RFC 6455 5.2: unmasked).
+# Payloads above this are written as they are, after their own header: joining them into one
+# bytes object (to save a syscall) would copy megabytes on the loop.
+_BIG_PAYLOAD = 256 * 1024
 
-    Equal to what websockets' ``send_binary`` serializes when no extension is negotiated, which
-    ``_handle`` checks for every client (the server asks for no compression).
+
+def _ws_header(n: int) -> bytes:
+    """The header of one unfragmented binary websocket frame of ``n`` bytes as a server sends it
+    (RFC 6455 5.2: unmasked).
+
+    With its payload, equal to what websockets' ``send_binary`` serializes when no extension is
+    negotiated, which ``_handle`` checks for every client (the server asks for no compression).
     """
-    n = len(payload)
     if n < 126:
-        return bytes((0x82, n)) + payload
+        return bytes((0x82, n))
     if n < 65536:
-        return b"\x82\x7e" + n.to_bytes(2, "big") + payload
-    return b"\x82\x7f" + n.to_bytes(8, "big") + payload
+        return b"\x82\x7e" + n.to_bytes(2, "big")
+    return b"\x82\x7f" + n.to_bytes(8, "big")
 
 
 def address_key(remote: Any) -> str:

@@ -23,16 +23,11 @@ from typing import Any
 
 from .codec import TableCodec
 from .errors import DbError
-from .protocol import (
-    encode_query_rows_packed,
-    encode_sql_result_packed,
-    pack,
-    pack_items,
-)
+from .protocol import SqlResultFrame, encode_query_rows_packed, pack, pack_items
 from .readview import ReadView
 from .schema import ColType, _identity
 from .sql.check import SelectPlan
-from .sql.execute import Meter, PhysicalPlan, select_chunks
+from .sql.execute import CHUNK, Meter, PhysicalPlan, select_chunks
 from .subscription import Plan, QueryDelta, SubscriptionEngine
 from .table import Table
 
@@ -61,12 +56,15 @@ class Job:
         self.returned = 0
         self.size = 0
         self.spent = 0.0
-        self.frame: bytes | None = None
+        self.frame: bytes | bytearray | None = None
+        self._slice_from = 0
         self.error: str | None = None
 
     def run(self, deadline: float) -> bool:
-        """Work until ``deadline`` (``time.perf_counter()``) or the end; True once finished."""
+        """Work until ``deadline`` (``time.perf_counter()``) or the end; True once finished. A slice
+        reads at least CHUNK rows before it stops, so a query that reads fewer ends in its first."""
         start = time.perf_counter()
+        self._slice_from = self.meter.scanned
         try:
             done = self._work(deadline)
         except BudgetExceeded as exc:
@@ -78,6 +76,10 @@ class Job:
 
     def _work(self, deadline: float) -> bool:
         raise NotImplementedError
+
+    def _pause(self, deadline: float) -> bool:
+        """Whether the slice is over (checked between chunks)."""
+        return self.meter.scanned - self._slice_from >= CHUNK and time.perf_counter() >= deadline
 
     def _check(self, added_rows: int, added_bytes: int) -> None:
         budget = self.budget
@@ -109,21 +111,19 @@ class SelectJob(Job):
         self.plan = plan
         self._chunks = select_chunks(plan, pp, tables, view, self.meter)
         self._to_wire = _converter(list(plan.types))
-        self._parts: list[bytes] = []
+        self._answer = SqlResultFrame(request_id, list(plan.columns), [t.describe() for t in plan.types])
 
     def _work(self, deadline: float) -> bool:
         for chunk in self._chunks:
             if chunk:
                 body = pack_items(self._to_wire(chunk))
-                self._parts.append(body)
                 self._check(len(chunk), len(body))
+                self._answer.add(body, len(chunk))
             else:
                 self._check(0, 0)
-            if time.perf_counter() >= deadline:
+            if self._pause(deadline):
                 return False
-        plan = self.plan
-        self.frame = encode_sql_result_packed(self.request_id, list(plan.columns), [t.describe() for t in plan.types],
-                                              self.returned, b"".join(self._parts))
+        self.frame = self._answer.finish()
         return True
 
 
@@ -173,7 +173,7 @@ class RowsJob(Job):
                 self._check(len(packed) * q.times, sum(map(len, packed)) * q.times)
             else:
                 self._check(0, 0)
-            if time.perf_counter() >= deadline:
+            if self._pause(deadline):
                 return False
         self._finish()
         return True

@@ -399,11 +399,25 @@ def _fields(pairs: list[tuple[str, Any]]) -> bytes:
     return b"".join(_packb(k) + _packb(v) for k, v in pairs)
 
 
-def encode_sql_result_packed(request_id: int, columns: list[str], types: list[Any], count: int, body: bytes) -> bytes:
-    """``encode(OneOffResult(request_id, columns, types, rows, None))`` from its ``count`` rows already
-    packed into ``body`` (``pack_items``)."""
-    return (b"\x87" + _fields([("t", "sql_result"), ("id", request_id), ("columns", columns), ("types", types)])
-            + _packb("rows") + array_header(count) + body + _fields([("error", None), ("affected", None)]))
+class SqlResultFrame:
+    """An ``sql_result`` built a chunk of rows at a time, in place: ``add`` packed rows (``pack_items``),
+    then ``finish``. Decodes as ``OneOffResult(request_id, columns, types, rows, None)``; the rows'
+    array has a 32-bit length (filled in at the end), so nothing is copied to finish it."""
+
+    def __init__(self, request_id: int, columns: list[str], types: list[Any]) -> None:
+        self.frame = bytearray(b"\x87" + _fields([("t", "sql_result"), ("id", request_id), ("columns", columns),
+                                                  ("types", types)]) + _packb("rows") + b"\xdd\0\0\0\0")
+        self._count_at = len(self.frame) - 4
+        self.count = 0
+
+    def add(self, packed_rows: bytes, count: int) -> None:
+        self.frame += packed_rows
+        self.count += count
+
+    def finish(self) -> bytearray:
+        self.frame[self._count_at:self._count_at + 4] = self.count.to_bytes(4, "big")
+        self.frame += _fields([("error", None), ("affected", None)])
+        return self.frame
 
 
 def encode_query_rows_packed(kind: str, request_id: int, subscription: int | None,
