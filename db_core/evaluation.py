@@ -74,6 +74,10 @@ class Job:
             self.error, done = f"query exceeded its budget of {self.budget.seconds:g} s", True
         return done
 
+    def close(self) -> None:
+        """Finished or dropped: stop following the tables' changes."""
+        self.view.close()
+
     def _work(self, deadline: float) -> bool:
         raise NotImplementedError
 

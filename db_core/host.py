@@ -302,6 +302,7 @@ class Host:
         job = session.job
         if job is not None:
             self._running.remove(session)
+            job.close()
             if isinstance(job, SubscribeJob):
                 self._release_queries(job.order)
             session.job = None
@@ -560,6 +561,7 @@ class Host:
         if not job.run(deadline):
             return []
         self._running.remove(session)
+        job.close()
         request = session.request
         session.job = session.request = None
         out = self._answer(session, job, request) + self._drain(session)

@@ -10,7 +10,8 @@ tables, for readers that hold the writer off (an embedded call under the databas
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from operator import attrgetter
 from typing import Any
 
@@ -62,6 +63,7 @@ class ReadView(LiveView):
         # Per table, rows inserted (+1) or deleted (-1) since ``offset``; a row re-inserted nets to 0.
         self._net: dict[str, dict[Any, int]] = {}
         self._gone_by: dict[tuple[str, str], dict[Any, list[Any]]] = {}  # deleted rows by column value
+        self._scans: list[LazyScan] = []
 
     def apply(self, tx: TxData) -> None:
         """Note one later transaction's changes (call right after it commits)."""
@@ -87,13 +89,21 @@ class ReadView(LiveView):
         net = self._net.get(table.name)
         return net or None
 
-    def rows(self, table: Table) -> list[Any]:
-        # A copy: the live dict may change while the caller goes through it in slices.
-        live = list(table)
+    def rows(self, table: Table) -> Iterable[Any]:
         net = self._changes(table)
         if net is None:
-            return live
-        return [r for r in live if net.get(r, 0) <= 0] + [r for r, n in net.items() if n < 0]
+            # Unchanged since the offset: read the live rows, copying them only if the table
+            # changes before the reader is through (most scans end first, or are cut by a budget).
+            scan = LazyScan(table)
+            self._scans.append(scan)
+            return scan
+        return [r for r in table if net.get(r, 0) <= 0] + [r for r, n in net.items() if n < 0]
+
+    def close(self) -> None:
+        """The reader is done (or gone): its paused scans no longer need telling of changes."""
+        for scan in self._scans:
+            scan.detach(copy=False)
+        self._scans.clear()
 
     def count(self, table: Table) -> int:
         net = self._changes(table)
@@ -143,6 +153,32 @@ class ReadView(LiveView):
     def finder(self, table: Table, index: Index) -> Callable[[Any], Iterable[Any]]:
         # Copies of the buckets too: the caller may pause half-way through one while rows change.
         return lambda value: self.find(table, index, value)
+
+
+class LazyScan:
+    """The rows of one table as of now, read a chunk at a time (``take``) straight from the live
+    table until the table is about to change: then, told by the table (``detach``), it copies the
+    rows it has not given out yet and goes on from the copy."""
+
+    __slots__ = ("_table", "_it")
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+        self._it: Iterator[Any] = iter(table.rows.values())
+        table.scans.append(self)
+
+    def take(self, n: int) -> list[Any]:
+        """The next ``n`` rows (fewer at the end; none once all are out)."""
+        return list(itertools.islice(self._it, n))
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._it
+
+    def detach(self, copy: bool = True) -> None:
+        """Stop reading the live table: keep a copy of the rest (``copy``), or nothing (done)."""
+        self._it = iter(list(self._it)) if copy else iter(())
+        if self in self._table.scans:
+            self._table.scans.remove(self)
 
 
 def _same(value: Any) -> Any:

@@ -122,7 +122,8 @@ class UniqueIndex:
 class Table:
     """Rows of one table plus their indexes; constraint checks, no undo."""
 
-    __slots__ = ("tdef", "name", "rows", "key_of", "pk_index", "uniques", "btrees", "sequences", "_check")
+    __slots__ = ("tdef", "name", "rows", "key_of", "pk_index", "uniques", "btrees", "sequences", "_check",
+                 "scans")
 
     def __init__(self, tdef: TableDef) -> None:
         self.tdef = tdef
@@ -139,6 +140,9 @@ class Table:
         self.btrees = [BTreeIndex(c, cols[c].type.sort_key) for c in tdef.indexes]
         self.sequences: dict[str, int] = {c: 0 for c in tdef.autoinc}
         self._check = _row_checker(tdef)
+        # Scans paused half-way through ``rows`` (a query in slices): told before the next change,
+        # so that they copy what they have not read yet (see ``readview.LazyScan``).
+        self.scans: list[Any] = []
 
     # -- reads ------------------------------------------------------------------
     def __len__(self) -> int:
@@ -178,6 +182,8 @@ class Table:
 
     def add(self, row: Any) -> None:
         """Store a row already checked; the caller guarantees no constraint is broken."""
+        if self.scans:
+            self._detach_scans()
         key = self.key_of(row)
         if self.pk_index is not None and key in self.rows:  # without a key the row is its own (hashed) key
             raise AssertionError(f"duplicate key {key!r} in {self.name}")
@@ -193,6 +199,8 @@ class Table:
 
     def remove(self, row: Any) -> None:
         """Remove a row known to be stored (the stored object or an equal one)."""
+        if self.scans:
+            self._detach_scans()
         key = self.key_of(row)
         del self.rows[key]
         if self.pk_index is not None:
@@ -203,6 +211,11 @@ class Table:
             idx.ordered.removed(value)
         for bidx in self.btrees:
             bidx.remove(row)
+
+    def _detach_scans(self) -> None:
+        scans, self.scans = self.scans, []
+        for scan in scans:
+            scan.detach()
 
     def load(self, rows: Iterable[Any]) -> None:
         """Bulk-load rows at start-up (no checks beyond duplicate keys)."""

@@ -80,7 +80,7 @@ def test_a_read_view_reads_the_state_of_its_offset(tmp_path_factory, before: lis
     db.add_commit_listener(view.apply)
     run(db, after)
     item, tag = db.tables["item"], db.tables["tag"]
-    assert set(view.rows(item)) == then["item"] and len(view.rows(item)) == len(then["item"])
+    assert set(view.rows(item)) == then["item"] and len(list(view.rows(item))) == len(then["item"])
     assert set(view.rows(tag)) == then["tag"]
     assert view.count(item) == len(then["item"]) and view.count(tag) == len(then["tag"])
     grp = item.index_for("grp")

@@ -361,8 +361,11 @@ def chunks(rows: Iterable[Any], view: LiveView, meter: Meter) -> Iterable[Iterab
 
 
 def _sliced(rows: Iterable[Any], meter: Meter) -> Iterator[list[Any]]:
-    it = iter(rows)
-    while chunk := list(itertools.islice(it, CHUNK)):
+    take = getattr(rows, "take", None)  # a LazyScan: reads the live table until it is about to change
+    if take is None:
+        it = iter(rows)
+        take = lambda n: list(itertools.islice(it, n))  # noqa: E731
+    while chunk := take(CHUNK):
         meter.scanned += len(chunk)
         yield chunk
 
