@@ -39,7 +39,7 @@ from db_core.commitlog.fsio import PRIVATE_DIR, private_opener
 from db_core.host import Host, Limits, Out, Session
 from db_core.dirlock import lock_directory, unlock_directory
 from db_core.ratelimit import KeyedBuckets, Rate
-from db_core.protocol import (SUBPROTOCOL, DeleteDatabase, Done, ErrorMessage, IdentityToken, ProtocolError, Publish,
+from db_core.protocol import (SUBPROTOCOL, ClientMessage, DeleteDatabase, Done, ErrorMessage, IdentityToken, ProtocolError, Publish,
                               decode_client, encode)
 
 from .auth import InvalidToken, TokenAuthority
@@ -322,7 +322,8 @@ class ChatServer:
             old.db.wait_durable(old.db.last_offset)
             self._dispatch(old, old.host.on_durable(old.db.last_offset))
         moving = list(old.clients.values()) if old is not None else []
-        carried = [(c, old.host.live_subscriptions(c.session)) for c in moving] if old is not None else []
+        carried = [(c, old.host.live_subscriptions(c.session), old.host.pending_requests(c.session))
+                   for c in moving] if old is not None else []
         keep = frozenset(c.session.connection_id for c in moving if c.session.hooks)
         for client in moving:
             old.host.detach(client.session)  # type: ignore[union-attr]
@@ -354,11 +355,12 @@ class ChatServer:
         self._carry_over(hosted, carried)
         return hosted.db.migrations
 
-    def _carry_over(self, hosted: Hosted, carried: list[tuple[_Client, list[tuple[int, list[str]]]]]) -> None:
-        for client, subscriptions in carried:
+    def _carry_over(self, hosted: Hosted,
+                    carried: list[tuple[_Client, list[tuple[int, list[str]]], list[ClientMessage]]]) -> None:
+        for client, subscriptions, requests in carried:
             client.hosted = hosted
             hosted.clients[client.session] = client
-            self._dispatch(hosted, hosted.host.adopt(client.session, subscriptions))
+            self._dispatch(hosted, hosted.host.adopt(client.session, subscriptions, requests))
 
     def delete(self, name: str) -> None:
         """Delete database ``name``: its clients are disconnected and its files removed."""

@@ -247,7 +247,7 @@ class Host:
         return first + [msg for msg, _ in session.backlog]
 
     def adopt(self, session: Session, subscriptions: list[tuple[int, list[str]]],
-              requests: list[ClientMessage] = ()) -> list[Out]:  # type: ignore[assignment]
+              requests: list[ClientMessage] | None = None) -> list[Out]:
         """Take over a live session from the host of the previous module version.
 
         Same identity and connection, no hooks run. The client is sent the new
@@ -263,7 +263,7 @@ class Host:
         session.job = session.request = None
         session.waiting = False
         session.backlog = collections.deque([(Subscribe(rid, queries), 0) for rid, queries in subscriptions]
-                                            + [(msg, 0) for msg in requests])
+                                            + [(msg, 0) for msg in requests or ()])
         self._admit(session)
         return self._queue(_PendingMsg(self.db.last_offset, session, self._hello(session), False, True)) \
             + self._drain(session)

@@ -221,3 +221,32 @@ def test_a_connections_requests_are_answered_in_order(tmp_path: Path) -> None:
             await ws.close()
 
     run(main())
+
+
+def test_a_module_update_during_a_query_answers_it_from_the_new_module(tmp_path: Path) -> None:
+    """The query under way, and a call waiting behind it, move with their client to the new module."""
+    data = seeded(tmp_path, 60_000)
+
+    async def main() -> None:
+        async with in_process_server(data) as srv:
+            ws = await connect(ws_url(f"127.0.0.1:{srv.port}", DB), subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                               max_size=None)
+            await ws.recv()
+            await ws.send(encode(OneOffQuery(1, "SELECT * FROM message")))
+            await ws.send(encode(CallReducer(2, "send_message", ["after"])))
+            host = srv.databases[DB].host
+            while not host.busy:
+                await asyncio.sleep(0)
+            source = (data / "databases" / DB / "quickstart_chat.py").read_text()
+            srv.publish(DB, source + "\n# v2\n", filename="quickstart_chat.py")
+            replies = {}
+            while 1 not in replies or 2 not in replies:
+                msg = decode_server(await ws.recv())
+                if getattr(msg, "id", None) in (1, 2):
+                    replies[msg.id] = msg
+            assert len(replies[1].rows) == 60_000 and "after" not in {r[2] for r in replies[1].rows}
+            assert replies[2].status == "committed"
+            assert srv.databases[DB].host is not host  # it ran on the new module's host
+            await ws.close()
+
+    run(main())
