@@ -19,7 +19,7 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import BINARY, DATA_OPCODES, CloseCode, Frame, Opcode
-from websockets.protocol import Event, Protocol, State
+from websockets.protocol import Event, State
 
 try:
     from websockets.speedups import apply_mask
@@ -60,17 +60,6 @@ def _lead(byte: int) -> _Lead:
 _LEADS = tuple(_lead(byte) for byte in range(256))
 
 
-def _size_limit(protocol: Protocol) -> int | None:
-    """The largest payload websockets accepts in the next frame (as its ``Protocol.parse`` computes it)."""
-    limit = protocol.max_message_size
-    if limit is not None and protocol.current_size is not None:
-        limit -= protocol.current_size
-    fragment = getattr(protocol, "max_fragment_size", None)
-    if fragment is not None:
-        limit = fragment if limit is None else min(limit, fragment)
-    return limit
-
-
 class FastConnection(ServerConnection):
     """A websockets ServerConnection that can hand each data message to a callback synchronously.
 
@@ -96,6 +85,11 @@ class FastConnection(ServerConnection):
         # holds more than max_size + 14 bytes.
         self._pending = bytearray()
         self._forward = 0  # bytes of the current frame still to feed to websockets
+        # No frame may be larger than a whole message: websockets refuses one at its header.
+        protocol = self.protocol
+        sizes = [size for size in (protocol.max_message_size, getattr(protocol, "max_fragment_size", None))
+                 if size is not None]
+        self._max_size = min(sizes) if sizes else None
 
     # -- incoming bytes -------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -144,12 +138,13 @@ class FastConnection(ServerConnection):
         """
         protocol = self.protocol
         on_message = self._on_message if self._direct else None
+        max_size = self._max_size
         i, n = 0, len(data)
         while i < n:
             if self._forward:
                 j = min(n, i + self._forward)
                 self._forward -= j - i
-                super().data_received(data[i:j])
+                super().data_received(bytes(data[i:j]))
                 i = j
                 continue
             if n - i < 2:
@@ -165,8 +160,7 @@ class FastConnection(ServerConnection):
                 if n - i < head - 4:
                     break
                 length = int.from_bytes(data[i + 2:i + head - 4], "big")
-            limit = _size_limit(protocol)
-            if limit is not None and length > limit or lead is _Lead.CONTROL and length > 125:
+            if max_size is not None and length > max_size or lead is _Lead.CONTROL and length > 125:
                 return self._to_websockets(data, i)
             if lead is _Lead.BINARY and on_message is not None and protocol.state is OPEN and protocol.current_size is None:
                 end = i + head + length
@@ -181,24 +175,8 @@ class FastConnection(ServerConnection):
     def _to_websockets(self, data: bytes | bytearray, start: int) -> int:
         """websockets reads everything from ``data[start:]`` on (it refuses this frame); returns len(data)."""
         self._stage = _Stage.WEBSOCKETS
-        super().data_received(data[start:])
+        super().data_received(bytes(data[start:]))
         return len(data)
-
-    def _flush(self) -> None:
-        """websockets reads what the fast path kept (the start of a frame) and everything after it."""
-        self._stage = _Stage.WEBSOCKETS
-        if self._pending:
-            pending = bytes(self._pending)
-            self._pending.clear()
-            super().data_received(pending)
-
-    def eof_received(self) -> None:
-        self._flush()  # so that websockets sees where the stream ended
-        super().eof_received()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._flush()
-        super().connection_lost(exc)
 
     # -- messages ---------------------------------------------------------------------------------
     def process_event(self, event: Event) -> None:
@@ -216,8 +194,9 @@ class FastConnection(ServerConnection):
         held, self._held = self._held or [], None
         self._on_message = on_message
         protocol = self.protocol
-        # The fast path unmasks payloads as they are: no extension may transform them.
-        self._direct = not protocol.extensions and protocol.max_message_size is not None
+        # The fast path unmasks payloads as they are (no extension may transform them), and keeps
+        # a frame until it is whole (the size limit bounds that).
+        self._direct = not protocol.extensions and self._max_size is not None
         for frame in held:
             self._take(frame)
 
@@ -226,7 +205,11 @@ class FastConnection(ServerConnection):
         held, self._held = self._held or [], None
         for frame in held:
             super().process_event(frame)
-        self._flush()
+        # websockets reads everything from here on: first the start of a frame the splitter kept.
+        self._stage = _Stage.WEBSOCKETS
+        pending, self._pending = bytes(self._pending), bytearray()
+        if pending:
+            super().data_received(pending)
 
     def _take(self, frame: Frame) -> None:
         assert self._on_message is not None
