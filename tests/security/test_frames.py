@@ -184,7 +184,7 @@ def through_websockets(pieces: list[bytes], *, eof: bool = False, server_closing
     if server_closing:
         protocol.send_close(CloseCode.GOING_AWAY, "bye")
     messages: list[bytes | str] = []
-    written = bytearray()
+    written = bytearray(b"".join(protocol.data_to_send()))
     fragments: list[Frame] = []
     failed = False
     for piece in pieces:
