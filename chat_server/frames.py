@@ -58,6 +58,7 @@ def _lead(byte: int) -> _Lead:
 
 
 _LEADS = tuple(_lead(byte) for byte in range(256))
+_BINARY, _CONTROL, _REFUSED = _Lead.BINARY, _Lead.CONTROL, _Lead.REFUSED  # the splitter's hot loop reads these
 
 
 class FastConnection(ServerConnection):
@@ -139,6 +140,8 @@ class FastConnection(ServerConnection):
         protocol = self.protocol
         on_message = self._on_message if self._direct else None
         max_size = self._max_size
+        # Only what websockets reads can change these (a close frame, a fragment, a failure).
+        fast = on_message is not None and protocol.state is OPEN and protocol.current_size is None
         i, n = 0, len(data)
         while i < n:
             if self._forward:
@@ -146,12 +149,13 @@ class FastConnection(ServerConnection):
                 self._forward -= j - i
                 super().data_received(bytes(data[i:j]))
                 i = j
+                fast = on_message is not None and protocol.state is OPEN and protocol.current_size is None
                 continue
             if n - i < 2:
                 break
             lead = _LEADS[data[i]]
             length = data[i + 1]
-            if lead is _Lead.REFUSED or not length & 0x80:  # a client must mask (RFC 6455 5.1)
+            if lead is _REFUSED or not length & 0x80:  # a client must mask (RFC 6455 5.1)
                 return self._to_websockets(data, i)
             length &= 0x7F
             head = 6
@@ -160,13 +164,13 @@ class FastConnection(ServerConnection):
                 if n - i < head - 4:
                     break
                 length = int.from_bytes(data[i + 2:i + head - 4], "big")
-            if max_size is not None and length > max_size or lead is _Lead.CONTROL and length > 125:
+            if max_size is not None and length > max_size or lead is _CONTROL and length > 125:
                 return self._to_websockets(data, i)
-            if lead is _Lead.BINARY and on_message is not None and protocol.state is OPEN and protocol.current_size is None:
+            if fast and lead is _BINARY:
                 end = i + head + length
                 if end > n:
                     break
-                on_message(apply_mask(data[i + head:end], data[i + head - 4:i + head]))
+                on_message(apply_mask(data[i + head:end], data[i + head - 4:i + head]))  # type: ignore[misc]
                 i = end
             else:
                 self._forward = head + length
