@@ -1,8 +1,8 @@
 """The server's websocket connection: whole binary frames reach the host without websockets' parser.
 
-websockets parses each frame with generator-based coroutines (about 3.3 us a frame) and queues it
-for a task awaiting ``recv`` (a future, a task switch and a loop turn): more than the host's own
-work on a call. ``FastConnection`` splits the incoming byte stream into frames itself, from the
+websockets parses each frame with generator-based coroutines and hands it on through
+``process_event``: about 10 us a frame on this machine, against 1-3 us here (a tenth of the
+server's CPU per call). ``FastConnection`` splits the incoming byte stream into frames itself, from the
 first byte after the HTTP request, so it always knows where the next frame starts, however TCP
 cut the stream. A whole, unfragmented, masked binary frame within the size limit is unmasked here
 and handed to the host; every other frame is fed to websockets, exactly its bytes, so websockets
@@ -47,7 +47,7 @@ class _Lead(enum.Enum):
 
 def _lead(byte: int) -> _Lead:
     if byte & 0x70:
-        return _Lead.REFUSED  # no extension is negotiated (FastConnection.deliver_directly checks)
+        return _Lead.REFUSED  # RSV bits mean an extension: websockets reads all (none is negotiated here)
     try:
         opcode = Opcode(byte & 0x0F)
     except ValueError:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.client import ClientProtocol
@@ -655,17 +656,25 @@ def test_split_header_and_payload_with_a_frame_hidden_in_the_payload(tmp_path: P
     run(main())
 
 
-def test_invalid_utf8_in_a_text_frame_closes_with_1007(tmp_path: Path) -> None:
-    # docs/protocol.md section 2.4: text frames get an error message; invalid UTF-8 closes with 1007.
+@pytest.mark.parametrize(("frame", "code", "reason"), [
+    (client_frame(TEXT, b"not UTF-8: \xc3(", b"\x82\x80\x01\x02"), 1007, "invalid continuation byte at position 11"),
+    (client_frame(TEXT, b"not UTF-8: \xe2", b"abcd", fin=False) + client_frame(CONT, b"\x82", b"efgh"), 1007,
+     "unexpected end of data at position 11"),
+    (client_frame(BINARY, encode(CallReducer(1, "set_name", ["unmasked"])), None), 1002, "incorrect masking"),
+    (client_frame(BINARY, b"", b"mask", announced=(1 << 20) + 1), 1009,
+     "frame with 1048577 bytes exceeds limit of 1048576 bytes"),
+], ids=["text not UTF-8", "fragmented text not UTF-8", "unmasked", "over the size limit"])
+def test_refused_frames_close_with_the_documented_code(tmp_path: Path, frame: bytes, code: int, reason: str) -> None:
+    # docs/protocol.md sections 2.4 and 11.4.
     async def main() -> None:
         async with in_process_server(tmp_path) as srv:
             client = await RawClient.connect(srv.port)
             await client.next_frame()  # identity
-            await client.write(client_frame(TEXT, b"not UTF-8: \xc3(", b"\x82\x80\x01\x02"))
-            frame = await client.next_frame()
-            assert frame.opcode is CLOSE
-            close = Close.parse(frame.data)
-            assert (close.code, close.reason) == (CloseCode.INVALID_DATA, "invalid continuation byte at position 11")
+            await client.write(frame)
+            answer = await client.next_frame()
+            assert answer.opcode is CLOSE
+            close = Close.parse(answer.data)
+            assert (close.code, close.reason) == (code, reason)
             await client.close()
 
     run(main())
