@@ -25,7 +25,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.client import ClientProtocol
-from websockets.frames import CLOSE, DATA_OPCODES, PING, TEXT, Close, CloseCode, Frame
+from websockets.frames import (
+    BINARY,
+    CLOSE,
+    CONT,
+    DATA_OPCODES,
+    PING,
+    PONG,
+    TEXT,
+    Close,
+    CloseCode,
+    Frame,
+)
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -46,8 +57,7 @@ from db_core.protocol import (
 from ..server_harness import in_process_server, run
 
 MAX = 70_000  # the size limit of these connections: 65,536-byte frames fit, a 64-bit length does not
-BINARY, CONT, PONG = 0x2, 0x0, 0xA
-FILL = bytes(range(256)) * 300  # payload bytes beyond the interesting first ones (76,800 of them: more than MAX)
+FILL = bytes(range(256)) * 300  # payload bytes after the interesting first ones: 76,800, more than MAX
 
 
 def client_frame(opcode: int, payload: bytes, mask: bytes | None, *, fin: bool = True, rsv: int = 0,
@@ -451,7 +461,8 @@ SMALL_STREAMS = {
     "an unmasked frame after a masked one": [
         client_frame(BINARY, b"ok", b"\x82\x80\0\0"), client_frame(BINARY, b"no mask", None)],
     "a 16-bit length for a short payload, then a frame with RSV1": [
-        client_frame(BINARY, b"short", b"\x82\x85\x82\x85", length_bytes=2), client_frame(BINARY, b"x", b"mmmm", rsv=4)],
+        client_frame(BINARY, b"short", b"\x82\x85\x82\x85", length_bytes=2),
+        client_frame(BINARY, b"x", b"mmmm", rsv=4)],
 }
 
 SPLIT_TWICE = list(SMALL_STREAMS)[:1]  # also at every pair of points
