@@ -30,8 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import BINARY, DATA_OPCODES, Frame
-from websockets.protocol import Event, State
+from websockets.protocol import State
 from websockets.http11 import Request, Response
 
 from db_core import ConnectionId, Database, DbError, Identity, StorageError
@@ -44,14 +43,10 @@ from db_core.protocol import (SUBPROTOCOL, ClientMessage, DeleteDatabase, Done, 
 
 from .auth import InvalidToken, TokenAuthority
 from .client import DB_NAME_RULE, InvalidName, check_database_name, valid_database_name
+from .frames import FastConnection
 from .gc_policy import GcPolicy
 from .modules import QUICKSTART_CHAT
 from .tokens import write_private
-
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # websockets built without its C extension
-    from websockets.utils import apply_mask
 
 log = logging.getLogger("chat_server")
 OPEN = State.OPEN
@@ -83,105 +78,6 @@ class ServerConfig:
     connections_per_address: int = 2000           # open at once
     connects_per_address: Rate = Rate(100, 2000)  # new connections per second
     new_identities_per_address: Rate = Rate(1, 2000)  # anonymous connections (each mints an identity)
-
-
-class _Connection(ServerConnection):
-    """A websockets ServerConnection that can hand each data message to a callback synchronously.
-
-    By default websockets queues incoming frames for a task awaiting ``recv``: a future, a
-    task switch and a loop iteration per frame, more than the host's own work on a call. After
-    ``deliver_directly(callback)``, every complete message (bytes for binary, str for text;
-    fragments joined) goes to ``callback`` straight from ``data_received``, in order; or, after
-    ``deliver_to_recv()``, through websockets' queue as usual. Until one of them is called, data
-    frames are held. Control frames, the size limit and the closing handshake stay websockets'.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_message: Callable[[bytes | str], None] | None = None
-        self._held: list[Frame] | None = []  # None once the handler chose a way
-        self._partial: bytearray | None = None  # a fragmented message so far
-        self._partial_text = False
-
-    def data_received(self, data: bytes) -> None:
-        # The common case by far: whole, unfragmented, masked binary frames at a frame boundary.
-        # Those go straight to the host (unmasked with websockets' own C helper); the first byte
-        # of anything else (a fragment, a control or text frame, a frame cut by TCP or over the
-        # size limit) and all that follows take websockets' path, which checks and answers it.
-        if self._on_message is not None and self._partial is None:
-            protocol = self.protocol
-            if protocol.state is OPEN and protocol.current_size is None and not protocol.reader.buffer:
-                data = self._take_whole_frames(data, protocol.max_message_size)
-                if not data:
-                    return
-        super().data_received(data)
-
-    def _take_whole_frames(self, data: bytes, max_size: int | None) -> bytes:
-        """Deliver the leading whole binary frames of ``data``; returns the rest."""
-        on_message = self._on_message
-        assert on_message is not None
-        i, n = 0, len(data)
-        while n - i >= 6:
-            if data[i] != 0x82:  # FIN, no RSV bits, binary
-                break
-            length = data[i + 1]
-            if not length & 0x80:  # a client must mask (RFC 6455 5.1): websockets refuses it
-                break
-            length &= 0x7F
-            head = 6
-            if length == 126:
-                if n - i < 8:
-                    break
-                length = int.from_bytes(data[i + 2:i + 4], "big")
-                head = 8
-            elif length == 127:
-                break
-            end = i + head + length
-            if end > n or (max_size is not None and length > max_size):
-                break
-            payload = apply_mask(data[i + head:end], data[i + head - 4:i + head])
-            i = end
-            on_message(payload)
-        return data[i:] if i else data
-
-    def process_event(self, event: Event) -> None:
-        if self.request is None or not isinstance(event, Frame) or event.opcode not in DATA_OPCODES:
-            super().process_event(event)  # the handshake, pings, pongs, close
-        elif self._held is not None:
-            self._held.append(event)
-        elif self._on_message is None:
-            super().process_event(event)
-        else:
-            self._take(event)
-
-    def deliver_directly(self, on_message: Callable[[bytes | str], None]) -> None:
-        held, self._held = self._held or [], None
-        self._on_message = on_message
-        for frame in held:
-            self._take(frame)
-
-    def deliver_to_recv(self) -> None:
-        held, self._held = self._held or [], None
-        for frame in held:
-            super().process_event(frame)
-
-    def _take(self, frame: Frame) -> None:
-        assert self._on_message is not None
-        data = frame.data
-        if self._partial is None:
-            if not frame.fin:
-                self._partial, self._partial_text = bytearray(data), frame.opcode is not BINARY
-                return
-            text = frame.opcode is not BINARY
-        else:
-            # websockets' parser checked the order of fragments and the total size (max_size).
-            self._partial += data
-            if not frame.fin:
-                return
-            data, text, self._partial = self._partial, self._partial_text, None
-        if type(data) is not bytes:
-            data = bytes(data)
-        self._on_message(data.decode(errors="replace") if text else data)
 
 
 # A client's share of one turn of the event loop: the messages past it wait for the next turn
@@ -455,7 +351,7 @@ class ChatServer:
                 subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
                 process_request=self._process_request,
                 compression=None,  # per-message deflate costs 25-35% on small chat frames
-                create_connection=_Connection,
+                create_connection=FastConnection,
                 max_size=self.config.max_frame_bytes,
                 ssl=ssl_ctx,
             )
@@ -587,7 +483,7 @@ class ChatServer:
         self._dispatch(hosted, out)
         writer = asyncio.create_task(self._writer(client))
         try:
-            if isinstance(ws, _Connection):
+            if isinstance(ws, FastConnection):
                 ws.deliver_directly(lambda message: self._on_message(client, message))
                 await ws.wait_closed()
             else:
@@ -662,7 +558,7 @@ class ChatServer:
 
     async def _handle_absent(self, ws: ServerConnection, name: str, identity: Identity, token: str) -> None:
         """A CLI connection to a database that does not exist yet: only publish is possible."""
-        if isinstance(ws, _Connection):
+        if isinstance(ws, FastConnection):
             ws.deliver_to_recv()
         session = Session(ConnectionId.random(), identity, hooks=False, token=token)
         await ws.send(encode(IdentityToken(bytes(identity), token, bytes(session.connection_id), name, {"tables": [], "reducers": []})))
