@@ -14,6 +14,7 @@ and it fails the connection with its own close code.
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,12 +22,16 @@ from websockets.asyncio.server import ServerConnection
 from websockets.frames import BINARY, DATA_OPCODES, CloseCode, Frame, Opcode
 from websockets.protocol import Event, State
 
+from db_core.ratelimit import Rate, TokenBucket
+
 try:
     from websockets.speedups import apply_mask
 except ImportError:  # websockets built without its C extension
     from websockets.utils import apply_mask
 
 OPEN = State.OPEN
+# Pings and pongs a client may send: keepalives come every few seconds; a flood is closed (1008).
+DEFAULT_CONTROL_FRAMES = Rate(10, 100)
 END_OF_REQUEST = b"\r\n\r\n"  # an HTTP request without a body (a websocket handshake has none)
 
 
@@ -78,6 +83,10 @@ class FastConnection(ServerConnection):
         self._partial: bytearray | None = None  # a fragmented message so far
         self._partial_text = False
         self._failed = False  # a text message was not UTF-8: nothing more is delivered
+        # Control frames a client may send (each ping costs a pong), and the most the transport may
+        # hold unsent (pongs to a client that never reads pile up there): set by the server.
+        self.control_frames = TokenBucket(DEFAULT_CONTROL_FRAMES, time.monotonic())
+        self.send_limit: int | None = None
         self._stage = _Stage.REQUEST
         self._request_tail = b""  # the request's last bytes so far: its end may straddle two reads
         self._direct = False  # whole binary frames skip websockets (set by deliver_directly)
@@ -94,6 +103,13 @@ class FastConnection(ServerConnection):
 
     # -- incoming bytes -------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        self._receive(data)
+        limit = self.send_limit
+        if limit is not None and self.transport.get_write_buffer_size() > limit:
+            # Not reading what it is sent (pongs, say): it could make the server hold any amount.
+            self.transport.abort()
+
+    def _receive(self, data: bytes) -> None:
         if self._stage is not _Stage.FRAMES:
             if self._stage is _Stage.WEBSOCKETS:
                 super().data_received(data)
@@ -184,6 +200,14 @@ class FastConnection(ServerConnection):
 
     # -- messages ---------------------------------------------------------------------------------
     def process_event(self, event: Event) -> None:
+        if isinstance(event, Frame) and event.opcode in (Opcode.PING, Opcode.PONG):
+            if self.control_frames.take(time.monotonic()) and self.protocol.state is OPEN:
+                self.protocol.fail(CloseCode.POLICY_VIOLATION,
+                                   f"too many control frames: at most {self.control_frames.rate.per_second:g} a second")
+                self.send_data()
+                if self.close_deadline is None and self.close_timeout is not None:
+                    self.close_deadline = self.loop.time() + self.close_timeout
+                return
         if self.request is None or not isinstance(event, Frame) or event.opcode not in DATA_OPCODES:
             super().process_event(event)  # the handshake, pings, pongs, close
         elif self._held is not None:

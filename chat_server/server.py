@@ -37,13 +37,13 @@ from db_core import ConnectionId, Database, DbError, Identity, StorageError
 from db_core.commitlog.fsio import PRIVATE_DIR, private_opener
 from db_core.host import Host, Limits, Out, Session
 from db_core.dirlock import lock_directory, unlock_directory
-from db_core.ratelimit import KeyedBuckets, Rate
+from db_core.ratelimit import KeyedBuckets, Rate, TokenBucket
 from db_core.protocol import (SUBPROTOCOL, ClientMessage, DeleteDatabase, Done, ErrorMessage, IdentityToken, ProtocolError, Publish,
                               decode_client, encode)
 
 from .auth import InvalidToken, TokenAuthority
 from .client import DB_NAME_RULE, InvalidName, check_database_name, valid_database_name
-from .frames import FastConnection
+from .frames import DEFAULT_CONTROL_FRAMES, FastConnection
 from .gc_policy import GcPolicy
 from .modules import QUICKSTART_CHAT
 from .tokens import write_private
@@ -78,6 +78,7 @@ class ServerConfig:
     connections_per_address: int = 2000           # open at once
     connects_per_address: Rate = Rate(100, 2000)  # new connections per second
     new_identities_per_address: Rate = Rate(1, 2000)  # anonymous connections (each mints an identity)
+    control_frames: Rate = DEFAULT_CONTROL_FRAMES  # pings and pongs per connection; past it, closed (1008)
 
 
 # A client's share of one turn of the event loop: the messages past it wait for the next turn
@@ -454,6 +455,9 @@ class ChatServer:
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
         assert ws.request is not None
+        if isinstance(ws, FastConnection):
+            ws.control_frames = TokenBucket(self.config.control_frames, time.monotonic())
+            ws.send_limit = self.config.send_buffer_bytes
         url = urlsplit(ws.request.path)
         m = PATH_RE.match(url.path)
         assert m is not None
