@@ -148,6 +148,12 @@ async def victim(server: Server, seconds: float) -> tuple[list[float], int]:
     client = await Client.connect(server.url, DB)
     now = int(time.time() * 1_000_000)
     await client.subscribe(["SELECT * FROM user", f"SELECT * FROM message WHERE sent >= {now}"])
+
+    async def read_events() -> None:  # as a chat client does; unread, they would pile up in this process
+        async for _ in client.events():
+            pass
+
+    reader = asyncio.create_task(read_events())
     latencies: list[float] = []
     top = server.rss()
     end = time.monotonic() + seconds
@@ -163,6 +169,7 @@ async def victim(server: Server, seconds: float) -> tuple[list[float], int]:
         nxt += 0.1
         await asyncio.sleep(max(0.0, nxt - time.monotonic()))
     await client.close()
+    reader.cancel()
     if failures:
         print(f"  victim: {failures} calls did not commit", file=sys.stderr)
     return latencies, top

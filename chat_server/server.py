@@ -84,7 +84,7 @@ class ServerConfig:
 # A client's share of one turn of the event loop: the messages past it wait for the next turn
 # (and its socket is not read meanwhile), so a client that pipelines hundreds of requests delays
 # the others' by a few of its own, not by all of them.
-MESSAGES_PER_TURN = 32
+MESSAGES_PER_TURN = 8
 
 
 class _Client:
