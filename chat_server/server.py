@@ -142,6 +142,7 @@ class ChatServer:
         self._connects = KeyedBuckets(config.connects_per_address)
         self._new_identities = KeyedBuckets(config.new_identities_per_address)
         self._open_per_address: dict[str, int] = {}
+        self._turn: list[_Client] = []  # clients with messages in this turn of the loop (see _on_message)
         self.failures: list[str] = []  # set by ``stop``: one line per database that could not write to disk
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -510,28 +511,37 @@ class ChatServer:
         if client.deferred is not None:
             client.deferred.append(message)
             return
+        if not client.turn:
+            self._in_turn(client)
         client.turn += 1
-        if client.turn == 1:
-            asyncio.get_running_loop().call_soon(self._next_turn, client)
-        elif client.turn > MESSAGES_PER_TURN:
+        if client.turn > MESSAGES_PER_TURN:
             client.deferred = collections.deque([message])
             client.ws.transport.pause_reading()
             return
         self._handle_message(client, message)
 
-    def _next_turn(self, client: _Client) -> None:
-        """A new turn of the loop: the client's deferred messages first, then its socket again."""
-        client.turn = 0
-        deferred = client.deferred
-        if deferred is None:
-            return
-        asyncio.get_running_loop().call_soon(self._next_turn, client)
-        while deferred and client.turn < MESSAGES_PER_TURN and not client.closing:
-            client.turn += 1
-            self._handle_message(client, deferred.popleft())
-        if not deferred or client.closing:
-            client.deferred = None
-            client.ws.transport.resume_reading()
+    def _in_turn(self, client: _Client) -> None:
+        """Count the client's messages in this turn of the loop (one callback a turn ends them all)."""
+        if not self._turn:
+            asyncio.get_running_loop().call_soon(self._next_turn)
+        self._turn.append(client)
+
+    def _next_turn(self) -> None:
+        """A new turn of the loop: every count starts again; deferred messages go first, a share each,
+        then those clients' sockets are read again."""
+        clients, self._turn = self._turn, []
+        for client in clients:
+            client.turn = 0
+            deferred = client.deferred
+            if deferred is None:
+                continue
+            self._in_turn(client)
+            while deferred and client.turn < MESSAGES_PER_TURN and not client.closing:
+                client.turn += 1
+                self._handle_message(client, deferred.popleft())
+            if not deferred or client.closing:
+                client.deferred = None
+                client.ws.transport.resume_reading()
 
     def _handle_message(self, client: _Client, message: bytes | str) -> None:
         current = client.hosted

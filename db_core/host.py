@@ -109,7 +109,7 @@ class Session:
     """One client connection as the host sees it."""
 
     __slots__ = ("connection_id", "identity", "subs", "in_flight", "closed", "signature", "hooks", "log_follow",
-                 "token", "bucket", "blocked_until", "blocked_by_connection", "refused_in_a_row", "close_reason",
+                 "token", "bucket", "identity_bucket", "blocked_until", "blocked_by_connection", "refused_in_a_row", "close_reason",
                  "job", "request", "backlog", "waiting")
 
     def __init__(self, connection_id: ConnectionId, identity: Identity, hooks: bool = True, token: str = "") -> None:
@@ -123,6 +123,7 @@ class Session:
         self.closed = False
         self.signature: tuple[int, ...] | None = ()
         self.bucket: TokenBucket | None = None  # set by the host that serves the session
+        self.identity_bucket: TokenBucket | None = None  # shared by the identity's sessions, the same way
         self.blocked_until = 0.0
         self.blocked_by_connection = True  # which rate ``blocked_until`` enforces: the connection's or the identity's
         self.refused_in_a_row = 0
@@ -228,7 +229,9 @@ class Host:
     def _admit(self, session: Session) -> None:
         self.sessions[session.connection_id] = session
         if session.bucket is None:
-            session.bucket = TokenBucket(self.limits.connection_requests, self.clock())
+            now = self.clock()
+            session.bucket = TokenBucket(self.limits.connection_requests, now)
+            session.identity_bucket = self.identity_buckets.acquire(session.identity, now)
 
     def _hello(self, session: Session) -> bytes:
         return encode(IdentityToken(bytes(session.identity), session.token, bytes(session.connection_id), self.name,
@@ -279,6 +282,9 @@ class Host:
         session.closed = True
         self.sessions.pop(session.connection_id, None)
         self._cancel(session)
+        if session.identity_bucket is not None:
+            self.identity_buckets.release(session.identity_bucket)
+            session.identity_bucket = None
         for subset in session.subs.values():
             if subset.until is None:
                 self._release_queries(subset.qids)
@@ -358,10 +364,10 @@ class Host:
         if now < session.blocked_until:
             wait, own = session.blocked_until - now, session.blocked_by_connection
         else:
-            assert session.bucket is not None
+            assert session.bucket is not None and session.identity_bucket is not None
             wait, own = session.bucket.take(now), True
             if not wait:
-                wait, own = self.identity_buckets.take(session.identity, now), False
+                wait, own = session.identity_bucket.take(now), False
             if not wait:
                 session.refused_in_a_row = 0
                 return None

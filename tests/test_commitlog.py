@@ -795,3 +795,26 @@ def test_snapshot_write_is_atomic_when_the_sync_fails(tmp_path: Path, monkeypatc
     monkeypatch.undo()
     assert sorted(p.name for p in d.iterdir()) == [f"{1:020d}.snap"]
     assert SnapshotStore(d).latest() == (1, b"one")
+
+
+def test_a_writer_that_holds_again_at_once_does_not_keep_released_records_from_the_disk(tmp_path: Path) -> None:
+    """A server holds the log at every turn of its loop; what it released must still get synced,
+    even if the next hold comes before the flusher takes it (before: it waited for a quiet turn)."""
+    log = CommitLog.open(tmp_path / "log")
+    try:
+        for turn in range(50):
+            log.hold()
+            log.append(turn, b"record %d" % turn)
+            log.release()
+        log.hold()  # the next turn's hold, at once
+        deadline = time.monotonic() + 5
+        while log.durable_offset < 49 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert log.durable_offset == 49
+        log.append(50, b"held")
+        time.sleep(0.05)
+        assert log.durable_offset == 49  # what came after the hold still waits for its release
+        log.release()
+        assert log.wait_durable(50, timeout=5)
+    finally:
+        log.close()

@@ -140,6 +140,9 @@ class CommitLog:
         self._lost: list[tuple[int, bytes]] = []  # after a failure: every record that never became durable
         self._idle = False  # the flusher is parked in wait(); only then does append pay for notify()
         self._held = False  # ``hold``: the flusher starts no new batch until ``release`` (or a waiter needs one)
+        # While held, the first ``_free`` records of the queue were appended before the hold: they
+        # may go (a writer that holds at every turn would otherwise keep everything from the disk).
+        self._free = 0
         self._holds = False  # ``hold`` was ever used: the writer marks its batches, so the flusher never lingers
         self._error: StorageError | None = None  # set when the flusher fails
         self._failed: StorageError | None = None  # the same, published to waiters once on_error has run
@@ -340,6 +343,10 @@ class CommitLog:
         with self._cond:
             self._held = True
             self._holds = True
+            self._free = len(self._queue)  # released already, not yet taken: they go, this hold or not
+            if self._free and self._idle:
+                self._idle = False
+                self._cond.notify()
 
     def release(self) -> None:
         """End a ``hold``: the flusher takes everything queued."""
@@ -486,7 +493,7 @@ class CommitLog:
         try:
             while True:
                 with cond:
-                    while (not self._queue or self._held) and not self._closed:
+                    while (not self._queue or (self._held and not self._free)) and not self._closed:
                         self._idle = True
                         cond.wait()
                     self._idle = False
@@ -500,8 +507,12 @@ class CommitLog:
                     # waiting on its own commit never lingers (the queue was empty after its sync).
                     time.sleep(LINGER_SECONDS)
                 with cond:
-                    batch = self._batch = self._queue
-                    self._queue = []
+                    if self._held and not self._closed:
+                        batch, self._queue = self._queue[:self._free], self._queue[self._free:]
+                    else:
+                        batch, self._queue = self._queue, []
+                    self._batch = batch
+                    self._free = 0
                 self._publish(self._write(batch))
                 busy = bool(self._queue)
             clean = True

@@ -180,3 +180,35 @@ def test_open_connections_and_connects_per_address_are_limited(tmp_path: Path) -
             assert statuses == [101] * 4 + [429] * 2
 
     run(main())
+
+
+def test_a_pipelined_flood_takes_turns_with_everyone_else(tmp_path: Path) -> None:
+    """256 calls sent at once are handled a few per turn of the server's loop, so another client's
+    call sent after them is answered long before the last of them (before: after all of them)."""
+    import time
+
+    from db_core.protocol import CallReducer, decode_server, encode
+
+    async def main() -> None:
+        async with in_process_server(tmp_path) as srv:
+            url = f"127.0.0.1:{srv.port}"
+            flood = await connect(ws_url(url, DB), subprotocols=[SUBPROTOCOL])  # type: ignore[list-item]
+            await flood.recv()
+            victim = await Client.connect(url, DB)
+            for i in range(256):
+                await flood.send(encode(CallReducer(i, "send_message", [f"flood {i}"])))
+            answered: list[float] = []
+            call = asyncio.ensure_future(victim.call("send_message", "me"))
+            call.add_done_callback(lambda _: answered.append(time.perf_counter()))
+            arrivals = []
+            while len(arrivals) < 256:
+                msg = decode_server(await flood.recv())
+                if isinstance(msg, ReducerResult):
+                    arrivals.append(time.perf_counter())
+            assert (await call).status == "committed"
+            before = sum(1 for t in arrivals if t < answered[0])
+            assert before < 128, f"the victim's call was answered after {before} of the flood's 256"
+            await flood.close()
+            await victim.close()
+
+    run(main())
