@@ -228,6 +228,11 @@ class FastConnection(ServerConnection):
         for frame in held:
             self._take(frame)
 
+    def stop_delivering(self) -> None:
+        """The connection is over: drop the callback (and so what it holds)."""
+        self._on_message = None
+        self._direct = False
+
     def deliver_to_recv(self) -> None:
         """Queue every message for ``recv`` from now on, the held ones first."""
         held, self._held = self._held or [], None

@@ -85,6 +85,7 @@ class ServerConfig:
 # (and its socket is not read meanwhile), so a client that pipelines hundreds of requests delays
 # the others' by a few of its own, not by all of them.
 MESSAGES_PER_TURN = 8
+IDLE_CHECK_SECONDS = 0.05
 
 
 class _Client:
@@ -143,6 +144,8 @@ class ChatServer:
         self._new_identities = KeyedBuckets(config.new_identities_per_address)
         self._open_per_address: dict[str, int] = {}
         self._turn: list[_Client] = []  # clients with messages in this turn of the loop (see _on_message)
+        self._busy = False  # a message, connect or disconnect since the last idle check
+        self._idle_timer: asyncio.TimerHandle | None = None
         self.failures: list[str] = []  # set by ``stop``: one line per database that could not write to disk
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -343,6 +346,7 @@ class ChatServer:
         # The rows live as long as the server: keep them out of the collector's full scans (with a
         # million rows a full collection would stall every client for a second).
         self._gc.start()
+        self._idle_timer = self._loop.call_later(IDLE_CHECK_SECONDS, self._check_idle)
         ssl_ctx = None
         if self.config.tls_cert is not None:
             ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -385,6 +389,8 @@ class ChatServer:
                 log.error("database %s: %s", hosted.name, exc)
         self.failures = self.storage_failures()
         self.databases.clear()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         self._gc.stop()
         if self._lock_fd is not None:
             unlock_directory(self._lock_fd)
@@ -445,11 +451,13 @@ class ChatServer:
 
     # -- websocket -------------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
+        self._busy = True  # connects and disconnects are work a long pause would delay too
         address = address_key(ws.remote_address)
         self._open_per_address[address] = self._open_per_address.get(address, 0) + 1
         try:
             await self._serve_connection(ws)
         finally:
+            self._busy = True
             left = self._open_per_address.pop(address) - 1
             if left:
                 self._open_per_address[address] = left
@@ -505,6 +513,8 @@ class ChatServer:
                     self._gc.disconnected()
             await asyncio.sleep(0)  # let the writer send what is queued (e.g. a close reason)
             writer.cancel()
+            if isinstance(ws, FastConnection):
+                ws.stop_delivering()  # its callback holds the client, which holds it: a cycle for the collector
 
     def _on_message(self, client: _Client, message: bytes | str) -> None:
         """One message from a client, straight from its connection's ``data_received``."""
@@ -513,6 +523,7 @@ class ChatServer:
             return
         if not client.turn:
             self._in_turn(client)
+            self._busy = True
         client.turn += 1
         if client.turn > MESSAGES_PER_TURN:
             client.deferred = collections.deque([message])
@@ -525,6 +536,14 @@ class ChatServer:
         if not self._turn:
             asyncio.get_running_loop().call_soon(self._next_turn)
         self._turn.append(client)
+
+    def _check_idle(self) -> None:
+        # No message for a whole check interval: nobody would wait out a long pause now.
+        assert self._loop is not None
+        if not self._busy:
+            self._gc.idle()
+        self._busy = False
+        self._idle_timer = self._loop.call_later(IDLE_CHECK_SECONDS, self._check_idle)
 
     def _next_turn(self) -> None:
         """A new turn of the loop: every count starts again; deferred messages go first, a share each,

@@ -17,7 +17,7 @@ class Node:
 
 @pytest.fixture
 def policy():
-    p = GcPolicy(reclaim_after=3)
+    p = GcPolicy(reclaim_after=3, force_after=5)
     p.start()
     yield p
     p.stop()
@@ -47,9 +47,24 @@ def test_a_cycle_frozen_while_alive_is_reclaimed_after_enough_disconnects(policy
     assert ref() is not None  # frozen garbage waits for a reclaim
     policy.disconnected()
     policy.disconnected()
-    assert ref() is not None and policy.reclaims == 0
+    policy.idle()
+    assert ref() is not None and policy.reclaims == 0  # not due yet
     policy.disconnected()  # the third: reclaim_after
+    assert ref() is not None and policy.reclaims == 0  # due, but the server is busy
+    policy.idle()  # a quiet moment
     assert ref() is None and policy.reclaims == 1 and policy.disconnects == 0
+
+
+def test_a_server_that_is_never_idle_still_reclaims_past_force_after(policy: GcPolicy) -> None:
+    node = Node()
+    ref = weakref.ref(node)
+    gc.collect()
+    del node
+    for _ in range(4):
+        policy.disconnected()
+    assert ref() is not None and policy.reclaims == 0
+    policy.disconnected()  # the fifth: force_after
+    assert ref() is None and policy.reclaims == 1
 
 
 def test_stop_restores_the_default_policy() -> None:
@@ -63,3 +78,43 @@ def test_stop_restores_the_default_policy() -> None:
     del node
     gc.collect()
     assert ref() is None
+
+
+def test_a_closed_connection_leaves_the_collector_nothing_of_the_server(tmp_path) -> None:  # noqa: ANN001
+    """What a connection held (its session, its client, its websocket) is freed as soon as it ends,
+    so the long pause of a reclaim is needed once per thousands of disconnects, not per hundreds."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    from chat_server.client import ws_url
+    from chat_server.frames import FastConnection
+    from chat_server.server import _Client
+    from db_core.host import Session
+    from db_core.protocol import SUBPROTOCOL
+
+    from .server_harness import in_process_server, run, wait_for
+
+    def alive() -> int:
+        return sum(1 for o in gc.get_objects() if type(o) in (_Client, Session, FastConnection))
+
+    async def main() -> tuple[int, int]:
+        async with in_process_server(tmp_path) as srv:
+            hosted = srv.databases["quickstart-chat"]
+            gc.collect()
+            gc.disable()  # from here on, only reference counting frees anything
+            try:
+                before = alive()
+                ws = await connect(ws_url(f"127.0.0.1:{srv.port}", "quickstart-chat"),  # type: ignore[list-item]
+                                   subprotocols=[SUBPROTOCOL])
+                await ws.recv()
+                assert alive() > before
+                await ws.close()
+                await wait_for(lambda: not hosted.clients)
+                await asyncio.sleep(0.05)
+                return before, alive()
+            finally:
+                gc.enable()
+
+    before, after = run(main())
+    assert after == before
