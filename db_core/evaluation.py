@@ -85,6 +85,12 @@ class Job:
         """Whether the slice is over (checked between chunks)."""
         return self.meter.scanned - self._slice_from >= CHUNK and time.perf_counter() >= deadline
 
+    def _foresee(self, rows: int) -> None:
+        """Refuse now a query whose answer is known, before a row is read, to hold ``rows`` rows
+        (a whole table, unfiltered): an attacker's repeated full scans then cost nothing."""
+        if rows > self.budget.rows_returned:
+            raise BudgetExceeded(f"query exceeded its budget of {self.budget.rows_returned} rows returned")
+
     def _check(self, added_rows: int, added_bytes: int) -> None:
         budget = self.budget
         self.returned += added_rows
@@ -115,9 +121,15 @@ class SelectJob(Job):
         self.plan = plan
         self._chunks = select_chunks(plan, pp, tables, view, self.meter)
         self._to_wire = _converter(list(plan.types))
+        if len(plan.sources) == 1 and pp.access.kind == "scan" and pp.start_filter is None and not plan.count:
+            whole = view.count(tables[plan.sources[0].table])
+            self._known = whole if plan.limit is None else min(whole, plan.limit)
+        else:
+            self._known = 0
         self._answer = SqlResultFrame(request_id, list(plan.columns), [t.describe() for t in plan.types])
 
     def _work(self, deadline: float) -> bool:
+        self._foresee(self._known)
         for chunk in self._chunks:
             if chunk:
                 body = pack_items(self._to_wire(chunk))
@@ -163,6 +175,9 @@ class RowsJob(Job):
         self._todo: Iterator[tuple[QueryInput, list[Any]]] = self._evaluate()
 
     def _evaluate(self) -> Iterator[tuple[QueryInput, list[Any]]]:
+        tables = self._engine.tables
+        self._foresee(sum(self.view.count(tables[q.plan.table]) * q.times for q in self.queries
+                          if q.plan.predicate is None and q.plan.join is None and not q.plan.equalities))
         for q in self.queries:
             self._rows[q.qid] = []
             for chunk in self._engine.initial_chunks(q.plan, self.view, self.meter):

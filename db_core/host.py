@@ -87,7 +87,7 @@ class Limits:
 # A query's first slice runs as soon as it arrives; most end within it. Longer ones go on in
 # ``Host.work``, at most SLICE_SECONDS at a time, so that no other client waits longer than that.
 FIRST_SLICE_SECONDS = 0.0005
-SLICE_SECONDS = 0.002
+SLICE_SECONDS = 0.001
 
 # After a rate-limit refusal a connection is refused at least this long, so that the requests it had
 # already sent (within a round trip) are refused too and its resends keep their order.

@@ -70,6 +70,11 @@ class SubscriptionEngine:
     def __len__(self) -> int:
         return len(self._queries)
 
+    @property
+    def tables(self) -> dict[str, Table]:
+        """The tables the queries read."""
+        return self._tables
+
     def get(self, key: Any) -> Query | None:
         return self._queries.get(key)
 
