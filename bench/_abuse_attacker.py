@@ -25,6 +25,8 @@ from db_core.protocol import SUBPROTOCOL, CallReducer, OneOffQuery, Subscribe, d
 
 DB = "quickstart-chat"
 SELF_JOIN = "SELECT a.* FROM message AS a JOIN message AS b ON a.sender = b.sender"
+# Reads every message and returns none: the costliest scan the row budget lets through.
+NOWHERE = "SELECT * FROM message WHERE text = 'no such text'"
 
 
 def url(server: str) -> str:
@@ -72,33 +74,43 @@ async def pipelined(server: str, seconds: float, make: Any, in_flight: int) -> d
 
 
 async def ping_flood(server: str, seconds: float) -> dict[str, Any]:
-    """Send masked ping frames as fast as the socket takes them and never read the pongs."""
+    """Send masked ping frames as fast as the socket takes them and never read the pongs; when the
+    server hangs up, connect again (with the same token: one identity)."""
+    first = await connect(url(server), subprotocols=[SUBPROTOCOL], compression=None)  # type: ignore[list-item]
+    token = decode_server(await first.recv()).token  # type: ignore[union-attr]
+    await first.close()
     host, port = server.rsplit(":", 1)
-    sock = socket.create_connection((host, int(port)))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /v1/database/{DB}/subscribe HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                  f"Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n").encode())
-    sock.recv(4096)  # the 101 (and maybe the identity frame): from now on, never read
     payload = b"x" * 125
     mask = b"\x01\x02\x03\x04"
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     frame = bytes((0x89, 0x80 | len(payload))) + mask + masked
     burst = frame * 256
-    sock.setblocking(False)
-    sent = 0
+    stats: dict[str, Any] = {"sent": 0, "connected": 0, "closed": 0}
     end = time.monotonic() + seconds
-    closed = None
     while time.monotonic() < end:
-        try:
-            sent += sock.send(burst) // len(frame)
-        except BlockingIOError:
-            await asyncio.sleep(0.001)
-        except OSError as exc:
-            closed = str(exc)
-            break
-    sock.close()
-    return {"sent": sent, "closed": closed}
+        sock = socket.create_connection((host, int(port)))
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET /v1/database/{DB}/subscribe HTTP/1.1\r\nHost: {server}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                      f"Authorization: Bearer {token}\r\n"
+                      f"Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n").encode())
+        if not sock.recv(4096).startswith(b"HTTP/1.1 101"):  # from now on, never read
+            stats["refused"] = stats.get("refused", 0) + 1
+            sock.close()
+            await asyncio.sleep(0.05)
+            continue
+        stats["connected"] += 1
+        sock.setblocking(False)
+        while time.monotonic() < end:
+            try:
+                stats["sent"] += sock.send(burst) // len(frame)
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+            except OSError:
+                stats["closed"] += 1
+                break
+        sock.close()
+    return stats
 
 
 async def churn(server: str, seconds: float, parallel: int = 8) -> dict[str, Any]:
@@ -126,10 +138,15 @@ def main() -> None:
     scenario, server, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
     if scenario == "scans":
         coro = pipelined(server, seconds, lambda i: OneOffQuery(i, "SELECT * FROM message"), 16)
+    elif scenario == "filtered-scans":
+        coro = pipelined(server, seconds, lambda i: OneOffQuery(i, NOWHERE), 16)
     elif scenario == "self-join":
         coro = pipelined(server, seconds, lambda i: OneOffQuery(i, SELF_JOIN), 16)
     elif scenario == "subscribe-64":
         coro = pipelined(server, seconds, lambda i: Subscribe(i, ["SELECT * FROM message"] * 64), 4)
+    elif scenario == "subscribe-64-filtered":
+        coro = pipelined(server, seconds,
+                         lambda i: Subscribe(i, [f"{NOWHERE[:-1]}{i}-{q}'" for q in range(64)]), 4)
     elif scenario == "message-flood":
         coro = pipelined(server, seconds, lambda i: CallReducer(i, "send_message", [f"flood {i}"]), 256)
     elif scenario == "ping-flood":

@@ -1,24 +1,30 @@
 """Abuse benchmark: what one hostile client does to everyone else's latency, and to the server's memory.
 
-Run: .venv/bin/python bench/abuse_bench.py [--seconds 10] [--messages 100000] [--only SCENARIO ...]
+Run: .venv/bin/python bench/abuse_bench.py [--seconds 10] [--rounds 3] [--messages 100000] [--only SCENARIO ...]
 
 ``chat-server start`` runs as its own process on a database seeded with 100,000 messages. A
 victim client (this process) is connected as a chat user is (subscribed to every user and to
 the messages from now on) and calls ``send_message`` every 100 ms, timing each call until its
 result. For each scenario, in turn, the victim first runs alone (idle) and then beside one
-attacker in a separate process (``_abuse_attacker.py``), each for ``--seconds``:
+attacker in a separate process (``_abuse_attacker.py``, at nice 19: it stands for another
+machine), each for ``--seconds``, ``--rounds`` times:
 
 - scans: 16 pipelined ``SELECT * FROM message`` at a time, sent again as they are answered;
+- filtered-scans: the same with ``SELECT * FROM message WHERE text = 'no such text'``, which
+  reads every row and returns none (within the budget: the costliest scan it lets through);
 - self-join: the same with ``SELECT a.* FROM message a JOIN message b ON a.sender = b.sender``;
 - subscribe-64: subscribes of 64 x ``SELECT * FROM message``, 4 at a time;
+- subscribe-64-filtered: subscribes of 64 different filtered scans like the above, 4 at a time;
 - message-flood: ``send_message`` as fast as the server answers, 256 in flight;
-- ping-flood: websocket pings as fast as the socket takes them, never reading the pongs;
+- ping-flood: websocket pings as fast as the socket takes them, never reading the pongs, and
+  connecting again (same token) when the server hangs up;
 - connect-churn: 8 loops connecting anonymously (a new identity each) and hanging up.
 
 It prints a calibration line (this machine's speed varies 2-3x from day to day), then one table
-row per scenario: the victim's p50/p99 beside its own idle p99 in the same round, and the server's
-RSS growth (the largest VmRSS during the attack, less VmRSS before it). Targets: p99 under 50 ms
-and within 3x the idle p99, RSS growth under 100 MiB.
+row per scenario: the victim's p50/p99 beside its own idle p99 in the same rounds (medians over
+the rounds: an idle p99 of 100 calls swings 2-10 ms here from one run to the next), and the
+server's RSS growth (the largest VmRSS during an attack, less VmRSS before it). Targets: p99
+under 50 ms and within 3x the idle p99, RSS growth under 100 MiB.
 """
 
 from __future__ import annotations
@@ -46,7 +52,8 @@ from chat_server.client import Client  # noqa: E402
 
 PY = sys.executable
 DB = "quickstart-chat"
-SCENARIOS = ["scans", "self-join", "subscribe-64", "message-flood", "ping-flood", "connect-churn"]
+SCENARIOS = ["scans", "filtered-scans", "self-join", "subscribe-64", "subscribe-64-filtered", "message-flood",
+             "ping-flood", "connect-churn"]
 
 
 def calibration(data_dir: Path) -> str:
@@ -183,8 +190,11 @@ def pct(values: list[float], q: float) -> float:
 async def round_of(server: Server, scenario: str, seconds: float) -> dict[str, Any]:
     idle, _ = await victim(server, seconds)
     before = server.rss()
+    # At nice 19 the attacker stands for another machine: it takes all the CPU the server and the
+    # victim leave (most of a core), but the kernel does not make the victim's process wait for it.
     attacker = await asyncio.create_subprocess_exec(PY, str(HERE / "_abuse_attacker.py"), scenario, server.url,
-                                                    str(seconds + 1), stdout=asyncio.subprocess.PIPE)
+                                                    str(seconds + 1), stdout=asyncio.subprocess.PIPE,
+                                                    preexec_fn=lambda: os.nice(19))
     await asyncio.sleep(0.5)  # the attack is under way before the victim starts timing
     busy, top = await victim(server, seconds)
     out, _ = await attacker.communicate()
@@ -202,6 +212,8 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each idle and attack run")
     parser.add_argument("--messages", type=int, default=100_000, help="messages in the database")
     parser.add_argument("--only", nargs="*", choices=SCENARIOS, help="run only these scenarios")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="idle and attack runs, alternating, per scenario (the table shows their medians)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="abuse-bench-"))
     try:
@@ -212,22 +224,24 @@ async def main() -> None:
         server = Server(tmp).start()
         print(f"server: chat-server, {args.messages:,} messages, RSS {server.rss() / 2**20:.0f} MiB after start")
         print()
-        print("| attack (one attacker process) | victim p50 | victim p99 | idle p99 (same round) | p99 / idle | "
-              "server RSS growth | attacker saw |")
+        print(f"medians of {args.rounds} rounds of {args.seconds:g} s idle then {args.seconds:g} s attacked")
+        print()
+        print("| attack (one attacker process) | victim p50 | victim p99 | idle p99 (same rounds) | p99 / idle | "
+              "server RSS growth (most) | attacker saw (last round) |")
         print("|---|---|---|---|---|---|---|")
-        results = []
+        missed = []
         for scenario in args.only or SCENARIOS:
-            r = await round_of(server, scenario, args.seconds)
-            results.append(r)
-            idle99, busy99 = pct(r["idle"], 0.99), pct(r["busy"], 0.99)
-            growth = (r["rss_top"] - r["rss_before"]) / 2**20
+            rounds = [await round_of(server, scenario, args.seconds) for _ in range(args.rounds)]
+            busy50 = statistics.median(pct(r["busy"], 0.5) for r in rounds)
+            busy99 = statistics.median(pct(r["busy"], 0.99) for r in rounds)
+            idle99 = statistics.median(pct(r["idle"], 0.99) for r in rounds)
+            growth = max(r["rss_top"] - r["rss_before"] for r in rounds) / 2**20
             ok = busy99 < 0.05 and busy99 <= 3 * idle99 and growth < 100
-            print(f"| {scenario} | {ms(pct(r['busy'], 0.5))} | {ms(busy99)} | {ms(idle99)} | {busy99 / idle99:.2f}x | "
-                  f"{growth:+.0f} MiB | {summary(r['attacker'])} |{'' if ok else ' **missed**'}", flush=True)
+            if not ok:
+                missed.append(scenario)
+            print(f"| {scenario} | {ms(busy50)} | {ms(busy99)} | {ms(idle99)} | {busy99 / idle99:.2f}x | "
+                  f"{growth:+.0f} MiB | {summary(rounds[-1]['attacker'])} |{'' if ok else ' **missed**'}", flush=True)
         server.stop()
-        missed = [r["scenario"] for r in results
-                  if not (pct(r["busy"], 0.99) < 0.05 and pct(r["busy"], 0.99) <= 3 * pct(r["idle"], 0.99)
-                          and (r["rss_top"] - r["rss_before"]) / 2**20 < 100)]
         print()
         print("every target met" if not missed else f"targets missed in: {', '.join(missed)}")
     finally:
@@ -237,8 +251,11 @@ async def main() -> None:
 def summary(stats: dict[str, Any]) -> str:
     parts = []
     for key in ("sent", "answers", "errors", "connected", "refused", "closed"):
-        if stats.get(key):
-            parts.append(f"{key} {stats[key]:,}")
+        value = stats.get(key)
+        if isinstance(value, int) and value:
+            parts.append(f"{key} {value:,}")
+        elif value:
+            parts.append(f"{key}: {value}")
     reason = stats.get("last_error") or stats.get("close_reason")
     if reason:
         parts.append(f"`{str(reason)[:60]}`")

@@ -205,8 +205,9 @@ class FastConnection(ServerConnection):
                 self.protocol.fail(CloseCode.POLICY_VIOLATION,
                                    f"too many control frames: at most {self.control_frames.rate.per_second:g} a second")
                 self.send_data()
-                if self.close_deadline is None and self.close_timeout is not None:
-                    self.close_deadline = self.loop.time() + self.close_timeout
+                # No closing handshake with a flooder: it would be read (and discarded) until the
+                # close timeout. The close frame is flushed, then the connection is over.
+                self.transport.close()
                 return
         if self.request is None or not isinstance(event, Frame) or event.opcode not in DATA_OPCODES:
             super().process_event(event)  # the handshake, pings, pongs, close

@@ -19,6 +19,7 @@ from .table import BTreeIndex, Table, UniqueIndex
 from .tx import TxData
 
 Index = UniqueIndex | BTreeIndex
+_CHUNK = 256  # rows taken from a scan at a time, between which the table may change
 
 
 class LiveView:
@@ -90,14 +91,27 @@ class ReadView(LiveView):
         return net or None
 
     def rows(self, table: Table) -> Iterable[Any]:
+        # The live rows, copied only if the table changes before the reader is through (most
+        # scans end first, or are cut by a budget)...
+        scan = LazyScan(table)
+        self._scans.append(scan)
         net = self._changes(table)
         if net is None:
-            # Unchanged since the offset: read the live rows, copying them only if the table
-            # changes before the reader is through (most scans end first, or are cut by a budget).
-            scan = LazyScan(table)
-            self._scans.append(scan)
             return scan
-        return [r for r in table if net.get(r, 0) <= 0] + [r for r, n in net.items() if n < 0]
+        # ...corrected by the changes since the offset, as they are now, as the scan is: lazily,
+        # so that the reader's slices share the cost (a row's hash is not cheap).
+        now = dict(net)
+
+        def corrected() -> Iterator[Any]:
+            while chunk := scan.take(_CHUNK):  # each time from the scan's rows (a copy, once detached)
+                for row in chunk:
+                    if now.get(row, 0) <= 0:
+                        yield row
+            for row, n in now.items():
+                if n < 0:
+                    yield row
+
+        return corrected()
 
     def close(self) -> None:
         """The reader is done (or gone): its paused scans no longer need telling of changes."""

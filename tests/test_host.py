@@ -184,3 +184,30 @@ def test_update_rows_equal_what_a_fresh_subscription_sends(tmp_path: Path, quick
         assert [r for _, r in got["message"]] == [messages[0], messages[1], messages[1]]  # "b" twice: two queries
         named = next(r for r in fresh.queries[2].inserts if r[1] == "Alice")
         assert ("+", named) in got["user"] and any(sign == "-" and r[0] == named[0] for sign, r in got["user"])
+
+
+def test_a_subscribe_of_new_queries_is_checked_in_slices(quickstart_path: Path) -> None:
+    """Each new query costs a parse and a check (~65 us): 64 of them are checked a slice at a time,
+    so another client's call is answered in between; a bad one fails the subscribe, named."""
+    with Database.open(None, quickstart_path) as db:
+        host = Host(db, "quickstart-chat")
+        attacker, _, _ = host.connect(Identity.random(), "tok")
+        victim, _, _ = host.connect(Identity.random(), "tok")
+        host.on_durable(db.last_offset)
+        queries = [f"SELECT * FROM message WHERE text = 'new {i}'" for i in range(64)]
+        assert frames_for(host.receive(attacker, encode(Subscribe(1, queries))), attacker) == []
+        assert host.busy  # not all checked in its first slice
+        host.receive(victim, encode(CallReducer(2, "send_message", ["between"])))
+        (result,) = frames_for(host.on_durable(db.last_offset), victim)
+        assert isinstance(result, ReducerResult) and result.status == "committed"
+        while host.busy:
+            host.work()
+        host.on_durable(db.last_offset)
+        assert host.sessions[attacker.connection_id].subs[1].queries == queries
+        bad = queries[:40] + ["SELECT * FROM nowhere"] + [q + " " for q in queries[:20]]
+        out = host.receive(attacker, encode(Subscribe(3, bad)))
+        while host.busy:
+            out += host.work()
+        (error,) = frames_for(out, attacker)
+        assert error.error.endswith("in query: SELECT * FROM nowhere"), error
+        assert 3 not in attacker.subs

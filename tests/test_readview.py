@@ -100,8 +100,10 @@ def test_a_read_view_reads_the_state_of_its_offset(tmp_path_factory, before: lis
 
 @settings(max_examples=100, deadline=None)
 @example(before=[("put", 1, 1, 1), ("put", 2, 2, 1), ("tag", "a", 1, True), ("tag", "b", 2, True)],
-         after=[("tag", "c", 2, True)], query="SELECT item.id, tag.name FROM item JOIN tag ON item.grp = tag.n")
-@given(before=ops, after=ops, query=st.sampled_from([
+         middle=[], after=[("tag", "c", 2, True)], query="SELECT item.id, tag.name FROM item JOIN tag ON item.grp = tag.n")
+@example(before=[("put", i, 0, 0) for i in range(6)], middle=[("put", 9, 0, 0)],
+         after=[("drop", i) for i in range(6)] + [("put", i, 1, 1) for i in range(10, 16)], query="SELECT * FROM item")
+@given(before=ops, middle=ops, after=ops, query=st.sampled_from([
     "SELECT * FROM item",
     "SELECT * FROM item WHERE grp = 2",
     "SELECT * FROM item WHERE grp >= 2 AND v < 3",
@@ -109,9 +111,10 @@ def test_a_read_view_reads_the_state_of_its_offset(tmp_path_factory, before: lis
     "SELECT item.id, tag.name FROM item JOIN tag ON item.grp = tag.n",
     "SELECT tag.* FROM tag JOIN item ON tag.n = item.id WHERE item.v != 0",
 ]))
-def test_a_query_run_in_slices_answers_for_its_offset(tmp_path_factory, before: list[tuple], after: list[tuple],  # noqa: ANN001
-                                                       query: str) -> None:
-    """Transactions commit between every two chunks of the query; its rows are those of the start."""
+def test_a_query_run_in_slices_answers_for_its_offset(tmp_path_factory, before: list[tuple],  # noqa: ANN001
+                                                       middle: list[tuple], after: list[tuple], query: str) -> None:
+    """Transactions commit after the view's offset (``middle``), then between every two chunks of
+    the query (``after``); its rows are those of the offset."""
     path: Path = tmp_path_factory.mktemp("m")
     db = Database.open(None, write_module(path, MODULE))
     run(db, before)
@@ -119,6 +122,7 @@ def test_a_query_run_in_slices_answers_for_its_offset(tmp_path_factory, before: 
     plan = check(parse(query), {k: t.tdef for k, t in db.tables.items()}, True, ME)
     view = ReadView(db.last_offset)
     db.add_commit_listener(view.apply)
+    run(db, middle)
     rows: list = []
     pending = list(after)
     saved, execute.CHUNK = execute.CHUNK, 1  # pause after every row: commits land in the middle of everything

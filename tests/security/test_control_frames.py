@@ -81,3 +81,34 @@ def test_pongs_a_client_never_reads_cannot_pile_up(tmp_path: Path) -> None:
             assert most <= limit + 64 * 1024, most  # at most one read's worth of pongs past the limit
 
     run(main())
+
+
+def test_a_ping_flooder_is_hung_up_on_not_read_until_the_close_timeout(tmp_path: Path) -> None:
+    """After the 1008 the server stops reading at once: a flooder that never answers the close
+    would otherwise be read (and its bytes thrown away) for the whole close timeout."""
+    async def main() -> None:
+        async with in_process_server(tmp_path, control_frames=Rate(10, 20)) as srv:
+            sock = socket.create_connection(("127.0.0.1", srv.port))
+            key = base64.b64encode(os.urandom(16)).decode()
+            sock.sendall((f"GET /v1/database/{DB}/subscribe HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                          f"Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n").encode())
+            await wait_for(lambda: bool(srv.databases[DB].clients))
+            sock.setblocking(False)
+            burst = masked_ping() * 64
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 3  # well under the close timeout (10 s)
+            hung_up = False
+            while loop.time() < end and not hung_up:
+                try:
+                    sock.send(burst)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    hung_up = True
+                await asyncio.sleep(0.001)
+            sock.close()
+            assert hung_up, "the server kept reading a flooder it had closed"
+            await wait_for(lambda: not srv.databases[DB].clients)
+
+    run(main())
