@@ -442,7 +442,7 @@ class ChatServer:
         if not wait and not _presents_token(request.headers, query):
             wait = self._new_identities.take(address, now)
             text = (f"too many new identities from {address}; connect with your saved token,"
-                    f" or retry in {wait:.0f} s\n")
+                    f" or retry in {max(1, math.ceil(wait))} s\n")
         if not wait:
             return None
         response = connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS, text)

@@ -100,16 +100,21 @@ class ReadView(LiveView):
             return scan
         # ...corrected by the changes since the offset, as they are now, as the scan is: lazily,
         # so that the reader's slices share the cost (a row's hash is not cheap).
-        now = dict(net)
+        # A row inserted since is the very object the table holds (a transaction's inserts are its
+        # stored rows, and set semantics admits no second equal one while it lives): test identity,
+        # not equality, whose hash is the costly part of a long scan.
+        inserted = [row for row, n in net.items() if n > 0]  # held: their ids stay theirs
+        hidden = {id(row) for row in inserted}
+        back = [row for row, n in net.items() if n < 0]
 
         def corrected() -> Iterator[Any]:
             while chunk := scan.take(_CHUNK):  # each time from the scan's rows (a copy, once detached)
-                for row in chunk:
-                    if now.get(row, 0) <= 0:
-                        yield row
-            for row, n in now.items():
-                if n < 0:
-                    yield row
+                if hidden:
+                    yield from [row for row in chunk if id(row) not in hidden]
+                else:
+                    yield from chunk
+            yield from back
+            inserted.clear()
 
         return corrected()
 
