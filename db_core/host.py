@@ -90,6 +90,8 @@ class Limits:
 FIRST_SLICE_SECONDS = 0.0005
 SLICE_SECONDS = 0.0005
 
+CHECKED_PLANS = 256  # subscription queries whose checked plan is remembered
+
 # After a rate-limit refusal a connection is refused at least this long, so that the requests it had
 # already sent (within a round trip) are refused too and its resends keep their order.
 RATE_PENALTY_SECONDS = 0.25
@@ -476,14 +478,17 @@ class Host:
         return (text, is_owner, bytes(sender) if ":sender" in text else None)
 
     def _check_subscription(self, text: str, is_owner: bool, sender: Identity) -> Any:
-        """``check_subscription``, remembered: clients mostly send the same few queries."""
+        """``check_subscription``, remembered: clients mostly send the same few queries. Only the
+        latest 256 are kept: each plan is about 15 objects that every full collection walks, and
+        an attacker sends new queries."""
+        known = self._checked
         key = self._check_key(text, is_owner, sender)
-        plan = self._checked.get(key)
+        plan = known.get(key)
         if plan is None:
             plan = check_subscription(text, self._tdefs, is_owner, sender)
-            if len(self._checked) >= 1024:
-                self._checked.clear()
-            self._checked[key] = plan
+            if len(known) >= CHECKED_PLANS:
+                del known[next(iter(known))]
+            known[key] = plan
         return plan
 
     def _unsubscribe(self, session: Session, msg: Unsubscribe) -> list[Out]:
