@@ -110,6 +110,8 @@ class FastConnection(ServerConnection):
             self.transport.abort()
 
     def _receive(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return  # hung up on (a flooder): the rest of what it sent is not even parsed
         if self._stage is not _Stage.FRAMES:
             if self._stage is _Stage.WEBSOCKETS:
                 super().data_received(data)
@@ -165,6 +167,8 @@ class FastConnection(ServerConnection):
                 self._forward -= j - i
                 super().data_received(bytes(data[i:j]))
                 i = j
+                if self.transport.is_closing():
+                    return n
                 fast = on_message is not None and protocol.state is OPEN and protocol.current_size is None
                 continue
             if n - i < 2:
