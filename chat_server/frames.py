@@ -31,7 +31,8 @@ except ImportError:  # websockets built without its C extension
 
 OPEN = State.OPEN
 # Pings and pongs a client may send: keepalives come every few seconds; a flood is closed (1008).
-DEFAULT_CONTROL_FRAMES = Rate(10, 100)
+# Each one costs a websocket parse and a pong's write: a flooder that reconnects gets 20 a time.
+DEFAULT_CONTROL_FRAMES = Rate(10, 20)
 END_OF_REQUEST = b"\r\n\r\n"  # an HTTP request without a body (a websocket handshake has none)
 
 
