@@ -118,3 +118,18 @@ def test_a_closed_connection_leaves_the_collector_nothing_of_the_server(tmp_path
 
     before, after = run(main())
     assert after == before
+
+
+def test_young_collections_are_rarer_while_installed_and_as_before_after() -> None:
+    import gc
+
+    from chat_server.gc_policy import YOUNG_THRESHOLD, GcPolicy
+
+    before = gc.get_threshold()
+    policy = GcPolicy()
+    policy.start()
+    try:
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+    finally:
+        policy.stop()
+    assert gc.get_threshold() == before
