@@ -27,7 +27,7 @@ from .protocol import SqlResultFrame, encode_query_rows_packed, pack, pack_items
 from .readview import ReadView
 from .schema import ColType, _identity
 from .sql.check import SelectPlan
-from .sql.execute import CHUNK, Meter, PhysicalPlan, select_chunks
+from .sql.execute import CHUNK, Meter, PhysicalPlan, select_chunks, whole_table
 from .subscription import Plan, QueryDelta, SubscriptionEngine
 from .table import Table
 
@@ -121,7 +121,7 @@ class SelectJob(Job):
         self.plan = plan
         self._chunks = select_chunks(plan, pp, tables, view, self.meter)
         self._to_wire = _converter(list(plan.types))
-        if len(plan.sources) == 1 and pp.access.kind == "scan" and pp.start_filter is None and not plan.count:
+        if whole_table(plan, pp) and not plan.count:
             whole = view.count(tables[plan.sources[0].table])
             self._known = whole if plan.limit is None else min(whole, plan.limit)
         else:
@@ -205,7 +205,7 @@ class RowsJob(Job):
     def _evaluate(self) -> Iterator[tuple[QueryInput, list[Any]]]:
         tables = self._engine.tables
         self._foresee(sum(self.view.count(tables[q.plan.table]) * q.times for q in self.queries
-                          if q.plan.predicate is None and q.plan.join is None and not q.plan.equalities))
+                          if q.plan.whole_table))
         for q in self.queries:
             self._rows[q.qid] = []
             for chunk in self._engine.initial_chunks(q.plan, self.view, self.meter):

@@ -188,6 +188,11 @@ class SubscriptionPlan:
     plan: SelectPlan | None = dataclasses.field(default=None, repr=False, compare=False)
     text: str = ""
 
+    @property
+    def whole_table(self) -> bool:
+        """Every row of ``table``: no condition, no join."""
+        return self.predicate is None and self.join is None
+
 
 # --------------------------------------------------------------------------- helpers
 

@@ -511,6 +511,11 @@ def _iskw(name: str) -> bool:
     return keyword.iskeyword(name) or keyword.issoftkeyword(name)
 
 
+def whole_table(plan: SelectPlan, pp: PhysicalPlan) -> bool:
+    """Whether the query reads every row of its one table, unfiltered (its size is the table's)."""
+    return len(plan.sources) == 1 and pp.access.kind == "scan" and pp.start_filter is None
+
+
 def select_chunks(plan: SelectPlan, pp: PhysicalPlan, tables: dict[str, Table], view: LiveView,
                   meter: Meter) -> Iterator[list[tuple[Any, ...]]]:
     """The result rows of a checked SELECT, a list at a time (lists may be empty: a pause point).
@@ -523,7 +528,7 @@ def select_chunks(plan: SelectPlan, pp: PhysicalPlan, tables: dict[str, Table], 
     if plan.count:
         if limit == 0:
             return
-        if single and pp.access.kind == "scan" and pp.start_filter is None:
+        if whole_table(plan, pp):
             yield [(view.count(tables[plan.sources[0].table]),)]
             return
         n = 0
