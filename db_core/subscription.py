@@ -33,6 +33,10 @@ class Plan(Protocol):
     other_predicate: Callable[[Any], bool] | None
     pair_predicate: Callable[[Any, Any], bool] | None
 
+    @property
+    def whole_table(self) -> bool:
+        """Every row of ``table``: no condition, no join."""
+
 
 @dataclasses.dataclass(slots=True)
 class QueryDelta:
