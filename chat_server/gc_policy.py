@@ -10,13 +10,13 @@ calls/s; with a million rows one pause is about a second.
 So every full collection ends by freezing its survivors (``gc.freeze``): the
 next one scans only what survived since, which is cheap however large the
 tables are. The cost: a frozen object that later becomes cyclic garbage is not
-collected. On this server that is what a closed connection leaves: the server
-breaks its own cycles when a connection ends, and what remains is asyncio's (a
-transport refers to itself through a bound method; measured: about 7 objects,
-under 1 KiB, per disconnect). So after ``reclaim_after`` disconnects one
-complete collection (unfreeze, collect, freeze) reclaims it: memory stays
-bounded, and the one long pause comes per thousands of disconnects rather than
-per quarter of growth.
+collected. On this server that would be what a closed connection leaves: the
+server breaks its own cycles when a connection ends, asyncio's (a transport
+refers to itself through a bound method, about 8 objects per connection) too
+(``frames.FastConnection.connection_lost``), and what a library may still leave
+is reclaimed after ``reclaim_after`` disconnects by one complete collection
+(unfreeze, collect, freeze): memory stays bounded, and the one long pause comes
+per thousands of disconnects rather than per quarter of growth.
 
 That pause walks every row (measured: 70-80 ms at 100,000 messages), so it waits
 for a quiet moment: the server calls ``idle`` when no client has sent, connected
