@@ -409,6 +409,16 @@ class ChatServer:
 
     # -- HTTP ----------------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        response = self._http_answer(connection, request)
+        if response is not None:
+            # Written and closed at once: websockets would otherwise wait up to its close timeout
+            # (10 s) for the client to hang up first, and a client that never does (connect churn
+            # at thousands a second) would keep that many connections alive.
+            connection.close_timeout = 0
+        return response
+
+    def _http_answer(self, connection: ServerConnection, request: Request) -> Response | None:
+        """The answer to a request that is not let through to the websocket: /health, a refusal."""
         url = urlsplit(request.path)
         path = url.path
         if path == "/health":

@@ -211,3 +211,31 @@ def test_a_pipelined_flood_takes_turns_with_everyone_else(tmp_path: Path) -> Non
             await victim.close()
 
     run(main())
+
+
+def test_a_refused_handshake_holds_nothing_while_its_client_stays(tmp_path: Path) -> None:
+    """An HTTP answer that is not an upgrade (a 429, /health) is written and the socket closed at
+    once: the server does not wait up to the close timeout (10 s) for a client that never hangs
+    up, so refusals cannot pile up connections (connect churn made ~1,000 live at a time)."""
+
+    async def main() -> None:
+        async with in_process_server(tmp_path, new_identities_per_address=Rate(0.001, 1)) as srv:
+            assert srv._server is not None
+            tasks = srv._server.handler_tasks
+            url = f"127.0.0.1:{srv.port}"
+            first = await Client.connect(url, DB)  # the address's one new identity
+            held = []
+            for path in ("/health", f"/v1/database/{DB}/subscribe", f"/v1/database/{DB}/subscribe"):
+                reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                             f"Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n".encode())
+                status = (await reader.readline()).split()[1]
+                assert status == (b"200" if path == "/health" else b"429"), (path, status)
+                held.append(writer)  # and never closed by this client
+            await wait_for(lambda: len(tasks) == 1, timeout=1.0)  # only the first client's
+            await first.close()
+            for writer in held:
+                writer.close()
+
+    run(main())
