@@ -46,7 +46,8 @@ def percentile(hist: dict[int, int], q: float) -> float | None:
 
 
 def raise_file_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit (1,000 sockets need more than 1,024); returns the new soft limit."""
+    """Raise the soft RLIMIT_NOFILE to the hard limit (1,000 sockets need more than 1,024); returns the new
+    soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = hard if hard != resource.RLIM_INFINITY else 65536
     if soft < want:

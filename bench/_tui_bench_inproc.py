@@ -113,7 +113,7 @@ async def keys(server: str, n: int) -> dict[str, Any]:
     app.on_display = on_display
     rng = random.Random(2)
     lat: list[float] = []
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE):
         deadline = time.monotonic() + 30
         while not (app.status_bar.state == "online" and app.state.me is not None):
             if time.monotonic() > deadline:

@@ -69,7 +69,7 @@ def seed(data_dir: Path, n: int, users: int, spread_days: float, database: str =
         rng = random.Random(1)
         ids = [Identity(bytes([i + 1]) * 32) for i in range(users)]
         conns = [db.connect(identity) for identity in ids]
-        for identity, name in zip(ids, NAMES):
+        for identity, name in zip(ids, NAMES, strict=False):  # NAMES may be longer
             db.call("set_name", name, sender=identity)
         last = None
         for i in range(n):

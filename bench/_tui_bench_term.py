@@ -24,7 +24,8 @@ from collections.abc import Callable
 from rich.cells import get_character_cell_size
 
 # CSI, OSC (BEL or ST terminated), DCS/APC/PM/SOS (ST terminated), charset selection, other ESC x.
-_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[P_^X][^\x1b]*\x1b\\|[()*+][0-~]|(?![\[\]P_^X])[ -~])")
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[P_^X][^\x1b]*\x1b\\"
+                     r"|[()*+][0-~]|(?![\[\]P_^X])[ -~])")
 _TEXT = re.compile(r"[^\x1b\x00-\x1f\x7f]+")
 
 

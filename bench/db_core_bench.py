@@ -81,7 +81,7 @@ def bench_sqlite(tmp: Path, n: int, synchronous: str) -> float:
     con.execute("CREATE TABLE message (sender BLOB NOT NULL, sent INTEGER NOT NULL, text TEXT NOT NULL)")
     sender = os.urandom(32)
     t = time.perf_counter()
-    for i in range(n):
+    for _ in range(n):
         con.execute("BEGIN")
         con.execute("INSERT INTO message VALUES (?, ?, ?)", (sender, time.time_ns() // 1000, "Hello, World!"))
         con.execute("COMMIT")
@@ -170,7 +170,8 @@ def main() -> None:
     print("|---|---|---|---|")
     print(f"| in-memory send_message | {mem:,.0f} calls/s | | >= 100,000 calls/s |")
     print(f"| durable send_message, 1 caller waiting | {serial:,.0f} calls/s | {serial / sq_full:.2f}x sqlite FULL | |")
-    print(f"| durable send_message, 64 in flight | {inflight:,.0f} calls/s | {inflight / sq_full:.2f}x sqlite FULL, {inflight / sq_normal:.2f}x sqlite NORMAL | >= 5x FULL, >= 1x NORMAL |")
+    print(f"| durable send_message, 64 in flight | {inflight:,.0f} calls/s | {inflight / sq_full:.2f}x sqlite FULL,"
+          f" {inflight / sq_normal:.2f}x sqlite NORMAL | >= 5x FULL, >= 1x NORMAL |")
     print(f"| sqlite3 WAL synchronous=FULL, 1 tx/message | {sq_full:,.0f} inserts/s | 1.00x | |")
     print(f"| sqlite3 WAL synchronous=NORMAL, 1 tx/message | {sq_normal:,.0f} inserts/s | | |")
     print(f"| start-up with {count:,} messages (90% snapshot + 10% log) | {startup:.2f} s | | < 3 s |")

@@ -329,7 +329,7 @@ async def scenario_throughput(kind: str, n_clients: int, timing: Timing, tmp: Pa
         code = await server.stop()
     if code not in (0, -signal.SIGTERM):
         row.notes.append(f"server exit code {code}")
-    for r, spec in zip(run["results"], throughput_layout(n_clients)):
+    for r, spec in zip(run["results"], throughput_layout(n_clients), strict=False):
         r["want"] = spec["want"]
     return summarize(row, run, n_clients - 1, server)
 
@@ -351,7 +351,8 @@ async def scenario_fanout(kind: str, n_subs: int, procs: int, messages: int, int
     if kind == "ours":
         server, path, label = our_server(tmp, tag), f"/v1/database/{DB}/subscribe", "chat-server fan-out"
     else:
-        server, path, label = baseline_server(tmp, tag, kind), "/", f"baseline ({'a' if kind == 'per-message' else 'b'}) fan-out (reference)"
+        letter = "a" if kind == "per-message" else "b"
+        server, path, label = baseline_server(tmp, tag, kind), "/", f"baseline ({letter}) fan-out (reference)"
     row = Row(label, f"{n_subs:,} subscribers + 1 sender", key=tag)
     layout: list[dict[str, Any]] = [{"senders": 1, "listeners": 0, "sender_subscribes": False, "want": 1,
                                      "pace": {"interval": interval, "count": messages}}]
@@ -367,7 +368,7 @@ async def scenario_fanout(kind: str, n_subs: int, procs: int, messages: int, int
         code = await server.stop(60)
     if code not in (0, -signal.SIGTERM):
         row.notes.append(f"server exit code {code}")
-    for r, spec in zip(run["results"], layout):
+    for r, spec in zip(run["results"], layout, strict=False):
         r["want"] = spec["want"]
     row = summarize(row, run, n_subs, server)
     row.notes.insert(0, f"{messages} msgs, 1 per {interval * 1000:.0f} ms")
@@ -450,13 +451,15 @@ def report(rows: list[Row], elapsed: float, args: argparse.Namespace) -> None:
         base = max(bases, key=lambda b: b.calls_s or 0)
         which = "(a)" if "(a)" in base.server else "(b)"
         rc = (ours.calls_s or 0) / base.calls_s if base.calls_s else 0
-        paired = [a / b for a, b in zip(ours.rounds, base.rounds) if a and b] if which == "(b)" else []
+        paired = [a / b for a, b in zip(ours.rounds, base.rounds, strict=False) if a and b] if which == "(b)" else []
         each = f" (round by round: {', '.join(f'{x:.2f}x' for x in paired)})" if len(paired) > 1 else ""
         print(f"| calls/s, {n} clients | {num(ours.calls_s)} | {num(base.calls_s)} {which} | {rc:.2f}x{each} "
               f"| >= 1.00x | {'yes' if rc >= 1.0 else 'NO'} |")
-        for what, a, b in (("call p99", ours.call_p99, base.call_p99), ("delivery p99", ours.deliv_p99, base.deliv_p99)):
+        pairs = (("call p99", ours.call_p99, base.call_p99), ("delivery p99", ours.deliv_p99, base.deliv_p99))
+        for what, a, b in pairs:
             ok = a is not None and b is not None and a <= 1.2 * b
-            print(f"| {what}, {n} clients | {ms(a)} | {ms(b)} {which} | {ratio(a, b)} | <= 1.20x | {'yes' if ok else 'NO'} |")
+            print(f"| {what}, {n} clients | {ms(a)} | {ms(b)} {which} | {ratio(a, b)} | <= 1.20x"
+                  f" | {'yes' if ok else 'NO'} |")
     echo = by.get("echo")
     if echo is not None and echo.calls_s:
         for n in (10, 100):
@@ -520,14 +523,19 @@ async def amain(args: argparse.Namespace) -> list[Row]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short windows (a smoke run, under a minute; not for the record)")
+    parser.add_argument("--quick", action="store_true",
+                        help="short windows (a smoke run, under a minute; not for the record)")
     parser.add_argument("--dur", type=float, help="seconds measured per throughput scenario (default 12, quick 2.5)")
     parser.add_argument("--warm", type=float, help="seconds of load before each window (default 2, quick 1)")
-    parser.add_argument("--subscribers", type=int, default=1000, help="subscribers in the fan-out scenario (default 1000)")
-    parser.add_argument("--fanout-messages", type=int, help="messages sent in the fan-out scenario (default 100, quick 25)")
-    parser.add_argument("--fanout-interval", type=float, default=0.1, help="seconds between fan-out messages (default 0.1)")
+    parser.add_argument("--subscribers", type=int, default=1000,
+                        help="subscribers in the fan-out scenario (default 1000)")
+    parser.add_argument("--fanout-messages", type=int,
+                        help="messages sent in the fan-out scenario (default 100, quick 25)")
+    parser.add_argument("--fanout-interval", type=float, default=0.1,
+                        help="seconds between fan-out messages (default 0.1)")
     parser.add_argument("--client", choices=["raw", "websockets"], default="raw",
-                        help="the load generator's websocket client: a lean asyncio Protocol (default) or websockets' own")
+                        help="the load generator's websocket client: a lean asyncio Protocol (default)"
+                             " or websockets' own")
     parser.add_argument("--rounds", type=int, help="alternating rounds of chat-server and baseline (b) per client "
                         "count; the table shows medians (default 5, quick 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (server and worker logs)")

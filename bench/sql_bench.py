@@ -74,10 +74,12 @@ def sql_part(rows: int, tmp: Path) -> list[tuple[str, float, float]]:
     for start in range(0, rows, 10_000):
         assert db.call("load", start, min(10_000, rows - start), groups, sender=me).ok
     con = sqlite3.connect(":memory:")
-    con.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, grp INTEGER NOT NULL, price INTEGER NOT NULL, name TEXT NOT NULL)")
+    con.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, grp INTEGER NOT NULL, price INTEGER NOT NULL,"
+                " name TEXT NOT NULL)")
     con.execute("CREATE INDEX item_grp ON item (grp)")
     con.execute("CREATE TABLE grp (gid INTEGER PRIMARY KEY, label TEXT NOT NULL)")
-    con.executemany("INSERT INTO item VALUES (?, ?, ?, ?)", [(i, i % groups, (i * 7919) % 1000, f"item{i}") for i in range(rows)])
+    con.executemany("INSERT INTO item VALUES (?, ?, ?, ?)",
+                    [(i, i % groups, (i * 7919) % 1000, f"item{i}") for i in range(rows)])
     con.executemany("INSERT INTO grp VALUES (?, ?)", [(g, f"group{g}") for g in range(groups)])
     con.commit()
     queries = [
@@ -94,8 +96,8 @@ def sql_part(rows: int, tmp: Path) -> list[tuple[str, float, float]]:
         ours_rows = db.sql(q).rows
         theirs_rows = con.execute(q).fetchall()
         assert len(ours_rows) == len(theirs_rows), (label, len(ours_rows), len(theirs_rows))
-        ours = timeit(lambda: db.sql(q), repeat)
-        theirs = timeit(lambda: con.execute(q).fetchall(), repeat)
+        ours = timeit(lambda q=q: db.sql(q), repeat)
+        theirs = timeit(lambda q=q: con.execute(q).fetchall(), repeat)
         out.append((label, ours, theirs))
     db.close()
     return out
@@ -176,7 +178,8 @@ def main() -> None:
     print("|---|---|---|---|")
     for label, ours, theirs in sql:
         print(f"| {label} | {ours * 1e6:,.1f} us | {theirs * 1e6:,.1f} us | {ours / theirs:.2f}x |")
-    print("\n| per committed send_message | evaluate + encode (at commit) | vs 1 subscriber | deliver: frames handed to sessions |")
+    print("\n| per committed send_message | evaluate + encode (at commit) | vs 1 subscriber"
+          " | deliver: frames handed to sessions |")
     print("|---|---|---|---|")
     base = subs[0][1]
     for label, evaluate, deliver in subs:

@@ -74,7 +74,8 @@ TMUX_SOCKET = f"tui-bench-{os.getpid()}"
 
 def tool(name: str) -> list[str]:
     exe = BIN / name
-    return [str(exe)] if exe.exists() else [PY, "-m", {"chat-server": "chat_server.cli", "chat-tui": "chat_tui.app"}[name]]
+    module = {"chat-server": "chat_server.cli", "chat-tui": "chat_tui.app"}[name]
+    return [str(exe)] if exe.exists() else [PY, "-m", module]
 
 
 def median(xs: list[float]) -> float | None:
@@ -346,7 +347,8 @@ def met(ok: bool) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions and keys (about a minute; not for the record)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repetitions and keys (about a minute; not for the record)")
     parser.add_argument("--reps", type=int, help="start-up runs per size and method (default 5, quick 2)")
     parser.add_argument("--keys", type=int, help="keys per key-to-echo run (default 400, quick 100)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
@@ -456,7 +458,8 @@ def main() -> None:
         rows.append((f"key-to-echo p99, {label}", f"{p99:.1f} ms", "", f"< {TARGET_P99_MS:g} ms",
                      met((p99 or 1e9) < TARGET_P99_MS)))
 
-    print(f"\nchat-tui benchmark (python {sys.version.split()[0]}, textual {textual_version()}, {os.cpu_count()} cores, "
+    print(f"\nchat-tui benchmark (python {sys.version.split()[0]}, textual {textual_version()},"
+          f" {os.cpu_count()} cores, "
           f"{'--quick' if args.quick else 'full'} run: {reps} start-ups per size and method, {n_keys} keys, "
           f"{COLS}x{ROWS} terminal, {time.perf_counter() - began:.0f} s in all; load average "
           f"{load_before} before, {Path('/proc/loadavg').read_text().split()[0]} after)")

@@ -87,7 +87,7 @@ def test_two_users_in_two_panes(tmp_path: Path, tmux: Tmux) -> None:
         profiles = {s.split("· profile ")[1].split(" ")[0] for s in (screen, tmux.screen(right))}
         assert profiles == {"default", "2"}
         # The mention of Alice is on Alice's screen under Bob's name.
-        line = next(l for l in screen.splitlines() if "Hi Alice, Bob here" in l)
+        line = next(row for row in screen.splitlines() if "Hi Alice, Bob here" in row)
         assert "Bob" in line.split("Hi Alice")[0]
 
         tmux.type(left, "/quit")
