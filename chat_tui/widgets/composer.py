@@ -15,9 +15,8 @@ from textual import events
 from textual.message import Message
 from textual.widgets import Input
 
+from chat_tui.profiles import HISTORY_CAP
 from db_core.visible import visible
-
-HISTORY_CAP = 500
 
 
 class Composer(Input):

@@ -4,24 +4,8 @@ Modelled on Textual's `Log`: entries are kept as records with their row
 count at the widget's width, and only the rows on screen are rendered (as
 `Strip`s, cached per entry and width). A prefix sum of per-entry row counts maps a row
 to its entry with one bisect, so a huge backlog opens at once and a resize
-re-wraps in one linear pass.
-
-Layout (the name column is as wide as the widest name, at most 16 cells;
-longer names are cut with `…`)::
-
-    ──── Saturday, 28 November 2026 ────                      (each new local date, centred)
-    12:01     alice │ hello there, this is a long message
-                    │ that wraps to the text column
-    12:02       bob │ hi
-    12:03        -- │ Alice renamed to Al.                    (system: dim italic)
-    12:04        !! │ Failed to set name to "": ...           (error: red)
-    12:05     alice … typed while offline                     (pending: dim italic)
-    12:05     alice ✗ could not be sent                       (failed: red marker)
-
-Names and texts are someone else's: they are drawn only as `db_core.visible`
-makes them (a control or invisible character shown as `␛` or `<U+202E>`, a
-message's newlines kept, a system or error line kept on one line), and only as
-plain segments, never parsed as markup.
+re-wraps in one linear pass. How one entry is laid out and drawn is in `log_rows`;
+the text wrapping in `chat_tui.wrap`.
 
 Scrolling: at the end the view follows new entries; scrolled up it stays put,
 counts new messages below it and shows ` ↓ N new messages (End) ` on its last
@@ -31,17 +15,12 @@ entries added later keep the reader's top row in place.
 
 from __future__ import annotations
 
-import dataclasses
-import re
-import time
-import zlib
 from bisect import bisect_left, bisect_right
-from functools import lru_cache
+from collections.abc import Callable, Hashable, Iterable
 from itertools import accumulate
-from typing import Callable, ClassVar, Hashable, Iterable
+from typing import ClassVar
 
-from rich.cells import cell_len, chop_cells
-from rich.errors import StyleSyntaxError
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -55,190 +34,18 @@ from textual.selection import Selection
 from textual.strip import Strip
 from textual.widget import Widget
 
+from chat_tui.entries import EntryKind, LogEntry
+from chat_tui.widgets.log_rows import (SEPARATOR_WIDTH, TIME_WIDTH, Block, Item, append_items, local_day, reindex,
+                                       render_block, shown_text, sort_key)
+from chat_tui.wrap import wrap_text
 from db_core.visible import visible
 
-__all__ = ["LogEntry", "MessageLog", "nick_style", "NICK_COLOURS"]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class LogEntry:
-    """One line of chat history, as the app hands it to `MessageLog`.
-
-    `key` identifies the entry: adding a key that is already present is a
-    no-op, so a backlog replayed on reconnect does not duplicate anything.
-    """
-
-    key: Hashable
-    time: int
-    """Microseconds since the Unix epoch (UTC); shown as local HH:MM."""
-    kind: str
-    """"message", "system" (presence and renames, dim) or "error" (red)."""
-    text: str
-    """As written: a message's newlines each start a row, other entries are drawn on one line."""
-    name: str = ""
-    """The sender's display name ("message" entries)."""
-    name_style: str = ""
-    """A Rich style string for the name, e.g. "bold #61afef" (see `nick_style`)."""
-    highlight: bool = False
-    """The reader is mentioned: the whole entry is tinted."""
-    pending: bool = False
-    """Typed while offline, not sent yet: dim italic with a `…` marker."""
-    failed: bool = False
-    """Could not be sent: a red `✗` marker."""
-
-
-# Mid-brightness colours that stay readable on dark and light backgrounds and
-# are far enough apart to tell neighbours in a conversation apart.
-NICK_COLOURS: tuple[str, ...] = (
-    "#e06c75",  # red
-    "#98c379",  # green
-    "#e5c07b",  # yellow
-    "#61afef",  # blue
-    "#c678dd",  # purple
-    "#56b6c2",  # cyan
-    "#d19a66",  # orange
-    "#f08dbf",  # pink
-    "#7fd1b9",  # mint
-    "#a9a1e1",  # lavender
-    "#b5bd68",  # olive
-    "#81a2be",  # steel
-)
-
-
-def nick_style(identity: bytes) -> str:
-    """A stable "bold <colour>" style for a user, the same in every run and client.
-
-    crc32 rather than `hash()`: Python salts string/bytes hashes per process.
-    """
-    return f"bold {NICK_COLOURS[zlib.crc32(identity) % len(NICK_COLOURS)]}"
-
-
-# A word with the spaces after it, or a run of leading spaces.
-_WORD = re.compile(r"\S+\s*|\s+")
-
-
-def _paragraphs(text: str) -> list[str]:
-    """The lines of a message text as drawn: made visible, split at newlines, tabs expanded."""
-    text = visible(text, multiline=True)
-    if "\n" not in text and "\t" not in text:  # the common case: one line
-        return [text]
-    return [line.expandtabs(4) for line in text.splitlines()] or [""]
-
-
-def _wrap_paragraph(line: str, width: int) -> list[str]:
-    """Word-wrap one line to `width` cells; words wider than a line are broken."""
-    # Printable ASCII is one cell per character: len() is much cheaper than cell_len().
-    measure: Callable[[str], int] = len if line.isascii() else cell_len
-    if measure(line) <= width:
-        return [line]
-    rows: list[str] = []
-    row, row_width = "", 0
-    for token in _WORD.findall(line):
-        body = token.rstrip()
-        body_width = measure(body)
-        # Trailing spaces may hang past the edge; they are stripped at a break.
-        if row_width + body_width <= width:
-            row += token
-            row_width += measure(token)
-            continue
-        if row:
-            rows.append(row.rstrip())
-        if body_width <= width:
-            row, row_width = token, measure(token)
-            continue
-        pieces = chop_cells(body, width)
-        rows.extend(pieces[:-1])
-        row = pieces[-1] + token[len(body):]
-        row_width = cell_len(row)
-    rows.append(row.rstrip())
-    return rows
-
-
-def wrap_text(text: str, width: int) -> list[str]:
-    """All display rows of a message text at `width` cells (at least one row), made visible."""
-    paragraphs = _paragraphs(text)
-    if len(paragraphs) == 1:
-        return _wrap_paragraph(paragraphs[0], width)
-    rows: list[str] = []
-    for paragraph in paragraphs:
-        rows.extend(_wrap_paragraph(paragraph, width))
-    return rows
-
-
-def _fit_name(name: str, width: int) -> str:
-    """`name` right-aligned in `width` cells, truncated with `…` if longer."""
-    size = cell_len(name)
-    if size > width:
-        name = chop_cells(name, width - 1)[0] + "…" if width > 1 else "…"
-        size = cell_len(name)
-    return " " * (width - size) + name
-
-
-def _shown_text(entry: LogEntry) -> str:
-    """What `wrap_text` is given for an entry: only a message keeps its line breaks."""
-    return entry.text if entry.kind == "message" else visible(entry.text)
-
-
-@lru_cache(maxsize=256)
-def _parse_style(style: str) -> Style:
-    """A caller's name style, parsed once; a bad style string is ignored, not fatal."""
-    try:
-        return Style.parse(style)
-    except StyleSyntaxError:
-        return Style()
-
-
-# (time.tzname when computed, first second, end second, day number) of the last
-# local day looked up. Entries mostly arrive in time order, so one cached day
-# saves a localtime() call per entry (slow when glibc re-checks /etc/localtime).
-_day_cache: tuple[object, int, int, int] = ((), 0, 0, 0)
-
-
-def _local_day(seconds: int) -> int:
-    """A number naming the local date of `seconds` since the epoch (year * 1000 + day of year)."""
-    global _day_cache
-    zone, first, end, day = _day_cache
-    if first <= seconds < end and zone is time.tzname:  # tzset() makes a new tzname tuple
-        return day
-    local = time.localtime(seconds)
-    day = local.tm_year * 1000 + local.tm_yday
-    midnight = (local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1)
-    first = int(time.mktime(midnight))
-    end = int(time.mktime((*midnight[:2], local.tm_mday + 1, *midnight[3:])))  # mktime normalises the day
-    if first <= seconds < end:  # not so around odd DST rules: then just don't cache
-        _day_cache = (time.tzname, first, end, day)
-    return day
-
-
-class _Item:
-    """An entry plus what the log knows about it at the current layout."""
-
-    __slots__ = ("entry", "seq", "sort", "day", "rows", "header")
-
-    def __init__(self, entry: LogEntry, seq: int) -> None:
-        self.entry = entry
-        self.seq = seq
-        self.sort = (entry.time, seq)  # time, then insertion order
-        self.day = _local_day(entry.time // 1_000_000)
-        self.rows = 0  # wrapped text rows at the current width; 0 = not wrapped yet
-        self.header = False  # a day-change row comes first
-
-    @property
-    def height(self) -> int:
-        return self.rows + self.header
-
-
-def _sort_key(item: _Item) -> tuple[int, int]:
-    return item.sort
-
-
-_Block = tuple[list[str], list[Strip]]  # plain text and rendered rows of one item
-
+__all__ = ["MessageLog"]
 
 class MessageLog(ScrollView, can_focus=True):
     """A scrolling log of chat entries, rendered line by line.
 
-    All mutation goes through `add`, `replace`, `remove` and `clear`. Rows are
+    All mutation goes through `add`, `replace`, `remove_entry`, `trim` and `clear`. Rows are
     wrapped at the widget's width once it is laid out; before that entries are
     only stored.
     """
@@ -284,8 +91,6 @@ class MessageLog(ScrollView, can_focus=True):
     """The name column fits the `--` and `!!` markers at least."""
     NAME_WIDTH_MAX: ClassVar[int] = 16
     """Longer names are truncated with `…`."""
-    TIME_WIDTH: ClassVar[int] = 6  # "HH:MM "
-    SEPARATOR_WIDTH: ClassVar[int] = 3  # " │ "
 
     class LoadOlder(Message):
         """The view reached the top and `has_older` is set: load a page of history.
@@ -312,26 +117,22 @@ class MessageLog(ScrollView, can_focus=True):
         disabled: bool = False,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
-        self._items: list[_Item] = []  # sorted by (time, seq)
-        self._by_key: dict[Hashable, _Item] = {}
+        self._items: list[Item] = []  # sorted by (time, seq)
+        self._by_key: dict[Hashable, Item] = {}
         self._ends: list[int] = []  # _ends[i]: rows of items 0..i (a prefix sum)
         self._seq = 0
         self._name_width = self.NAME_WIDTH_MIN
         self._width = 0  # the width the rows are wrapped at; 0 = not laid out yet
         self._following = True  # the reader is at the end: new entries scroll in
-        self._unseen: list[_Item] = []  # new messages below the view, sorted
+        self._unseen: list[Item] = []  # new messages below the view, sorted
         self._has_older = False
         self._older_armed = True
         # A few screens' worth: a bigger cache keeps many small Strip objects alive, and the
         # garbage collector's full passes over them showed up as 100-300 ms key-echo stalls.
-        self._cache: LRUCache[tuple[object, ...], _Block] = LRUCache(128)
+        self._cache: LRUCache[tuple[object, ...], Block] = LRUCache(128)
         self._styles: dict[str, Style] = {}
 
     # ------------------------------------------------------------------ state
-
-    @property
-    def allow_select(self) -> bool:
-        return True
 
     @property
     def entry_count(self) -> int:
@@ -351,7 +152,7 @@ class MessageLog(ScrollView, can_focus=True):
     @property
     def _text_width(self) -> int:
         # At least 2 cells so a wide character always fits a row of its own.
-        return max(2, self._width - self.TIME_WIDTH - self._name_column - self.SEPARATOR_WIDTH)
+        return max(2, self._width - TIME_WIDTH - self._name_column - SEPARATOR_WIDTH)
 
     @property
     def _name_column(self) -> int:
@@ -359,12 +160,12 @@ class MessageLog(ScrollView, can_focus=True):
         narrow view, so the text keeps room to breathe."""
         if not self._width:
             return self._name_width
-        room = (self._width - self.TIME_WIDTH - self.SEPARATOR_WIDTH) // 4
+        room = (self._width - TIME_WIDTH - SEPARATOR_WIDTH) // 4
         return max(self.NAME_WIDTH_MIN, min(self._name_width, room))
 
-    def _index(self, item: _Item) -> int:
+    def _index(self, item: Item) -> int:
         """The position of `item` in the sorted list, or -1 if it is gone."""
-        i = bisect_left(self._items, item.sort, key=_sort_key)
+        i = bisect_left(self._items, item.sort, key=sort_key)
         return i if i < len(self._items) and self._items[i] is item else -1
 
     def _start(self, index: int) -> int:
@@ -389,19 +190,19 @@ class MessageLog(ScrollView, can_focus=True):
         end the view follows; scrolled up, new messages below count as unseen.
         """
         by_key, seq = self._by_key, self._seq
-        new: list[_Item] = []
+        new: list[Item] = []
         for entry in entries:
             if entry.key in by_key:
                 continue
-            item = by_key[entry.key] = _Item(entry, seq)
+            item = by_key[entry.key] = Item(entry, seq)
             seq += 1
             new.append(item)
         self._seq = seq
         if not new:
             return
-        names = {visible(item.entry.name) for item in new if item.entry.kind == "message"}
+        names = {visible(item.entry.name) for item in new if item.entry.kind is EntryKind.MESSAGE}
         widest = max(map(cell_len, names), default=0)
-        new.sort(key=_sort_key)
+        new.sort(key=sort_key)
         name_width = max(self._name_width, min(widest, self.NAME_WIDTH_MAX))
         appending = not self._items or new[0].sort >= self._items[-1].sort
 
@@ -409,7 +210,7 @@ class MessageLog(ScrollView, can_focus=True):
             self._name_width = name_width
             self._items.extend(new)
             if not appending:
-                self._items.sort(key=_sort_key)
+                self._items.sort(key=sort_key)
             return
 
         def mutate() -> None:
@@ -418,14 +219,14 @@ class MessageLog(ScrollView, can_focus=True):
                 # column only ever grows, up to NAME_WIDTH_MAX).
                 self._name_width = name_width
                 self._items.extend(new)
-                self._items.sort(key=_sort_key)
+                self._items.sort(key=sort_key)
                 self._rewrap_all()
             elif appending:
                 self._append(new)
             else:
                 self._items.extend(new)
                 # Timsort merges the two sorted runs in linear time.
-                self._items.sort(key=_sort_key)
+                self._items.sort(key=sort_key)
                 self._reindex()
 
         following = self._following
@@ -445,17 +246,17 @@ class MessageLog(ScrollView, can_focus=True):
             self.add([entry])
             return
         if entry.key != old_key and entry.key in self._by_key:
-            self.remove(old_key)
+            self.remove_entry(old_key)
             return
         index = self._index(item)
         sort = (entry.time, item.seq)
         in_order = (index == 0 or self._items[index - 1].sort <= sort) and (
             index == len(self._items) - 1 or sort <= self._items[index + 1].sort
         )
-        same_day = _local_day(entry.time // 1_000_000) == item.day
-        fits = entry.kind != "message" or min(cell_len(visible(entry.name)), self.NAME_WIDTH_MAX) <= self._name_width
+        same_day = local_day(entry.time // 1_000_000) == item.day
+        fits = entry.kind is not EntryKind.MESSAGE or min(cell_len(visible(entry.name)), self.NAME_WIDTH_MAX) <= self._name_width
         if not (in_order and same_day and fits):
-            self.remove(old_key)
+            self.remove_entry(old_key)
             self.add([entry])
             return
         del self._by_key[old_key]
@@ -464,7 +265,7 @@ class MessageLog(ScrollView, can_focus=True):
         def mutate() -> None:
             item.entry, item.sort = entry, sort
             if self._width:
-                rows = len(wrap_text(_shown_text(entry), self._text_width))
+                rows = len(wrap_text(shown_text(entry), self._text_width))
                 if rows != item.rows:
                     item.rows = rows
                     heights = (it.height for it in self._items[index:])
@@ -472,7 +273,7 @@ class MessageLog(ScrollView, can_focus=True):
 
         self._preserving_view(mutate)
 
-    def remove(self, key: Hashable) -> bool:
+    def remove_entry(self, key: Hashable) -> bool:
         """Remove the entry with `key`; False if there is none. O(total)."""
         item = self._by_key.pop(key, None)
         if item is None:
@@ -555,32 +356,11 @@ class MessageLog(ScrollView, can_focus=True):
 
     # ----------------------------------------------------------- bookkeeping
 
-    def _append(self, new: list[_Item]) -> None:
-        """Append items that sort after every present one: O(len(new))."""
-        items, ends = self._items, self._ends
-        text_width = self._text_width
-        prev_day = items[-1].day if items else None
-        total = ends[-1] if ends else 0
-        for item in new:
-            item.header = item.day != prev_day
-            prev_day = item.day
-            item.rows = len(wrap_text(_shown_text(item.entry), text_width))
-            total += item.rows + item.header
-            items.append(item)
-            ends.append(total)
+    def _append(self, new: list[Item]) -> None:
+        append_items(self._items, self._ends, new, self._text_width)
 
     def _reindex(self) -> None:
-        """Recompute day headers and the prefix sum; wrap only unwrapped items."""
-        text_width = self._text_width
-        prev_day = None
-        heights: list[int] = []
-        for item in self._items:
-            item.header = item.day != prev_day
-            prev_day = item.day
-            if not item.rows:
-                item.rows = len(wrap_text(_shown_text(item.entry), text_width))
-            heights.append(item.rows + item.header)
-        self._ends = list(accumulate(heights))
+        self._ends = reindex(self._items, self._text_width)
 
     def _rewrap_all(self) -> None:
         for item in self._items:
@@ -588,7 +368,7 @@ class MessageLog(ScrollView, can_focus=True):
         self._cache.clear()
         self._reindex()
 
-    def _anchor(self) -> tuple[_Item, int] | None:
+    def _anchor(self) -> tuple[Item, int] | None:
         """The item on the view's top row and the text row within it shown there."""
         if not self._items or not self._ends:
             return None
@@ -628,14 +408,14 @@ class MessageLog(ScrollView, can_focus=True):
         index = 0 if bottom <= 0 else bisect_left(self._ends, bottom) + 1
         return self._items[index].sort if index < len(self._items) else None
 
-    def _count_unseen(self, new: list[_Item]) -> None:
+    def _count_unseen(self, new: list[Item]) -> None:
         threshold = self._first_hidden()
         if threshold is None:
             return
-        fresh = [it for it in new if it.entry.kind == "message" and it.sort >= threshold]
+        fresh = [it for it in new if it.entry.kind is EntryKind.MESSAGE and it.sort >= threshold]
         if fresh:
             self._unseen.extend(fresh)
-            self._unseen.sort(key=_sort_key)
+            self._unseen.sort(key=sort_key)
             self.refresh()
 
     def _update_unseen(self) -> None:
@@ -647,7 +427,7 @@ class MessageLog(ScrollView, can_focus=True):
             self.refresh()
             return
         threshold = self._first_hidden()
-        seen = len(self._unseen) if threshold is None else bisect_left(self._unseen, threshold, key=_sort_key)
+        seen = len(self._unseen) if threshold is None else bisect_left(self._unseen, threshold, key=sort_key)
         if seen:
             del self._unseen[:seen]
             self.refresh()
@@ -703,77 +483,14 @@ class MessageLog(ScrollView, can_focus=True):
             self._styles[name] = style
         return style
 
-    def _block(self, item: _Item) -> _Block:
+    def _block(self, item: Item) -> Block:
         key = (item.entry, item.header, self._width, self._name_column)
         block = self._cache.get(key)
         if block is None:
-            block = self._render_block(item)
+            block = render_block(item.entry, item.header, self._width, self._name_column, self._text_width,
+                                 self._style)
             self._cache[key] = block
         return block
-
-    def _render_block(self, item: _Item) -> _Block:
-        """Plain text and full-width strips of one entry's rows."""
-        entry, width = item.entry, self._width
-        style = self._style
-        base = style("base")
-        tint: Style | None = None
-        if entry.highlight:
-            tint = Style(bgcolor=style("message-log--highlight").bgcolor)
-            base += tint
-        plain: list[str] = []
-        rows: list[list[Segment]] = []
-
-        if item.header:
-            local = time.localtime(entry.time // 1_000_000)
-            label = f"──── {time.strftime('%A', local)}, {local.tm_mday} {time.strftime('%B %Y', local)} ────"
-            line = " " * max(0, (width - cell_len(label)) // 2) + label
-            plain.append(line)
-            rows.append([Segment(line, style("message-log--day"))])
-
-        time_text = time.strftime("%H:%M", time.localtime(entry.time // 1_000_000)) + " "
-        separator = style("message-log--separator")
-        marker, marker_style = "│", separator
-        if entry.kind == "system":
-            label, label_style = "--", style("message-log--system")
-            text_style = label_style
-        elif entry.kind == "error":
-            label, label_style = "!!", style("message-log--error")
-            text_style = label_style
-        else:
-            label, label_style = visible(entry.name), base + _parse_style(entry.name_style)
-            text_style = base
-            if entry.failed:
-                marker, marker_style = "✗", style("message-log--error")
-            elif entry.pending:
-                marker, marker_style = "…", style("message-log--pending")
-                text_style = style("message-log--pending")
-        label = _fit_name(label, self._name_column)
-        indent = " " * (self.TIME_WIDTH + self._name_column + 1)
-
-        for number, text in enumerate(wrap_text(_shown_text(entry), self._text_width)):
-            if number == 0:
-                head = [
-                    Segment(time_text, style("message-log--time")),
-                    Segment(label, label_style),
-                    Segment(" ", base),
-                    Segment(marker, marker_style),
-                ]
-                line = f"{time_text}{label} {marker} {text}"
-            else:
-                head = [Segment(indent, base), Segment("│", separator)]
-                line = f"{indent}│ {text}"
-            rows.append([*head, Segment(" ", base), Segment(text, text_style)])
-            plain.append(line.rstrip())
-
-        strips: list[Strip] = []
-        for segments in rows:
-            used = Segment.get_line_length(segments)
-            if used < width:
-                segments.append(Segment(" " * (width - used), base))
-            if tint is not None:
-                segments = list(Segment.apply_style(segments, post_style=tint))
-            strips.append(Strip(segments, max(used, width)))
-        return plain, strips
 
     def _marker_strip(self, width: int) -> Strip:
         count = len(self._unseen)

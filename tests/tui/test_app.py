@@ -327,10 +327,10 @@ def test_ctrl_c_copies_a_selection_instead_of_quitting() -> None:
 def test_a_long_session_stays_bounded_and_pages_back(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """Past LOG_MAX entries the oldest are dropped (from the log and the SDK's cache) while the
     reader follows the end; scrolling up pages them back in from the server."""
-    import chat_tui.app as app_module
+    import chat_tui.chat as chat_module
 
-    monkeypatch.setattr(app_module, "LOG_MAX", 60)
-    monkeypatch.setattr(app_module, "LOG_KEEP", 40)
+    monkeypatch.setattr(chat_module, "LOG_MAX", 60)
+    monkeypatch.setattr(chat_module, "LOG_KEEP", 40)
     total = 150
 
     async def main() -> None:
