@@ -19,7 +19,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--server", metavar="URL", type=argument_type(parse_server),
                         help="server to connect to (http(s)://, ws(s)://, or host:port); never starts one")
-    parser.add_argument("--database", metavar="NAME", default="quickstart-chat", type=argument_type(check_database_name),
+    parser.add_argument("--database", metavar="NAME", default="quickstart-chat",
+                        type=argument_type(check_database_name),
                         help="database to chat in (default: quickstart-chat)")
     parser.add_argument("--profile", metavar="NAME", type=argument_type(validate_name),
                         help="whose identity to use (default: the first profile not in use by another chat-tui, "

@@ -254,7 +254,8 @@ class MessageLog(ScrollView, can_focus=True):
             index == len(self._items) - 1 or sort <= self._items[index + 1].sort
         )
         same_day = local_day(entry.time // 1_000_000) == item.day
-        fits = entry.kind is not EntryKind.MESSAGE or min(cell_len(visible(entry.name)), self.NAME_WIDTH_MAX) <= self._name_width
+        fits = (entry.kind is not EntryKind.MESSAGE
+                or min(cell_len(visible(entry.name)), self.NAME_WIDTH_MAX) <= self._name_width)
         if not (in_order and same_day and fits):
             self.remove_entry(old_key)
             self.add([entry])

@@ -4,6 +4,8 @@ One line per user, whatever their name: it is drawn ``visible`` and cut with ``â
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
@@ -32,8 +34,8 @@ class UserList(OptionList):
     }
     """
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.border_title = "Users"
         self.lines: list[UserLine] = []
 

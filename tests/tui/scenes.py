@@ -72,7 +72,7 @@ CONVERSATION = [
 
 async def conversation(pilot: Pilot) -> None:
     """Three users: Alice (me), Bob, and a newcomer who names herself Carol; a day change."""
-    app: ChatApp = pilot.app  # type: ignore[assignment]
+    app: ChatApp = pilot.app  # type: ignore[assignment]  # Pilot types its app as a plain App
     app.composer.cursor_blink = False
     app.post_message(Status(ConnState.ONLINE, f"Connected to {SERVER}"))
     app.post_message(Welcome(ALICE, SERVER,
@@ -95,7 +95,7 @@ async def conversation(pilot: Pilot) -> None:
 async def errors(pilot: Pilot) -> None:
     """A refused input line and a failed reducer, as the user sees them."""
     await conversation(pilot)
-    app: ChatApp = pilot.app  # type: ignore[assignment]
+    app: ChatApp = pilot.app  # type: ignore[assignment]  # Pilot types its app as a plain App
     await pilot.press(*"/nick Al", "enter")
     app.post_message(CallDone(Pending("set_name", ("",)), CallStatus.FAILED, "Names must not be empty"))
     await pilot.pause()
@@ -103,7 +103,7 @@ async def errors(pilot: Pilot) -> None:
 
 async def long_history(pilot: Pilot) -> None:
     """2,000 messages, scrolled back a few pages while more arrive: the new-messages marker."""
-    app: ChatApp = pilot.app  # type: ignore[assignment]
+    app: ChatApp = pilot.app  # type: ignore[assignment]  # Pilot types its app as a plain App
     app.composer.cursor_blink = False
     people = [ALICE, BOB, ANON, CAROL]
     rows = [Message(people[i % 4], DAY1 + i * MINUTE // 4, f"message number {i}: " + "lorem ipsum " * (i % 7))
@@ -124,7 +124,7 @@ async def long_history(pilot: Pilot) -> None:
 async def offline(pilot: Pilot) -> None:
     """The connection dropped; a message typed meanwhile waits."""
     await conversation(pilot)
-    app: ChatApp = pilot.app  # type: ignore[assignment]
+    app: ChatApp = pilot.app  # type: ignore[assignment]  # Pilot types its app as a plain App
     app.post_message(Status(ConnState.OFFLINE, "Offline: connection lost; reconnecting in 2 s",
                             retry_in=2.0, reason="connection lost"))
     await pilot.pause()

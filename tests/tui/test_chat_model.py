@@ -33,11 +33,13 @@ def test_first_load_shows_messages_without_presence_lines() -> None:
 def test_presence_and_rename_lines() -> None:
     s = ChatState()
     s.load([User(A, "Alice", True), User(B, None, False)], [], 0)
-    assert texts(s.apply([upd(User(B, None, False), User(B, None, True))], 5)) == [f"{B.to_abbreviated_hex()} connected."]
-    assert texts(s.apply([upd(User(B, None, True), User(B, "Bob", True))], 6)) == [f"{B.to_abbreviated_hex()} renamed to Bob."]
+    b = B.to_abbreviated_hex()
+    assert texts(s.apply([upd(User(B, None, False), User(B, None, True))], 5)) == [f"{b} connected."]
+    assert texts(s.apply([upd(User(B, None, True), User(B, "Bob", True))], 6)) == [f"{b} renamed to Bob."]
     assert texts(s.apply([upd(User(A, "Alice", True), User(A, "Al", True))], 7)) == ["Alice renamed to Al."]
     assert texts(s.apply([upd(User(A, "Al", True), User(A, "Al", False))], 8)) == ["Al disconnected."]
-    assert texts(s.apply([RowEvent("insert", "user", None, User(C, None, True))], 9)) == [f"{C.to_abbreviated_hex()} connected."]
+    c = C.to_abbreviated_hex()
+    assert texts(s.apply([RowEvent("insert", "user", None, User(C, None, True))], 9)) == [f"{c} connected."]
     assert all(e.kind == "system" for e in s.apply([upd(User(A, "Al", False), User(A, "Al", True))], 10))
 
 

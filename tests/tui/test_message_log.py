@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from datetime import datetime, timezone
 
 import pytest
@@ -68,8 +68,8 @@ def drive(body: Body, size: tuple[int, int] = (40, 8)) -> None:
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
-def msg(key: object, minute: int, text: str, name: str = "al", **kw: object) -> LogEntry:
-    return LogEntry(key=key, time=T0 + minute * MINUTE, kind=EntryKind.MESSAGE, text=text, name=name, **kw)  # type: ignore[arg-type]
+def msg(key: Hashable, minute: int, text: str, name: str = "al", **kw: bool) -> LogEntry:
+    return LogEntry(key=key, time=T0 + minute * MINUTE, kind=EntryKind.MESSAGE, text=text, name=name, **kw)
 
 
 def screen(app: App[None]) -> list[str]:
