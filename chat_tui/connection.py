@@ -127,10 +127,6 @@ class ChatConnection:
     def outbox(self) -> list[Pending]:
         return self.link.outbox
 
-    @property
-    def online(self) -> bool:
-        return self.link.online
-
     def call(self, reducer: str, *args: Any, tag: Any = None) -> Pending:
         """Call ``reducer`` now if online, else when back online; the result arrives as CallDone."""
         pending = self.link.call(reducer, *args, tag=tag)
