@@ -67,7 +67,7 @@ class ChatState:
     # -- names ------------------------------------------------------------------------
     def display_name(self, identity: Identity) -> str:
         """The user's name, else the abbreviated identity; a name shared by several users
-        gets a short identity suffix so they can be told apart."""
+        gets a short identity suffix so they can be told apart. Not yet ``visible``."""
         user = self.users.get(identity)
         if user is None or not user.name:
             return Identity(identity).to_abbreviated_hex()
@@ -77,17 +77,19 @@ class ChatState:
 
     @property
     def my_name(self) -> str | None:
+        """The name the user set, or None (none set, or not connected yet)."""
         user = self.users.get(self.me) if self.me is not None else None
         return user.name if user is not None else None
 
     def mentions_me(self, text: str) -> bool:
+        """Whether ``text`` holds the user's name as a word, in any case."""
         name = self.my_name
         if not name:
             return False
         return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) is not None
 
     def user_lines(self) -> list[UserLine]:
-        """Everyone, as the user list shows them."""
+        """Everyone, as the user list shows them: the caller hands them to ``UserList.show``."""
         me = self.me
         return [UserLine(key=u.identity.hex(), name=self.display_name(u.identity), online=u.online,
                          me=u.identity == me, name_style=nick_style(bytes(u.identity)))
@@ -102,22 +104,25 @@ class ChatState:
 
     # -- entries ----------------------------------------------------------------------
     def message_entry(self, row: Any) -> LogEntry:
-        """The entry of a message row, its sender's name as it is now."""
+        """The entry of a message row, its sender's name as it is now (``messages`` also notes it
+        as shown)."""
         sender = Identity(row.sender)
         mine = self.me is not None and sender == self.me
         return _message(message_key(row), int(row.sent), row.text, self.display_name(sender), bytes(sender),
                         highlight=not mine and self.mentions_me(row.text))
 
     def system_entry(self, time: int, text: str, kind: EntryKind = EntryKind.SYSTEM) -> LogEntry:
-        """A line of the app's own (``SYSTEM``, or ``ERROR``), with a key of its own."""
+        """A line of the app's own (``SYSTEM``, or ``ERROR``), with a key of its own: the caller shows it."""
         self._system_seq += 1
         return LogEntry(key=("s", self._system_seq), time=time, kind=kind, text=text)
 
     def error_entry(self, time: int, text: str) -> LogEntry:
+        """An ``ERROR`` line (a refused input, a failed connection): the caller shows it."""
         return self.system_entry(time, text, EntryKind.ERROR)
 
     def messages(self, rows: Iterable[Any]) -> list[LogEntry]:
-        """Entries for message rows not shown yet (a reconnect delivers them again)."""
+        """Entries for message rows not shown yet (a reconnect delivers them again); the caller
+        shows them (or hands them to ``trimmed`` when the log drops them)."""
         out = []
         for row in rows:
             key = message_key(row)
@@ -128,8 +133,8 @@ class ChatState:
 
     # -- the subscription -------------------------------------------------------------
     def load(self, users: Iterable[Any], messages: Iterable[Any], time: int) -> list[LogEntry]:
-        """A (re)subscription's rows. The first load shows no presence lines; a later one
-        (after a reconnect) shows what changed while we were away."""
+        """A (re)subscription's rows; the caller shows the entries. The first load makes no presence
+        lines; a later one (after a reconnect) says what changed while we were away."""
         fresh = {Identity(u.identity): ChatUser(Identity(u.identity), u.name, u.online) for u in users}
         lines: list[LogEntry] = []
         if self.users:
