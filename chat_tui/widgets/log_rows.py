@@ -1,4 +1,5 @@
-"""One log entry's rows as ``MessageLog`` keeps and draws them: its local day, its height, its strips.
+"""The rows of ``MessageLog``: each entry's local day, height and strips (``Item``, ``render_block``),
+and all of them in order with a prefix sum of their heights (``LogRows``). No widget here.
 
 Layout (the name column is as wide as the widest name, at most 16 cells;
 longer names are cut with `…`)::
@@ -21,7 +22,8 @@ plain segments, never parsed as markup.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Hashable, Iterable
 from functools import lru_cache
 from itertools import accumulate
 
@@ -165,29 +167,96 @@ def render_block(entry: LogEntry, header: bool, width: int, name_column: int, te
     return plain, strips
 
 
-def append_items(items: list[Item], ends: list[int], new: list[Item], text_width: int) -> None:
-    """Append `new` (sorting after every item of `items`) and extend the prefix sum `ends` of their
-    heights: O(len(new))."""
-    prev_day = items[-1].day if items else None
-    total = ends[-1] if ends else 0
-    for item in new:
-        item.header = item.day != prev_day
-        prev_day = item.day
-        item.rows = len(wrap_text(shown_text(item.entry), text_width))
-        total += item.rows + item.header
-        items.append(item)
-        ends.append(total)
 
+class LogRows:
+    """The log's items in display order (time, then arrival) and the prefix sum of their heights
+    at the current text width, so a row maps to its item with one bisect. Plain data: the widget
+    chooses the width, keeps the view and renders."""
 
-def reindex(items: list[Item], text_width: int) -> list[int]:
-    """Recompute the day headers of `items`, wrapping only unwrapped ones; returns the prefix sum
-    of their heights."""
-    prev_day = None
-    heights: list[int] = []
-    for item in items:
-        item.header = item.day != prev_day
-        prev_day = item.day
-        if not item.rows:
+    __slots__ = ("items", "ends", "by_key", "_seq")
+
+    def __init__(self) -> None:
+        self.items: list[Item] = []  # sorted by (time, seq)
+        self.ends: list[int] = []  # ends[i]: rows of items 0..i; empty until laid out
+        self.by_key: dict[Hashable, Item] = {}
+        self._seq = 0
+
+    @property
+    def line_count(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    def new_items(self, entries: Iterable[LogEntry]) -> list[Item]:
+        """Items for the entries whose keys are new (now registered), sorted: the caller places
+        them with ``append``, ``merge`` or ``insert``."""
+        by_key, seq = self.by_key, self._seq
+        new: list[Item] = []
+        for entry in entries:
+            if entry.key in by_key:
+                continue
+            item = by_key[entry.key] = Item(entry, seq)
+            seq += 1
+            new.append(item)
+        self._seq = seq
+        new.sort(key=sort_key)
+        return new
+
+    def insert(self, new: list[Item]) -> None:
+        """Place sorted `new` items without laying them out (the caller reindexes or rewraps)."""
+        appending = not self.items or new[0].sort >= self.items[-1].sort
+        self.items.extend(new)
+        if not appending:
+            self.items.sort(key=sort_key)  # Timsort merges the two sorted runs in linear time
+
+    def append(self, new: list[Item], text_width: int) -> None:
+        """Lay out and append sorted `new` items that sort after every present one: O(len(new))."""
+        items, ends = self.items, self.ends
+        prev_day = items[-1].day if items else None
+        total = ends[-1] if ends else 0
+        for item in new:
+            item.header = item.day != prev_day
+            prev_day = item.day
             item.rows = len(wrap_text(shown_text(item.entry), text_width))
-        heights.append(item.rows + item.header)
-    return list(accumulate(heights))
+            total += item.rows + item.header
+            items.append(item)
+            ends.append(total)
+
+    def reindex(self, text_width: int) -> None:
+        """Recompute the day headers and the prefix sum, wrapping only unwrapped items."""
+        prev_day = None
+        heights: list[int] = []
+        for item in self.items:
+            item.header = item.day != prev_day
+            prev_day = item.day
+            if not item.rows:
+                item.rows = len(wrap_text(shown_text(item.entry), text_width))
+            heights.append(item.rows + item.header)
+        self.ends = list(accumulate(heights))
+
+    def rewrap(self, text_width: int) -> None:
+        """Wrap every item again (the text column changed)."""
+        for item in self.items:
+            item.rows = 0
+        self.reindex(text_width)
+
+    def restack(self, index: int) -> None:
+        """The height of ``items[index]`` changed: recompute the prefix sum from there."""
+        heights = (it.height for it in self.items[index:])
+        self.ends[index:] = list(accumulate(heights, initial=self.start(index)))[1:]
+
+    def index(self, item: Item) -> int:
+        """The position of `item`, or -1 if it is gone."""
+        i = bisect_left(self.items, item.sort, key=sort_key)
+        return i if i < len(self.items) and self.items[i] is item else -1
+
+    def start(self, index: int) -> int:
+        """The first row of ``items[index]``."""
+        return self.ends[index - 1] if index else 0
+
+    def at(self, line: int) -> int:
+        """The index of the item shown on row ``line`` (< ``line_count``)."""
+        return bisect_right(self.ends, line)
+
+    def clear(self) -> None:
+        self.items.clear()
+        self.ends.clear()
+        self.by_key.clear()

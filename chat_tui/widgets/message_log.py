@@ -4,8 +4,9 @@ Modelled on Textual's `Log`: entries are kept as records with their row
 count at the widget's width, and only the rows on screen are rendered (as
 `Strip`s, cached per entry and width). A prefix sum of per-entry row counts maps a row
 to its entry with one bisect, so a huge backlog opens at once and a resize
-re-wraps in one linear pass. How one entry is laid out and drawn is in `log_rows`;
-the text wrapping in `chat_tui.wrap`.
+re-wraps in one linear pass. The records and their prefix sum (`LogRows`) and how one
+entry is laid out and drawn are in `log_rows`; the text wrapping in `chat_tui.wrap`. This
+widget keeps the view: which row is on top, following the end, the new-messages marker.
 
 Scrolling: at the end the view follows new entries; scrolled up it stays put,
 counts new messages below it and shows ` ↓ N new messages (End) ` on its last
@@ -15,9 +16,8 @@ entries added later keep the reader's top row in place.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterable
-from itertools import accumulate
 from typing import ClassVar
 
 from rich.cells import cell_len
@@ -35,8 +35,8 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from chat_tui.entries import EntryKind, LogEntry
-from chat_tui.widgets.log_rows import (SEPARATOR_WIDTH, TIME_WIDTH, Block, Item, append_items, local_day, reindex,
-                                       render_block, shown_text, sort_key)
+from chat_tui.widgets.log_rows import (SEPARATOR_WIDTH, TIME_WIDTH, Block, Item, LogRows, local_day, render_block,
+                                       shown_text, sort_key)
 from chat_tui.wrap import wrap_text
 from db_core.visible import visible
 
@@ -117,10 +117,7 @@ class MessageLog(ScrollView, can_focus=True):
         disabled: bool = False,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
-        self._items: list[Item] = []  # sorted by (time, seq)
-        self._by_key: dict[Hashable, Item] = {}
-        self._ends: list[int] = []  # _ends[i]: rows of items 0..i (a prefix sum)
-        self._seq = 0
+        self._rows = LogRows()
         self._name_width = self.NAME_WIDTH_MIN
         self._width = 0  # the width the rows are wrapped at; 0 = not laid out yet
         self._following = True  # the reader is at the end: new entries scroll in
@@ -137,7 +134,7 @@ class MessageLog(ScrollView, can_focus=True):
     @property
     def entry_count(self) -> int:
         """How many entries the log holds."""
-        return len(self._items)
+        return len(self._rows.items)
 
     @property
     def new_count(self) -> int:
@@ -147,7 +144,7 @@ class MessageLog(ScrollView, can_focus=True):
     @property
     def line_count(self) -> int:
         """Rows at the current width (0 before the first layout)."""
-        return self._ends[-1] if self._ends else 0
+        return self._rows.line_count
 
     @property
     def _text_width(self) -> int:
@@ -162,14 +159,6 @@ class MessageLog(ScrollView, can_focus=True):
             return self._name_width
         room = (self._width - TIME_WIDTH - SEPARATOR_WIDTH) // 4
         return max(self.NAME_WIDTH_MIN, min(self._name_width, room))
-
-    def _index(self, item: Item) -> int:
-        """The position of `item` in the sorted list, or -1 if it is gone."""
-        i = bisect_left(self._items, item.sort, key=sort_key)
-        return i if i < len(self._items) and self._items[i] is item else -1
-
-    def _start(self, index: int) -> int:
-        return self._ends[index - 1] if index else 0
 
     @property
     def _view_height(self) -> int:
@@ -189,28 +178,18 @@ class MessageLog(ScrollView, can_focus=True):
         page) are merged in O(total) and keep the reader's view in place. At the
         end the view follows; scrolled up, new messages below count as unseen.
         """
-        by_key, seq = self._by_key, self._seq
-        new: list[Item] = []
-        for entry in entries:
-            if entry.key in by_key:
-                continue
-            item = by_key[entry.key] = Item(entry, seq)
-            seq += 1
-            new.append(item)
-        self._seq = seq
+        rows = self._rows
+        new = rows.new_items(entries)
         if not new:
             return
         names = {visible(item.entry.name) for item in new if item.entry.kind is EntryKind.MESSAGE}
         widest = max(map(cell_len, names), default=0)
-        new.sort(key=sort_key)
         name_width = max(self._name_width, min(widest, self.NAME_WIDTH_MAX))
-        appending = not self._items or new[0].sort >= self._items[-1].sort
+        appending = not rows.items or new[0].sort >= rows.items[-1].sort
 
         if not self._width:  # not laid out: the first resize wraps everything
             self._name_width = name_width
-            self._items.extend(new)
-            if not appending:
-                self._items.sort(key=sort_key)
+            rows.insert(new)
             return
 
         def mutate() -> None:
@@ -218,16 +197,13 @@ class MessageLog(ScrollView, can_focus=True):
                 # The text column moved: every entry re-wraps (rare: the name
                 # column only ever grows, up to NAME_WIDTH_MAX).
                 self._name_width = name_width
-                self._items.extend(new)
-                self._items.sort(key=sort_key)
+                rows.insert(new)
                 self._rewrap_all()
             elif appending:
-                self._append(new)
+                rows.append(new, self._text_width)
             else:
-                self._items.extend(new)
-                # Timsort merges the two sorted runs in linear time.
-                self._items.sort(key=sort_key)
-                self._reindex()
+                rows.insert(new)
+                rows.reindex(self._text_width)
 
         following = self._following
         self._preserving_view(mutate)
@@ -241,17 +217,18 @@ class MessageLog(ScrollView, can_focus=True):
         is unknown this is `add([entry])`; if `entry.key` is already present
         (the sent message arrived first), the old entry is just removed.
         """
-        item = self._by_key.get(old_key)
+        rows = self._rows
+        item = rows.by_key.get(old_key)
         if item is None:
             self.add([entry])
             return
-        if entry.key != old_key and entry.key in self._by_key:
+        if entry.key != old_key and entry.key in rows.by_key:
             self.remove_entry(old_key)
             return
-        index = self._index(item)
+        index = rows.index(item)
         sort = (entry.time, item.seq)
-        in_order = (index == 0 or self._items[index - 1].sort <= sort) and (
-            index == len(self._items) - 1 or sort <= self._items[index + 1].sort
+        in_order = (index == 0 or rows.items[index - 1].sort <= sort) and (
+            index == len(rows.items) - 1 or sort <= rows.items[index + 1].sort
         )
         same_day = local_day(entry.time // 1_000_000) == item.day
         fits = (entry.kind is not EntryKind.MESSAGE
@@ -260,32 +237,31 @@ class MessageLog(ScrollView, can_focus=True):
             self.remove_entry(old_key)
             self.add([entry])
             return
-        del self._by_key[old_key]
-        self._by_key[entry.key] = item
+        del rows.by_key[old_key]
+        rows.by_key[entry.key] = item
 
         def mutate() -> None:
             item.entry, item.sort = entry, sort
             if self._width:
-                rows = len(wrap_text(shown_text(entry), self._text_width))
-                if rows != item.rows:
-                    item.rows = rows
-                    heights = (it.height for it in self._items[index:])
-                    self._ends[index:] = list(accumulate(heights, initial=self._start(index)))[1:]
+                height = len(wrap_text(shown_text(entry), self._text_width))
+                if height != item.rows:
+                    item.rows = height
+                    rows.restack(index)
 
         self._preserving_view(mutate)
 
     def remove_entry(self, key: Hashable) -> bool:
         """Remove the entry with `key`; False if there is none. O(total)."""
-        item = self._by_key.pop(key, None)
+        item = self._rows.by_key.pop(key, None)
         if item is None:
             return False
         if item in self._unseen:
             self._unseen.remove(item)
 
         def mutate() -> None:
-            del self._items[self._index(item)]
+            del self._rows.items[self._rows.index(item)]
             if self._width:
-                self._reindex()
+                self._rows.reindex(self._text_width)
 
         self._preserving_view(mutate)
         return True
@@ -293,26 +269,25 @@ class MessageLog(ScrollView, can_focus=True):
     def trim(self, keep: int) -> list[LogEntry]:
         """Drop the oldest entries so that `keep` remain, if the view is at the end (scrolled
         back, nothing goes until the reader returns); returns the dropped ones, oldest first."""
-        extra = len(self._items) - keep
+        rows = self._rows
+        extra = len(rows.items) - keep
         if extra <= 0 or not self._following:
             return []
-        dropped = self._items[:extra]
+        dropped = rows.items[:extra]
 
         def mutate() -> None:
-            del self._items[:extra]
+            del rows.items[:extra]
             for item in dropped:
-                self._by_key.pop(item.entry.key, None)
+                rows.by_key.pop(item.entry.key, None)
             if self._width:
-                self._reindex()
+                rows.reindex(self._text_width)
 
         self._preserving_view(mutate)
         return [item.entry for item in dropped]
 
     def clear(self) -> None:
         """Remove every entry; `has_older` is reset too."""
-        self._items.clear()
-        self._by_key.clear()
-        self._ends.clear()
+        self._rows.clear()
         self._unseen.clear()
         self._cache.clear()
         self._name_width = self.NAME_WIDTH_MIN
@@ -351,32 +326,25 @@ class MessageLog(ScrollView, can_focus=True):
         if not self._width:
             return []
         lines: list[str] = []
-        for item in self._items:
+        for item in self._rows.items:
             lines.extend(self._block(item)[0])
         return lines
 
     # ----------------------------------------------------------- bookkeeping
 
-    def _append(self, new: list[Item]) -> None:
-        append_items(self._items, self._ends, new, self._text_width)
-
-    def _reindex(self) -> None:
-        self._ends = reindex(self._items, self._text_width)
-
     def _rewrap_all(self) -> None:
-        for item in self._items:
-            item.rows = 0
         self._cache.clear()
-        self._reindex()
+        self._rows.rewrap(self._text_width)
 
     def _anchor(self) -> tuple[Item, int] | None:
         """The item on the view's top row and the text row within it shown there."""
-        if not self._items or not self._ends:
+        rows = self._rows
+        if not rows.items or not rows.ends:
             return None
         y = self.scroll_offset.y
-        index = min(bisect_right(self._ends, y), len(self._items) - 1)
-        item = self._items[index]
-        return item, y - self._start(index) - item.header
+        index = min(rows.at(y), len(rows.items) - 1)
+        item = rows.items[index]
+        return item, y - rows.start(index) - item.header
 
     def _preserving_view(self, mutate: Callable[[], None]) -> None:
         """Run `mutate`, then keep the view at the end or on the same top row."""
@@ -387,9 +355,9 @@ class MessageLog(ScrollView, can_focus=True):
         self._set_virtual_size(Size(self._width, self.line_count))
         if self._following:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
-        elif anchor is not None and (index := self._index(anchor[0])) >= 0:
+        elif anchor is not None and (index := self._rows.index(anchor[0])) >= 0:
             item, row = anchor
-            start = self._start(index)
+            start = self._rows.start(index)
             y = start + item.header + min(row, item.rows - 1)
             self.scroll_to(y=max(start, y), animate=False, immediate=True)
         self.refresh()
@@ -405,9 +373,10 @@ class MessageLog(ScrollView, can_focus=True):
     def _first_hidden(self) -> tuple[int, int] | None:
         """The sort key of the first item starting below the view (under the marker row)."""
         bottom = self.scroll_offset.y + self._view_height - 1
-        # _ends[k] >= bottom first at k, so items[k + 1] is the first to start at or below it.
-        index = 0 if bottom <= 0 else bisect_left(self._ends, bottom) + 1
-        return self._items[index].sort if index < len(self._items) else None
+        # ends[k] >= bottom first at k, so items[k + 1] is the first to start at or below it.
+        rows = self._rows
+        index = 0 if bottom <= 0 else bisect_left(rows.ends, bottom) + 1
+        return rows.items[index].sort if index < len(rows.items) else None
 
     def _count_unseen(self, new: list[Item]) -> None:
         threshold = self._first_hidden()
@@ -436,7 +405,7 @@ class MessageLog(ScrollView, can_focus=True):
     def _maybe_load_older(self) -> None:
         if self._has_older and self._older_armed and self._width and self.scroll_offset.y == 0:
             self._older_armed = False
-            self.post_message(self.LoadOlder(self, self._items[0].entry if self._items else None))
+            self.post_message(self.LoadOlder(self, self._rows.items[0].entry if self._rows.items else None))
 
     # ------------------------------------------------------------ events
 
@@ -509,10 +478,9 @@ class MessageLog(ScrollView, can_focus=True):
         line = self.scroll_offset.y + y
         if not self._width or line >= self.line_count:
             return Strip.blank(width, base)
-        index = bisect_right(self._ends, line)
-        item = self._items[index]
-        row = line - self._start(index)
-        strip = self._block(item)[1][row]
+        rows = self._rows
+        index = rows.at(line)
+        strip = self._block(rows.items[index])[1][line - rows.start(index)]
         selection = self.text_selection
         if selection is not None and (span := selection.get_span(line)) is not None:
             strip = self._select(strip, span)
@@ -528,14 +496,15 @@ class MessageLog(ScrollView, can_focus=True):
 
     def get_selection(self, selection: Selection) -> tuple[str, str] | None:
         """The selected text; only the selected rows are built."""
-        if not self._width or not self._items:
+        rows = self._rows
+        if not self._width or not rows.items:
             return None
         first = selection.start.y if selection.start is not None else 0
         last = selection.end.y if selection.end is not None else self.line_count - 1
         lines: list[str] = []
         for line in range(max(0, first), min(last, self.line_count - 1) + 1):
-            index = bisect_right(self._ends, line)
-            lines.append(self._block(self._items[index])[0][line - self._start(index)])
+            index = rows.at(line)
+            lines.append(self._block(rows.items[index])[0][line - rows.start(index)])
         shifted = Selection(
             None if selection.start is None else Offset(selection.start.x, 0),
             None if selection.end is None else Offset(selection.end.x, selection.end.y - first),
