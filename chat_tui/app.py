@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import sys
 import time
+from typing import Literal
 
 from textual import on
 from textual.app import App, ComposeResult
@@ -197,7 +198,7 @@ class ChatApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
-    def action_scroll_log(self, how: str) -> None:
+    def action_scroll_log(self, how: Literal["end", "page_up", "page_down"]) -> None:
         log = self.log_view
         if how == "end":
             log.scroll_to_end()
