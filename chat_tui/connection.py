@@ -12,6 +12,7 @@ to the app. History beyond the recent window is fetched on demand
 from __future__ import annotations
 
 import asyncio
+import enum
 import itertools
 import time
 from collections.abc import Callable
@@ -31,10 +32,34 @@ RECENT_MESSAGES = 500
 PAGE_MESSAGES = 500
 
 
-class Status(Message):
-    """Connection state: ``starting`` | ``connecting`` | ``online`` | ``offline`` | ``failed`` (no retry)."""
+class ConnState(enum.StrEnum):
+    """Where the connection is (the SDK's ``Reconnector`` reports all but ``STARTING``)."""
 
-    def __init__(self, state: str, text: str, retry_in: float | None = None, reason: str = "") -> None:
+    STARTING = "starting"
+    """A local server is being started."""
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    OFFLINE = "offline"
+    """Lost; a retry is scheduled."""
+    FAILED = "failed"
+    """Refused for a reason retrying cannot fix: no retry."""
+
+
+class CallStatus(enum.StrEnum):
+    """How a reducer call ended (the server's ``ReducerResult.status``)."""
+
+    COMMITTED = "committed"
+    NO_CHANGES = "no_changes"
+    FAILED = "failed"
+    INTERNAL_ERROR = "internal_error"
+    REFUSED = "refused"
+
+
+class Status(Message):
+    """The connection's state changed; ``text`` says so for the status bar, ``reason`` is why it
+    went offline."""
+
+    def __init__(self, state: ConnState, text: str, retry_in: float | None = None, reason: str = "") -> None:
         super().__init__()
         self.state, self.text, self.retry_in, self.reason = state, text, retry_in, reason
 
@@ -50,19 +75,26 @@ class Welcome(Message):
 
 
 class Changes(Message):
-    """One committed transaction's row events (``time`` is its timestamp, microseconds)."""
+    """One committed transaction's row events (``timestamp``: its time, microseconds)."""
 
-    def __init__(self, rows: list[RowEvent], time: int) -> None:
+    def __init__(self, rows: list[RowEvent], timestamp: int) -> None:
         super().__init__()
-        self.rows, self.time = rows, time
+        self.rows, self.timestamp = rows, timestamp
 
 
 class CallDone(Message):
-    """The result of ``call``: status committed / no_changes / failed / internal_error / refused."""
+    """The result of ``call``: its ``status``, and the server's ``error`` text if it gave one."""
 
-    def __init__(self, call: Pending, status: str, error: str | None) -> None:
+    def __init__(self, call: Pending, status: CallStatus, error: str | None) -> None:
         super().__init__()
         self.call, self.status, self.error = call, status, error
+
+    @property
+    def failure(self) -> str | None:
+        """Why the call failed (the error, else the status in words); None if it succeeded."""
+        if self.status in (CallStatus.COMMITTED, CallStatus.NO_CHANGES):
+            return None
+        return self.error or self.status.replace("_", " ")
 
 
 class Older(Message):
@@ -94,10 +126,6 @@ class ChatConnection:
     @property
     def outbox(self) -> list[Pending]:
         return self.link.outbox
-
-    @property
-    def online(self) -> bool:
-        return self.link.online
 
     def call(self, reducer: str, *args: Any, tag: Any = None) -> Pending:
         """Call ``reducer`` now if online, else when back online; the result arrives as CallDone."""
@@ -137,20 +165,20 @@ class ChatConnection:
         except Refused as exc:
             hint = " Start with another profile (--profile NAME) to be a new user there." \
                 if "saved identity" in str(exc) else ""
-            self.post(Status("failed", f"{exc}{hint}"))
+            self.post(Status(ConnState.FAILED, f"{exc}{hint}"))
 
     def _status(self, state: str, text: str, retry_in: float | None, reason: str) -> None:
-        self.post(Status(state, text, retry_in, reason))
+        self.post(Status(ConnState(state), text, retry_in, reason))
 
     def _done(self, pending: Pending, future: asyncio.Future[ReducerResult]) -> None:
         if future.cancelled():
             return
         result = future.result()
-        self.post(CallDone(pending, result.status, result.error))
+        self.post(CallDone(pending, CallStatus(result.status), result.error))
 
     async def _start_server(self) -> None:
         try:
-            await ensure_local_server(self.server, on_status=lambda text: self.post(Status("starting", text)))
+            await ensure_local_server(self.server, on_status=lambda text: self.post(Status(ConnState.STARTING, text)))
         except LaunchError as exc:
             raise ClientError(str(exc)) from None
 

@@ -142,16 +142,16 @@ async def ensure_local_server(
         logf.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} chat-tui started: {' '.join(cmd)}\n".encode())
         logf.flush()
         offset = logf.tell()  # the reason for a failure is what this run wrote after here
-        kwargs: dict[str, object] = {}
+        # Detached: on POSIX its own session (no SIGINT/SIGHUP from chat-tui's terminal), on
+        # Windows its own process group without a console. Each flag is a no-op elsewhere.
+        creationflags = 0
         if sys.platform == "win32":
-            kwargs["creationflags"] = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP
-        else:
-            kwargs["start_new_session"] = True  # no SIGINT/SIGHUP from chat-tui's terminal
+            creationflags = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP
         try:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                 cwd=data,  # a long-lived server should not pin the user's working directory
-                close_fds=True, **kwargs,  # type: ignore[arg-type]
+                close_fds=True, creationflags=creationflags, start_new_session=sys.platform != "win32",
             )
         except OSError as exc:
             raise LaunchError(f"cannot start a local server: {exc.strerror or exc} (log: {log})") from None

@@ -233,13 +233,14 @@ def _lock(fd: int) -> bool:
 
 
 def _win_unlock(fd: int) -> None:
-    import msvcrt
+    if sys.platform == "win32":  # the check lets type checkers on other systems skip msvcrt
+        import msvcrt
 
-    os.lseek(fd, _WIN_LOCK_OFFSET, os.SEEK_SET)
-    try:
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-    except OSError:
-        pass
+        os.lseek(fd, _WIN_LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        except OSError:
+            pass
 
 
 __all__ = ["Profile", "ProfileBusy", "claim_profile", "profile_names", "validate_name", "HISTORY_CAP"]

@@ -11,13 +11,14 @@ draw it raw, the confirmation shows it ``visible``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import events
 from textual.message import Message
 from textual.widgets import Input
 
+from chat_tui.profiles import HISTORY_CAP
 from db_core.visible import visible
-
-HISTORY_CAP = 500
 
 
 class Composer(Input):
@@ -47,8 +48,8 @@ class Composer(Input):
             super().__init__()
             self.text = text
 
-    def __init__(self, history: list[str] | None = None, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, history: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.history: list[str] = list(history or [])[-HISTORY_CAP:]
         self.names: list[str] = []
         self.commands: list[str] = []

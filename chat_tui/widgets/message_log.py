@@ -4,24 +4,9 @@ Modelled on Textual's `Log`: entries are kept as records with their row
 count at the widget's width, and only the rows on screen are rendered (as
 `Strip`s, cached per entry and width). A prefix sum of per-entry row counts maps a row
 to its entry with one bisect, so a huge backlog opens at once and a resize
-re-wraps in one linear pass.
-
-Layout (the name column is as wide as the widest name, at most 16 cells;
-longer names are cut with `…`)::
-
-    ──── Saturday, 28 November 2026 ────                      (each new local date, centred)
-    12:01     alice │ hello there, this is a long message
-                    │ that wraps to the text column
-    12:02       bob │ hi
-    12:03        -- │ Alice renamed to Al.                    (system: dim italic)
-    12:04        !! │ Failed to set name to "": ...           (error: red)
-    12:05     alice … typed while offline                     (pending: dim italic)
-    12:05     alice ✗ could not be sent                       (failed: red marker)
-
-Names and texts are someone else's: they are drawn only as `db_core.visible`
-makes them (a control or invisible character shown as `␛` or `<U+202E>`, a
-message's newlines kept, a system or error line kept on one line), and only as
-plain segments, never parsed as markup.
+re-wraps in one linear pass. The records and their prefix sum (`LogRows`) and how one
+entry is laid out and drawn are in `log_rows`; the text wrapping in `chat_tui.wrap`. This
+widget keeps the view: which row is on top, following the end, the new-messages marker.
 
 Scrolling: at the end the view follows new entries; scrolled up it stays put,
 counts new messages below it and shows ` ↓ N new messages (End) ` on its last
@@ -31,17 +16,11 @@ entries added later keep the reader's top row in place.
 
 from __future__ import annotations
 
-import dataclasses
-import re
-import time
-import zlib
-from bisect import bisect_left, bisect_right
-from functools import lru_cache
-from itertools import accumulate
-from typing import Callable, ClassVar, Hashable, Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Hashable, Iterable
+from typing import ClassVar
 
-from rich.cells import cell_len, chop_cells
-from rich.errors import StyleSyntaxError
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -55,190 +34,18 @@ from textual.selection import Selection
 from textual.strip import Strip
 from textual.widget import Widget
 
+from chat_tui.entries import EntryKind, LogEntry
+from chat_tui.widgets.log_rows import (SEPARATOR_WIDTH, TIME_WIDTH, Block, Item, LogRows, local_day, render_block,
+                                       shown_text, sort_key)
+from chat_tui.wrap import wrap_text
 from db_core.visible import visible
 
-__all__ = ["LogEntry", "MessageLog", "nick_style", "NICK_COLOURS"]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class LogEntry:
-    """One line of chat history, as the app hands it to `MessageLog`.
-
-    `key` identifies the entry: adding a key that is already present is a
-    no-op, so a backlog replayed on reconnect does not duplicate anything.
-    """
-
-    key: Hashable
-    time: int
-    """Microseconds since the Unix epoch (UTC); shown as local HH:MM."""
-    kind: str
-    """"message", "system" (presence and renames, dim) or "error" (red)."""
-    text: str
-    """As written: a message's newlines each start a row, other entries are drawn on one line."""
-    name: str = ""
-    """The sender's display name ("message" entries)."""
-    name_style: str = ""
-    """A Rich style string for the name, e.g. "bold #61afef" (see `nick_style`)."""
-    highlight: bool = False
-    """The reader is mentioned: the whole entry is tinted."""
-    pending: bool = False
-    """Typed while offline, not sent yet: dim italic with a `…` marker."""
-    failed: bool = False
-    """Could not be sent: a red `✗` marker."""
-
-
-# Mid-brightness colours that stay readable on dark and light backgrounds and
-# are far enough apart to tell neighbours in a conversation apart.
-NICK_COLOURS: tuple[str, ...] = (
-    "#e06c75",  # red
-    "#98c379",  # green
-    "#e5c07b",  # yellow
-    "#61afef",  # blue
-    "#c678dd",  # purple
-    "#56b6c2",  # cyan
-    "#d19a66",  # orange
-    "#f08dbf",  # pink
-    "#7fd1b9",  # mint
-    "#a9a1e1",  # lavender
-    "#b5bd68",  # olive
-    "#81a2be",  # steel
-)
-
-
-def nick_style(identity: bytes) -> str:
-    """A stable "bold <colour>" style for a user, the same in every run and client.
-
-    crc32 rather than `hash()`: Python salts string/bytes hashes per process.
-    """
-    return f"bold {NICK_COLOURS[zlib.crc32(identity) % len(NICK_COLOURS)]}"
-
-
-# A word with the spaces after it, or a run of leading spaces.
-_WORD = re.compile(r"\S+\s*|\s+")
-
-
-def _paragraphs(text: str) -> list[str]:
-    """The lines of a message text as drawn: made visible, split at newlines, tabs expanded."""
-    text = visible(text, multiline=True)
-    if "\n" not in text and "\t" not in text:  # the common case: one line
-        return [text]
-    return [line.expandtabs(4) for line in text.splitlines()] or [""]
-
-
-def _wrap_paragraph(line: str, width: int) -> list[str]:
-    """Word-wrap one line to `width` cells; words wider than a line are broken."""
-    # Printable ASCII is one cell per character: len() is much cheaper than cell_len().
-    measure: Callable[[str], int] = len if line.isascii() else cell_len
-    if measure(line) <= width:
-        return [line]
-    rows: list[str] = []
-    row, row_width = "", 0
-    for token in _WORD.findall(line):
-        body = token.rstrip()
-        body_width = measure(body)
-        # Trailing spaces may hang past the edge; they are stripped at a break.
-        if row_width + body_width <= width:
-            row += token
-            row_width += measure(token)
-            continue
-        if row:
-            rows.append(row.rstrip())
-        if body_width <= width:
-            row, row_width = token, measure(token)
-            continue
-        pieces = chop_cells(body, width)
-        rows.extend(pieces[:-1])
-        row = pieces[-1] + token[len(body):]
-        row_width = cell_len(row)
-    rows.append(row.rstrip())
-    return rows
-
-
-def wrap_text(text: str, width: int) -> list[str]:
-    """All display rows of a message text at `width` cells (at least one row), made visible."""
-    paragraphs = _paragraphs(text)
-    if len(paragraphs) == 1:
-        return _wrap_paragraph(paragraphs[0], width)
-    rows: list[str] = []
-    for paragraph in paragraphs:
-        rows.extend(_wrap_paragraph(paragraph, width))
-    return rows
-
-
-def _fit_name(name: str, width: int) -> str:
-    """`name` right-aligned in `width` cells, truncated with `…` if longer."""
-    size = cell_len(name)
-    if size > width:
-        name = chop_cells(name, width - 1)[0] + "…" if width > 1 else "…"
-        size = cell_len(name)
-    return " " * (width - size) + name
-
-
-def _shown_text(entry: LogEntry) -> str:
-    """What `wrap_text` is given for an entry: only a message keeps its line breaks."""
-    return entry.text if entry.kind == "message" else visible(entry.text)
-
-
-@lru_cache(maxsize=256)
-def _parse_style(style: str) -> Style:
-    """A caller's name style, parsed once; a bad style string is ignored, not fatal."""
-    try:
-        return Style.parse(style)
-    except StyleSyntaxError:
-        return Style()
-
-
-# (time.tzname when computed, first second, end second, day number) of the last
-# local day looked up. Entries mostly arrive in time order, so one cached day
-# saves a localtime() call per entry (slow when glibc re-checks /etc/localtime).
-_day_cache: tuple[object, int, int, int] = ((), 0, 0, 0)
-
-
-def _local_day(seconds: int) -> int:
-    """A number naming the local date of `seconds` since the epoch (year * 1000 + day of year)."""
-    global _day_cache
-    zone, first, end, day = _day_cache
-    if first <= seconds < end and zone is time.tzname:  # tzset() makes a new tzname tuple
-        return day
-    local = time.localtime(seconds)
-    day = local.tm_year * 1000 + local.tm_yday
-    midnight = (local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1)
-    first = int(time.mktime(midnight))
-    end = int(time.mktime((*midnight[:2], local.tm_mday + 1, *midnight[3:])))  # mktime normalises the day
-    if first <= seconds < end:  # not so around odd DST rules: then just don't cache
-        _day_cache = (time.tzname, first, end, day)
-    return day
-
-
-class _Item:
-    """An entry plus what the log knows about it at the current layout."""
-
-    __slots__ = ("entry", "seq", "sort", "day", "rows", "header")
-
-    def __init__(self, entry: LogEntry, seq: int) -> None:
-        self.entry = entry
-        self.seq = seq
-        self.sort = (entry.time, seq)  # time, then insertion order
-        self.day = _local_day(entry.time // 1_000_000)
-        self.rows = 0  # wrapped text rows at the current width; 0 = not wrapped yet
-        self.header = False  # a day-change row comes first
-
-    @property
-    def height(self) -> int:
-        return self.rows + self.header
-
-
-def _sort_key(item: _Item) -> tuple[int, int]:
-    return item.sort
-
-
-_Block = tuple[list[str], list[Strip]]  # plain text and rendered rows of one item
-
+__all__ = ["MessageLog"]
 
 class MessageLog(ScrollView, can_focus=True):
     """A scrolling log of chat entries, rendered line by line.
 
-    All mutation goes through `add`, `replace`, `remove` and `clear`. Rows are
+    All mutation goes through `add`, `replace`, `remove_entry`, `trim` and `clear`. Rows are
     wrapped at the widget's width once it is laid out; before that entries are
     only stored.
     """
@@ -284,8 +91,6 @@ class MessageLog(ScrollView, can_focus=True):
     """The name column fits the `--` and `!!` markers at least."""
     NAME_WIDTH_MAX: ClassVar[int] = 16
     """Longer names are truncated with `…`."""
-    TIME_WIDTH: ClassVar[int] = 6  # "HH:MM "
-    SEPARATOR_WIDTH: ClassVar[int] = 3  # " │ "
 
     class LoadOlder(Message):
         """The view reached the top and `has_older` is set: load a page of history.
@@ -312,31 +117,24 @@ class MessageLog(ScrollView, can_focus=True):
         disabled: bool = False,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
-        self._items: list[_Item] = []  # sorted by (time, seq)
-        self._by_key: dict[Hashable, _Item] = {}
-        self._ends: list[int] = []  # _ends[i]: rows of items 0..i (a prefix sum)
-        self._seq = 0
+        self._rows = LogRows()
         self._name_width = self.NAME_WIDTH_MIN
         self._width = 0  # the width the rows are wrapped at; 0 = not laid out yet
         self._following = True  # the reader is at the end: new entries scroll in
-        self._unseen: list[_Item] = []  # new messages below the view, sorted
+        self._unseen: list[Item] = []  # new messages below the view, sorted
         self._has_older = False
         self._older_armed = True
         # A few screens' worth: a bigger cache keeps many small Strip objects alive, and the
         # garbage collector's full passes over them showed up as 100-300 ms key-echo stalls.
-        self._cache: LRUCache[tuple[object, ...], _Block] = LRUCache(128)
+        self._cache: LRUCache[tuple[object, ...], Block] = LRUCache(128)
         self._styles: dict[str, Style] = {}
 
     # ------------------------------------------------------------------ state
 
     @property
-    def allow_select(self) -> bool:
-        return True
-
-    @property
     def entry_count(self) -> int:
         """How many entries the log holds."""
-        return len(self._items)
+        return len(self._rows.items)
 
     @property
     def new_count(self) -> int:
@@ -346,12 +144,12 @@ class MessageLog(ScrollView, can_focus=True):
     @property
     def line_count(self) -> int:
         """Rows at the current width (0 before the first layout)."""
-        return self._ends[-1] if self._ends else 0
+        return self._rows.line_count
 
     @property
     def _text_width(self) -> int:
         # At least 2 cells so a wide character always fits a row of its own.
-        return max(2, self._width - self.TIME_WIDTH - self._name_column - self.SEPARATOR_WIDTH)
+        return max(2, self._width - TIME_WIDTH - self._name_column - SEPARATOR_WIDTH)
 
     @property
     def _name_column(self) -> int:
@@ -359,16 +157,8 @@ class MessageLog(ScrollView, can_focus=True):
         narrow view, so the text keeps room to breathe."""
         if not self._width:
             return self._name_width
-        room = (self._width - self.TIME_WIDTH - self.SEPARATOR_WIDTH) // 4
+        room = (self._width - TIME_WIDTH - SEPARATOR_WIDTH) // 4
         return max(self.NAME_WIDTH_MIN, min(self._name_width, room))
-
-    def _index(self, item: _Item) -> int:
-        """The position of `item` in the sorted list, or -1 if it is gone."""
-        i = bisect_left(self._items, item.sort, key=_sort_key)
-        return i if i < len(self._items) and self._items[i] is item else -1
-
-    def _start(self, index: int) -> int:
-        return self._ends[index - 1] if index else 0
 
     @property
     def _view_height(self) -> int:
@@ -388,28 +178,18 @@ class MessageLog(ScrollView, can_focus=True):
         page) are merged in O(total) and keep the reader's view in place. At the
         end the view follows; scrolled up, new messages below count as unseen.
         """
-        by_key, seq = self._by_key, self._seq
-        new: list[_Item] = []
-        for entry in entries:
-            if entry.key in by_key:
-                continue
-            item = by_key[entry.key] = _Item(entry, seq)
-            seq += 1
-            new.append(item)
-        self._seq = seq
+        rows = self._rows
+        new = rows.new_items(entries)
         if not new:
             return
-        names = {visible(item.entry.name) for item in new if item.entry.kind == "message"}
+        names = {visible(item.entry.name) for item in new if item.entry.kind is EntryKind.MESSAGE}
         widest = max(map(cell_len, names), default=0)
-        new.sort(key=_sort_key)
         name_width = max(self._name_width, min(widest, self.NAME_WIDTH_MAX))
-        appending = not self._items or new[0].sort >= self._items[-1].sort
+        appending = not rows.items or new[0].sort >= rows.items[-1].sort
 
         if not self._width:  # not laid out: the first resize wraps everything
             self._name_width = name_width
-            self._items.extend(new)
-            if not appending:
-                self._items.sort(key=_sort_key)
+            rows.insert(new)
             return
 
         def mutate() -> None:
@@ -417,16 +197,13 @@ class MessageLog(ScrollView, can_focus=True):
                 # The text column moved: every entry re-wraps (rare: the name
                 # column only ever grows, up to NAME_WIDTH_MAX).
                 self._name_width = name_width
-                self._items.extend(new)
-                self._items.sort(key=_sort_key)
+                rows.insert(new)
                 self._rewrap_all()
             elif appending:
-                self._append(new)
+                rows.append(new, self._text_width)
             else:
-                self._items.extend(new)
-                # Timsort merges the two sorted runs in linear time.
-                self._items.sort(key=_sort_key)
-                self._reindex()
+                rows.insert(new)
+                rows.reindex(self._text_width)
 
         following = self._following
         self._preserving_view(mutate)
@@ -440,50 +217,51 @@ class MessageLog(ScrollView, can_focus=True):
         is unknown this is `add([entry])`; if `entry.key` is already present
         (the sent message arrived first), the old entry is just removed.
         """
-        item = self._by_key.get(old_key)
+        rows = self._rows
+        item = rows.by_key.get(old_key)
         if item is None:
             self.add([entry])
             return
-        if entry.key != old_key and entry.key in self._by_key:
-            self.remove(old_key)
+        if entry.key != old_key and entry.key in rows.by_key:
+            self.remove_entry(old_key)
             return
-        index = self._index(item)
+        index = rows.index(item)
         sort = (entry.time, item.seq)
-        in_order = (index == 0 or self._items[index - 1].sort <= sort) and (
-            index == len(self._items) - 1 or sort <= self._items[index + 1].sort
+        in_order = (index == 0 or rows.items[index - 1].sort <= sort) and (
+            index == len(rows.items) - 1 or sort <= rows.items[index + 1].sort
         )
-        same_day = _local_day(entry.time // 1_000_000) == item.day
-        fits = entry.kind != "message" or min(cell_len(visible(entry.name)), self.NAME_WIDTH_MAX) <= self._name_width
+        same_day = local_day(entry.time // 1_000_000) == item.day
+        fits = (entry.kind is not EntryKind.MESSAGE
+                or min(cell_len(visible(entry.name)), self.NAME_WIDTH_MAX) <= self._name_width)
         if not (in_order and same_day and fits):
-            self.remove(old_key)
+            self.remove_entry(old_key)
             self.add([entry])
             return
-        del self._by_key[old_key]
-        self._by_key[entry.key] = item
+        del rows.by_key[old_key]
+        rows.by_key[entry.key] = item
 
         def mutate() -> None:
             item.entry, item.sort = entry, sort
             if self._width:
-                rows = len(wrap_text(_shown_text(entry), self._text_width))
-                if rows != item.rows:
-                    item.rows = rows
-                    heights = (it.height for it in self._items[index:])
-                    self._ends[index:] = list(accumulate(heights, initial=self._start(index)))[1:]
+                height = len(wrap_text(shown_text(entry), self._text_width))
+                if height != item.rows:
+                    item.rows = height
+                    rows.restack(index)
 
         self._preserving_view(mutate)
 
-    def remove(self, key: Hashable) -> bool:
+    def remove_entry(self, key: Hashable) -> bool:
         """Remove the entry with `key`; False if there is none. O(total)."""
-        item = self._by_key.pop(key, None)
+        item = self._rows.by_key.pop(key, None)
         if item is None:
             return False
         if item in self._unseen:
             self._unseen.remove(item)
 
         def mutate() -> None:
-            del self._items[self._index(item)]
+            del self._rows.items[self._rows.index(item)]
             if self._width:
-                self._reindex()
+                self._rows.reindex(self._text_width)
 
         self._preserving_view(mutate)
         return True
@@ -491,26 +269,25 @@ class MessageLog(ScrollView, can_focus=True):
     def trim(self, keep: int) -> list[LogEntry]:
         """Drop the oldest entries so that `keep` remain, if the view is at the end (scrolled
         back, nothing goes until the reader returns); returns the dropped ones, oldest first."""
-        extra = len(self._items) - keep
+        rows = self._rows
+        extra = len(rows.items) - keep
         if extra <= 0 or not self._following:
             return []
-        dropped = self._items[:extra]
+        dropped = rows.items[:extra]
 
         def mutate() -> None:
-            del self._items[:extra]
+            del rows.items[:extra]
             for item in dropped:
-                self._by_key.pop(item.entry.key, None)
+                rows.by_key.pop(item.entry.key, None)
             if self._width:
-                self._reindex()
+                rows.reindex(self._text_width)
 
         self._preserving_view(mutate)
         return [item.entry for item in dropped]
 
     def clear(self) -> None:
         """Remove every entry; `has_older` is reset too."""
-        self._items.clear()
-        self._by_key.clear()
-        self._ends.clear()
+        self._rows.clear()
         self._unseen.clear()
         self._cache.clear()
         self._name_width = self.NAME_WIDTH_MIN
@@ -549,53 +326,25 @@ class MessageLog(ScrollView, can_focus=True):
         if not self._width:
             return []
         lines: list[str] = []
-        for item in self._items:
+        for item in self._rows.items:
             lines.extend(self._block(item)[0])
         return lines
 
     # ----------------------------------------------------------- bookkeeping
 
-    def _append(self, new: list[_Item]) -> None:
-        """Append items that sort after every present one: O(len(new))."""
-        items, ends = self._items, self._ends
-        text_width = self._text_width
-        prev_day = items[-1].day if items else None
-        total = ends[-1] if ends else 0
-        for item in new:
-            item.header = item.day != prev_day
-            prev_day = item.day
-            item.rows = len(wrap_text(_shown_text(item.entry), text_width))
-            total += item.rows + item.header
-            items.append(item)
-            ends.append(total)
-
-    def _reindex(self) -> None:
-        """Recompute day headers and the prefix sum; wrap only unwrapped items."""
-        text_width = self._text_width
-        prev_day = None
-        heights: list[int] = []
-        for item in self._items:
-            item.header = item.day != prev_day
-            prev_day = item.day
-            if not item.rows:
-                item.rows = len(wrap_text(_shown_text(item.entry), text_width))
-            heights.append(item.rows + item.header)
-        self._ends = list(accumulate(heights))
-
     def _rewrap_all(self) -> None:
-        for item in self._items:
-            item.rows = 0
         self._cache.clear()
-        self._reindex()
+        self._rows.rewrap(self._text_width)
 
-    def _anchor(self) -> tuple[_Item, int] | None:
+    def _anchor(self) -> tuple[Item, int] | None:
         """The item on the view's top row and the text row within it shown there."""
-        if not self._items or not self._ends:
+        rows = self._rows
+        if not rows.items or not rows.ends:
             return None
         y = self.scroll_offset.y
-        index = min(bisect_right(self._ends, y), len(self._items) - 1)
-        item = self._items[index]
-        return item, y - self._start(index) - item.header
+        index = min(rows.at(y), len(rows.items) - 1)
+        item = rows.items[index]
+        return item, y - rows.start(index) - item.header
 
     def _preserving_view(self, mutate: Callable[[], None]) -> None:
         """Run `mutate`, then keep the view at the end or on the same top row."""
@@ -606,9 +355,9 @@ class MessageLog(ScrollView, can_focus=True):
         self._set_virtual_size(Size(self._width, self.line_count))
         if self._following:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
-        elif anchor is not None and (index := self._index(anchor[0])) >= 0:
+        elif anchor is not None and (index := self._rows.index(anchor[0])) >= 0:
             item, row = anchor
-            start = self._start(index)
+            start = self._rows.start(index)
             y = start + item.header + min(row, item.rows - 1)
             self.scroll_to(y=max(start, y), animate=False, immediate=True)
         self.refresh()
@@ -624,18 +373,19 @@ class MessageLog(ScrollView, can_focus=True):
     def _first_hidden(self) -> tuple[int, int] | None:
         """The sort key of the first item starting below the view (under the marker row)."""
         bottom = self.scroll_offset.y + self._view_height - 1
-        # _ends[k] >= bottom first at k, so items[k + 1] is the first to start at or below it.
-        index = 0 if bottom <= 0 else bisect_left(self._ends, bottom) + 1
-        return self._items[index].sort if index < len(self._items) else None
+        # ends[k] >= bottom first at k, so items[k + 1] is the first to start at or below it.
+        rows = self._rows
+        index = 0 if bottom <= 0 else bisect_left(rows.ends, bottom) + 1
+        return rows.items[index].sort if index < len(rows.items) else None
 
-    def _count_unseen(self, new: list[_Item]) -> None:
+    def _count_unseen(self, new: list[Item]) -> None:
         threshold = self._first_hidden()
         if threshold is None:
             return
-        fresh = [it for it in new if it.entry.kind == "message" and it.sort >= threshold]
+        fresh = [it for it in new if it.entry.kind is EntryKind.MESSAGE and it.sort >= threshold]
         if fresh:
             self._unseen.extend(fresh)
-            self._unseen.sort(key=_sort_key)
+            self._unseen.sort(key=sort_key)
             self.refresh()
 
     def _update_unseen(self) -> None:
@@ -647,7 +397,7 @@ class MessageLog(ScrollView, can_focus=True):
             self.refresh()
             return
         threshold = self._first_hidden()
-        seen = len(self._unseen) if threshold is None else bisect_left(self._unseen, threshold, key=_sort_key)
+        seen = len(self._unseen) if threshold is None else bisect_left(self._unseen, threshold, key=sort_key)
         if seen:
             del self._unseen[:seen]
             self.refresh()
@@ -655,7 +405,7 @@ class MessageLog(ScrollView, can_focus=True):
     def _maybe_load_older(self) -> None:
         if self._has_older and self._older_armed and self._width and self.scroll_offset.y == 0:
             self._older_armed = False
-            self.post_message(self.LoadOlder(self, self._items[0].entry if self._items else None))
+            self.post_message(self.LoadOlder(self, self._rows.items[0].entry if self._rows.items else None))
 
     # ------------------------------------------------------------ events
 
@@ -703,77 +453,14 @@ class MessageLog(ScrollView, can_focus=True):
             self._styles[name] = style
         return style
 
-    def _block(self, item: _Item) -> _Block:
+    def _block(self, item: Item) -> Block:
         key = (item.entry, item.header, self._width, self._name_column)
         block = self._cache.get(key)
         if block is None:
-            block = self._render_block(item)
+            block = render_block(item.entry, item.header, self._width, self._name_column, self._text_width,
+                                 self._style)
             self._cache[key] = block
         return block
-
-    def _render_block(self, item: _Item) -> _Block:
-        """Plain text and full-width strips of one entry's rows."""
-        entry, width = item.entry, self._width
-        style = self._style
-        base = style("base")
-        tint: Style | None = None
-        if entry.highlight:
-            tint = Style(bgcolor=style("message-log--highlight").bgcolor)
-            base += tint
-        plain: list[str] = []
-        rows: list[list[Segment]] = []
-
-        if item.header:
-            local = time.localtime(entry.time // 1_000_000)
-            label = f"──── {time.strftime('%A', local)}, {local.tm_mday} {time.strftime('%B %Y', local)} ────"
-            line = " " * max(0, (width - cell_len(label)) // 2) + label
-            plain.append(line)
-            rows.append([Segment(line, style("message-log--day"))])
-
-        time_text = time.strftime("%H:%M", time.localtime(entry.time // 1_000_000)) + " "
-        separator = style("message-log--separator")
-        marker, marker_style = "│", separator
-        if entry.kind == "system":
-            label, label_style = "--", style("message-log--system")
-            text_style = label_style
-        elif entry.kind == "error":
-            label, label_style = "!!", style("message-log--error")
-            text_style = label_style
-        else:
-            label, label_style = visible(entry.name), base + _parse_style(entry.name_style)
-            text_style = base
-            if entry.failed:
-                marker, marker_style = "✗", style("message-log--error")
-            elif entry.pending:
-                marker, marker_style = "…", style("message-log--pending")
-                text_style = style("message-log--pending")
-        label = _fit_name(label, self._name_column)
-        indent = " " * (self.TIME_WIDTH + self._name_column + 1)
-
-        for number, text in enumerate(wrap_text(_shown_text(entry), self._text_width)):
-            if number == 0:
-                head = [
-                    Segment(time_text, style("message-log--time")),
-                    Segment(label, label_style),
-                    Segment(" ", base),
-                    Segment(marker, marker_style),
-                ]
-                line = f"{time_text}{label} {marker} {text}"
-            else:
-                head = [Segment(indent, base), Segment("│", separator)]
-                line = f"{indent}│ {text}"
-            rows.append([*head, Segment(" ", base), Segment(text, text_style)])
-            plain.append(line.rstrip())
-
-        strips: list[Strip] = []
-        for segments in rows:
-            used = Segment.get_line_length(segments)
-            if used < width:
-                segments.append(Segment(" " * (width - used), base))
-            if tint is not None:
-                segments = list(Segment.apply_style(segments, post_style=tint))
-            strips.append(Strip(segments, max(used, width)))
-        return plain, strips
 
     def _marker_strip(self, width: int) -> Strip:
         count = len(self._unseen)
@@ -791,10 +478,9 @@ class MessageLog(ScrollView, can_focus=True):
         line = self.scroll_offset.y + y
         if not self._width or line >= self.line_count:
             return Strip.blank(width, base)
-        index = bisect_right(self._ends, line)
-        item = self._items[index]
-        row = line - self._start(index)
-        strip = self._block(item)[1][row]
+        rows = self._rows
+        index = rows.at(line)
+        strip = self._block(rows.items[index])[1][line - rows.start(index)]
         selection = self.text_selection
         if selection is not None and (span := selection.get_span(line)) is not None:
             strip = self._select(strip, span)
@@ -810,14 +496,15 @@ class MessageLog(ScrollView, can_focus=True):
 
     def get_selection(self, selection: Selection) -> tuple[str, str] | None:
         """The selected text; only the selected rows are built."""
-        if not self._width or not self._items:
+        rows = self._rows
+        if not self._width or not rows.items:
             return None
         first = selection.start.y if selection.start is not None else 0
         last = selection.end.y if selection.end is not None else self.line_count - 1
         lines: list[str] = []
         for line in range(max(0, first), min(last, self.line_count - 1) + 1):
-            index = bisect_right(self._ends, line)
-            lines.append(self._block(self._items[index])[0][line - self._start(index)])
+            index = rows.at(line)
+            lines.append(self._block(rows.items[index])[0][line - rows.start(index)])
         shifted = Selection(
             None if selection.start is None else Offset(selection.start.x, 0),
             None if selection.end is None else Offset(selection.end.x, selection.end.y - first),

@@ -8,13 +8,15 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from chat_tui.connection import ConnState
 from db_core.visible import visible
 
-MARKS = {"online": "●", "connecting": "◌", "starting": "◌", "offline": "○", "failed": "✗"}
+MARKS = {ConnState.ONLINE: "●", ConnState.CONNECTING: "◌", ConnState.STARTING: "◌", ConnState.OFFLINE: "○",
+         ConnState.FAILED: "✗"}
 
 
 class StatusBar(Widget):
-    """Attributes down: ``state`` (online/connecting/starting/offline/failed), ``text``,
+    """Attributes down: ``state`` (a ``ConnState``), ``text``,
     ``queued`` (calls waiting for the connection) and ``online`` (users online)."""
 
     DEFAULT_CSS = """
@@ -32,12 +34,12 @@ class StatusBar(Widget):
 
     COMPONENT_CLASSES = {"status-bar--mark", "status-bar--hint"}
 
-    state: reactive[str] = reactive("connecting")
+    state: reactive[ConnState] = reactive(ConnState.CONNECTING)
     text: reactive[str] = reactive("")
     queued: reactive[int] = reactive(0)
     online: reactive[int | None] = reactive(None)
 
-    def watch_state(self, old: str, new: str) -> None:
+    def watch_state(self, old: ConnState, new: ConnState) -> None:
         self.remove_class(f"-{old}")
         self.add_class(f"-{new}")
 

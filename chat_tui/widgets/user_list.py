@@ -4,24 +4,14 @@ One line per user, whatever their name: it is drawn ``visible`` and cut with ``â
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Any
 
 from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from chat_tui.entries import UserLine
 from db_core.visible import visible
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class UserLine:
-    """One user as the list shows them."""
-
-    key: str          # the identity's hex: the option id
-    name: str         # as the user set it; drawn visible
-    online: bool
-    me: bool = False
-    name_style: str = ""
 
 
 class UserList(OptionList):
@@ -44,8 +34,8 @@ class UserList(OptionList):
     }
     """
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.border_title = "Users"
         self.lines: list[UserLine] = []
 

@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 from chat_tui import app as app_module
 from chat_tui.app import ChatApp
 from chat_server.reconnect import Pending
-from chat_tui.connection import CallDone, Changes, Status, Welcome
+from chat_tui.connection import CallDone, CallStatus, Changes, ConnState, Status, Welcome
 from db_core.cache import RowEvent
 from db_core.types import Identity
 
@@ -72,9 +72,9 @@ CONVERSATION = [
 
 async def conversation(pilot: Pilot) -> None:
     """Three users: Alice (me), Bob, and a newcomer who names herself Carol; a day change."""
-    app: ChatApp = pilot.app  # type: ignore[assignment]
+    app: ChatApp = pilot.app  # type: ignore[assignment]  # Pilot types its app as a plain App
     app.composer.cursor_blink = False
-    app.post_message(Status("online", f"Connected to {SERVER}"))
+    app.post_message(Status(ConnState.ONLINE, f"Connected to {SERVER}"))
     app.post_message(Welcome(ALICE, SERVER,
                              [User(ALICE, "Alice", True), User(BOB, "Bob", True), User(ANON, None, True),
                               User(CAROL, "Dave", False)],
@@ -95,20 +95,20 @@ async def conversation(pilot: Pilot) -> None:
 async def errors(pilot: Pilot) -> None:
     """A refused input line and a failed reducer, as the user sees them."""
     await conversation(pilot)
-    app: ChatApp = pilot.app  # type: ignore[assignment]
+    app: ChatApp = pilot.app  # type: ignore[assignment]  # Pilot types its app as a plain App
     await pilot.press(*"/nick Al", "enter")
-    app.post_message(CallDone(Pending("set_name", ("",)), "failed", "Names must not be empty"))
+    app.post_message(CallDone(Pending("set_name", ("",)), CallStatus.FAILED, "Names must not be empty"))
     await pilot.pause()
 
 
 async def long_history(pilot: Pilot) -> None:
     """2,000 messages, scrolled back a few pages while more arrive: the new-messages marker."""
-    app: ChatApp = pilot.app  # type: ignore[assignment]
+    app: ChatApp = pilot.app  # type: ignore[assignment]  # Pilot types its app as a plain App
     app.composer.cursor_blink = False
     people = [ALICE, BOB, ANON, CAROL]
     rows = [Message(people[i % 4], DAY1 + i * MINUTE // 4, f"message number {i}: " + "lorem ipsum " * (i % 7))
             for i in range(2000)]
-    app.post_message(Status("online", f"Connected to {SERVER}"))
+    app.post_message(Status(ConnState.ONLINE, f"Connected to {SERVER}"))
     app.post_message(Welcome(ALICE, SERVER, [User(ALICE, "Alice", True), User(BOB, "Bob", True),
                                              User(ANON, "Carol", True), User(CAROL, None, False)],
                              rows, has_older=False, first=True))
@@ -124,8 +124,8 @@ async def long_history(pilot: Pilot) -> None:
 async def offline(pilot: Pilot) -> None:
     """The connection dropped; a message typed meanwhile waits."""
     await conversation(pilot)
-    app: ChatApp = pilot.app  # type: ignore[assignment]
-    app.post_message(Status("offline", "Offline: connection lost; reconnecting in 2 s",
+    app: ChatApp = pilot.app  # type: ignore[assignment]  # Pilot types its app as a plain App
+    app.post_message(Status(ConnState.OFFLINE, "Offline: connection lost; reconnecting in 2 s",
                             retry_in=2.0, reason="connection lost"))
     await pilot.pause()
     await pilot.press(*"see you when the wifi is back", "enter")

@@ -59,7 +59,7 @@ def test_two_users_talk_rename_and_quit(tmp_path: Path) -> None:
                 await until(pb, lambda: f"{anon} renamed to Alice." in log_text(bob), what="rename line")
                 await type_line(pa, "Hello Bob!")
                 await until(pb, lambda: "Hello Bob!" in log_text(bob), what="message at Bob")
-                line = next(l for l in bob.log_view.lines_text() if "Hello Bob!" in l)
+                line = next(row for row in bob.log_view.lines_text() if "Hello Bob!" in row)
                 assert "Alice" in line and line.index("Alice") < line.index("Hello Bob!")
                 await until(pb, lambda: any("● Alice" in u for u in users_text(bob)), what="Alice online")
                 assert sum("●" in u for u in users_text(bob)) == 2
@@ -233,7 +233,7 @@ def test_long_history_opens_recent_and_pages_back(tmp_path: Path) -> None:
                     log.scroll_home(animate=False, immediate=True)
                     await pilot.pause(0.1)
                 assert log.entry_count == total + 1
-                texts = [l.split("│", 1)[1].strip() for l in log.lines_text() if "│" in l and " m" in l]
+                texts = [row.split("│", 1)[1].strip() for row in log.lines_text() if "│" in row and " m" in row]
                 assert texts == [f"m{i:05d}" for i in range(total)]
     run(main())
 
@@ -306,7 +306,8 @@ def test_ctrl_c_and_ctrl_q_quit() -> None:
             async with app.run_test(size=SIZE) as pilot:
                 await pilot.press(*"typing")
                 await pilot.press(key)
-                await until(pilot, lambda: not app.is_running, what=f"{key} quits")
+                # app=app: the lambda binds this round's app, not the loop variable
+                await until(pilot, lambda app=app: not app.is_running, what=f"{key} quits")
     run(main())
 
 
@@ -317,7 +318,7 @@ def test_ctrl_c_copies_a_selection_instead_of_quitting() -> None:
             await pilot.press(*"hello there")
             app.composer.select_all()
             copied: list[str] = []
-            app.copy_to_clipboard = copied.append  # type: ignore[method-assign]  # the terminal's clipboard
+            app.copy_to_clipboard = copied.append  # type: ignore[method-assign]  # instead of the terminal's clipboard
             await pilot.press("ctrl+c")
             await pilot.pause()
             assert copied == ["hello there"] and app.is_running
@@ -327,10 +328,10 @@ def test_ctrl_c_copies_a_selection_instead_of_quitting() -> None:
 def test_a_long_session_stays_bounded_and_pages_back(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """Past LOG_MAX entries the oldest are dropped (from the log and the SDK's cache) while the
     reader follows the end; scrolling up pages them back in from the server."""
-    import chat_tui.app as app_module
+    import chat_tui.chat as chat_module
 
-    monkeypatch.setattr(app_module, "LOG_MAX", 60)
-    monkeypatch.setattr(app_module, "LOG_KEEP", 40)
+    monkeypatch.setattr(chat_module, "LOG_MAX", 60)
+    monkeypatch.setattr(chat_module, "LOG_KEEP", 40)
     total = 150
 
     async def main() -> None:
@@ -348,10 +349,10 @@ def test_a_long_session_stays_bounded_and_pages_back(tmp_path: Path, monkeypatch
                 assert log.entry_count <= 60
                 assert app.connection.link.client.cache.count("message") <= 60
                 for _ in range(40):
-                    if f"m0000" in log_text(app):
+                    if "m0000" in log_text(app):
                         break
                     log.scroll_home(animate=False, immediate=True)
                     await pilot.pause(0.1)
-                texts = [l.split("│", 1)[1].strip() for l in log.lines_text() if "│ m" in l]
+                texts = [row.split("│", 1)[1].strip() for row in log.lines_text() if "│ m" in row]
                 assert texts == [f"m{i:04d}" for i in range(total)]
     run(main())

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from chat_tui.app import parse_args
+from chat_tui.cli import parse_args
 from chat_tui.commands import COMMANDS
 from chat_tui.screens import KEYS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from datetime import datetime, timezone
 
 import pytest
@@ -14,7 +14,9 @@ from textual.geometry import Offset
 from textual.pilot import Pilot
 from textual.selection import Selection
 
-from chat_tui.widgets.message_log import NICK_COLOURS, LogEntry, MessageLog, nick_style, wrap_text
+from chat_tui.entries import NICK_COLOURS, EntryKind, LogEntry, nick_style
+from chat_tui.widgets.message_log import MessageLog
+from chat_tui.wrap import wrap_text
 
 # Saturday, 28 November 2026, 09:00 UTC, in microseconds.
 T0 = int(datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc).timestamp()) * 1_000_000
@@ -66,8 +68,8 @@ def drive(body: Body, size: tuple[int, int] = (40, 8)) -> None:
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
-def msg(key: object, minute: int, text: str, name: str = "al", **kw: object) -> LogEntry:
-    return LogEntry(key=key, time=T0 + minute * MINUTE, kind="message", text=text, name=name, **kw)  # type: ignore[arg-type]
+def msg(key: Hashable, minute: int, text: str, name: str = "al", **kw: bool) -> LogEntry:
+    return LogEntry(key=key, time=T0 + minute * MINUTE, kind=EntryKind.MESSAGE, text=text, name=name, **kw)
 
 
 def screen(app: App[None]) -> list[str]:
@@ -129,8 +131,8 @@ def test_wrapping_and_the_aligned_name_column() -> None:
             msg(2, 1, "x" * 30, name="bob"),
             msg(3, 2, "line one\nline two", name="bob"),
             msg(4, 3, "😀" * 15),
-            LogEntry(key=5, time=T0 + 4 * MINUTE, kind="system", text="al renamed to Al."),
-            LogEntry(key=6, time=T0 + 5 * MINUTE, kind="error", text="Failed to set name"),
+            LogEntry(key=5, time=T0 + 4 * MINUTE, kind=EntryKind.SYSTEM, text="al renamed to Al."),
+            LogEntry(key=6, time=T0 + 5 * MINUTE, kind=EntryKind.ERROR, text="Failed to set name"),
         ])
         await pilot.pause()
         assert log.lines_text() == [
@@ -225,7 +227,7 @@ def test_follows_at_the_end_and_stays_put_when_scrolled_up() -> None:
         top = log.scroll_offset.y
         assert top < 14
         before = screen(app)[:-1]
-        log.add(many(3, 21) + [LogEntry(key="s", time=T0 + 30 * MINUTE, kind="system", text="bo connected.")])
+        log.add(many(3, 21) + [LogEntry(key="s", time=T0 + 30 * MINUTE, kind=EntryKind.SYSTEM, text="bo connected.")])
         await pilot.pause()
         assert log.scroll_offset.y == top, "the view must not move while the reader is scrolled up"
         assert log.new_count == 3, "system lines are not counted"
@@ -355,7 +357,7 @@ def test_selection_copies_the_selected_rows() -> None:
 def test_clear_and_remove() -> None:
     async def body(app: LogApp, log: MessageLog, pilot: Pilot[None]) -> None:
         log.add(many(3))
-        assert log.remove(("m", 1)) and not log.remove(("m", 1))
+        assert log.remove_entry(("m", 1)) and not log.remove_entry(("m", 1))
         await pilot.pause()
         assert [row[-9:] for row in log.lines_text()[1:]] == ["message 0", "message 2"]
         log.clear()

@@ -1,0 +1,262 @@
+"""The rows of ``MessageLog``: each entry's local day, height and strips (``Item``, ``render_block``),
+and all of them in order with a prefix sum of their heights (``LogRows``). No widget here.
+
+Layout (the name column is as wide as the widest name, at most 16 cells;
+longer names are cut with `…`)::
+
+    ──── Saturday, 28 November 2026 ────                      (each new local date, centred)
+    12:01     alice │ hello there, this is a long message
+                    │ that wraps to the text column
+    12:02       bob │ hi
+    12:03        -- │ Alice renamed to Al.                    (system: dim italic)
+    12:04        !! │ Failed to set name to "": ...           (error: red)
+    12:05     alice … typed while offline                     (pending: dim italic)
+    12:05     alice ✗ could not be sent                       (failed: red marker)
+
+Names and texts are someone else's: they are drawn only as `db_core.visible`
+makes them (a control or invisible character shown as `␛` or `<U+202E>`, a
+message's newlines kept, a system or error line kept on one line), and only as
+plain segments, never parsed as markup.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Hashable, Iterable
+from functools import lru_cache
+from itertools import accumulate
+
+from rich.cells import cell_len
+from rich.errors import StyleSyntaxError
+from rich.segment import Segment
+from rich.style import Style
+from textual.strip import Strip
+
+from chat_tui.entries import EntryKind, LogEntry
+from chat_tui.wrap import fit_name, wrap_text
+from db_core.visible import visible
+
+TIME_WIDTH = 6  # "HH:MM "
+SEPARATOR_WIDTH = 3  # " │ "
+
+Block = tuple[list[str], list[Strip]]
+"""Plain text and rendered rows of one item."""
+
+
+def shown_text(entry: LogEntry) -> str:
+    """What `wrap_text` is given for an entry: only a message keeps its line breaks."""
+    return entry.text if entry.kind is EntryKind.MESSAGE else visible(entry.text)
+
+
+@lru_cache(maxsize=256)
+def _parse_style(style: str) -> Style:
+    """A caller's name style, parsed once; a bad style string is ignored, not fatal."""
+    try:
+        return Style.parse(style)
+    except StyleSyntaxError:
+        return Style()
+
+
+# (time.tzname when computed, first second, end second, day number) of the last
+# local day looked up. Entries mostly arrive in time order, so one cached day
+# saves a localtime() call per entry (slow when glibc re-checks /etc/localtime).
+_day_cache: tuple[object, int, int, int] = ((), 0, 0, 0)
+
+
+def local_day(seconds: int) -> int:
+    """A number naming the local date of `seconds` since the epoch (year * 1000 + day of year)."""
+    global _day_cache
+    zone, first, end, day = _day_cache
+    if first <= seconds < end and zone is time.tzname:  # tzset() makes a new tzname tuple
+        return day
+    local = time.localtime(seconds)
+    day = local.tm_year * 1000 + local.tm_yday
+    midnight = (local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1)
+    first = int(time.mktime(midnight))
+    end = int(time.mktime((*midnight[:2], local.tm_mday + 1, *midnight[3:])))  # mktime normalises the day
+    if first <= seconds < end:  # not so around odd DST rules: then just don't cache
+        _day_cache = (time.tzname, first, end, day)
+    return day
+
+
+class Item:
+    """An entry plus what the log knows about it at the current layout."""
+
+    __slots__ = ("entry", "seq", "sort", "day", "rows", "header")
+
+    def __init__(self, entry: LogEntry, seq: int) -> None:
+        self.entry = entry
+        self.seq = seq
+        self.sort = (entry.time, seq)  # time, then insertion order
+        self.day = local_day(entry.time // 1_000_000)
+        self.rows = 0  # wrapped text rows at the current width; 0 = not wrapped yet
+        self.header = False  # a day-change row comes first
+
+    @property
+    def height(self) -> int:
+        return self.rows + self.header
+
+
+def sort_key(item: Item) -> tuple[int, int]:
+    return item.sort
+
+
+def render_block(entry: LogEntry, header: bool, width: int, name_column: int, text_width: int,
+                 style: Callable[[str], Style]) -> Block:
+    """Plain text and full-width strips of one entry's rows; `style` maps a component class
+    (or "base", the widget's own) to its Rich style."""
+    base = style("base")
+    tint: Style | None = None
+    if entry.highlight:
+        tint = Style(bgcolor=style("message-log--highlight").bgcolor)
+        base += tint
+    plain: list[str] = []
+    rows: list[list[Segment]] = []
+
+    if header:
+        local = time.localtime(entry.time // 1_000_000)
+        label = f"──── {time.strftime('%A', local)}, {local.tm_mday} {time.strftime('%B %Y', local)} ────"
+        line = " " * max(0, (width - cell_len(label)) // 2) + label
+        plain.append(line)
+        rows.append([Segment(line, style("message-log--day"))])
+
+    time_text = time.strftime("%H:%M", time.localtime(entry.time // 1_000_000)) + " "
+    separator = style("message-log--separator")
+    marker, marker_style = "│", separator
+    if entry.kind is EntryKind.SYSTEM:
+        label, label_style = "--", style("message-log--system")
+        text_style = label_style
+    elif entry.kind is EntryKind.ERROR:
+        label, label_style = "!!", style("message-log--error")
+        text_style = label_style
+    else:
+        label, label_style = visible(entry.name), base + _parse_style(entry.name_style)
+        text_style = base
+        if entry.failed:
+            marker, marker_style = "✗", style("message-log--error")
+        elif entry.pending:
+            marker, marker_style = "…", style("message-log--pending")
+            text_style = style("message-log--pending")
+    label = fit_name(label, name_column)
+    indent = " " * (TIME_WIDTH + name_column + 1)
+
+    for number, text in enumerate(wrap_text(shown_text(entry), text_width)):
+        if number == 0:
+            head = [
+                Segment(time_text, style("message-log--time")),
+                Segment(label, label_style),
+                Segment(" ", base),
+                Segment(marker, marker_style),
+            ]
+            line = f"{time_text}{label} {marker} {text}"
+        else:
+            head = [Segment(indent, base), Segment("│", separator)]
+            line = f"{indent}│ {text}"
+        rows.append([*head, Segment(" ", base), Segment(text, text_style)])
+        plain.append(line.rstrip())
+
+    strips: list[Strip] = []
+    for segments in rows:
+        used = Segment.get_line_length(segments)
+        if used < width:
+            segments.append(Segment(" " * (width - used), base))
+        if tint is not None:
+            segments = list(Segment.apply_style(segments, post_style=tint))
+        strips.append(Strip(segments, max(used, width)))
+    return plain, strips
+
+
+
+class LogRows:
+    """The log's items in display order (time, then arrival) and the prefix sum of their heights
+    at the current text width, so a row maps to its item with one bisect. Plain data: the widget
+    chooses the width, keeps the view and renders."""
+
+    __slots__ = ("items", "ends", "by_key", "_seq")
+
+    def __init__(self) -> None:
+        self.items: list[Item] = []  # sorted by (time, seq)
+        self.ends: list[int] = []  # ends[i]: rows of items 0..i; empty until laid out
+        self.by_key: dict[Hashable, Item] = {}
+        self._seq = 0
+
+    @property
+    def line_count(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    def new_items(self, entries: Iterable[LogEntry]) -> list[Item]:
+        """Items for the entries whose keys are new (now registered), sorted: the caller places
+        them with ``append``, ``merge`` or ``insert``."""
+        by_key, seq = self.by_key, self._seq
+        new: list[Item] = []
+        for entry in entries:
+            if entry.key in by_key:
+                continue
+            item = by_key[entry.key] = Item(entry, seq)
+            seq += 1
+            new.append(item)
+        self._seq = seq
+        new.sort(key=sort_key)
+        return new
+
+    def insert(self, new: list[Item]) -> None:
+        """Place sorted `new` items without laying them out (the caller reindexes or rewraps)."""
+        appending = not self.items or new[0].sort >= self.items[-1].sort
+        self.items.extend(new)
+        if not appending:
+            self.items.sort(key=sort_key)  # Timsort merges the two sorted runs in linear time
+
+    def append(self, new: list[Item], text_width: int) -> None:
+        """Lay out and append sorted `new` items that sort after every present one: O(len(new))."""
+        items, ends = self.items, self.ends
+        prev_day = items[-1].day if items else None
+        total = ends[-1] if ends else 0
+        for item in new:
+            item.header = item.day != prev_day
+            prev_day = item.day
+            item.rows = len(wrap_text(shown_text(item.entry), text_width))
+            total += item.rows + item.header
+            items.append(item)
+            ends.append(total)
+
+    def reindex(self, text_width: int) -> None:
+        """Recompute the day headers and the prefix sum, wrapping only unwrapped items."""
+        prev_day = None
+        heights: list[int] = []
+        for item in self.items:
+            item.header = item.day != prev_day
+            prev_day = item.day
+            if not item.rows:
+                item.rows = len(wrap_text(shown_text(item.entry), text_width))
+            heights.append(item.rows + item.header)
+        self.ends = list(accumulate(heights))
+
+    def rewrap(self, text_width: int) -> None:
+        """Wrap every item again (the text column changed)."""
+        for item in self.items:
+            item.rows = 0
+        self.reindex(text_width)
+
+    def restack(self, index: int) -> None:
+        """The height of ``items[index]`` changed: recompute the prefix sum from there."""
+        heights = (it.height for it in self.items[index:])
+        self.ends[index:] = list(accumulate(heights, initial=self.start(index)))[1:]
+
+    def index(self, item: Item) -> int:
+        """The position of `item`, or -1 if it is gone."""
+        i = bisect_left(self.items, item.sort, key=sort_key)
+        return i if i < len(self.items) and self.items[i] is item else -1
+
+    def start(self, index: int) -> int:
+        """The first row of ``items[index]``."""
+        return self.ends[index - 1] if index else 0
+
+    def at(self, line: int) -> int:
+        """The index of the item shown on row ``line`` (< ``line_count``)."""
+        return bisect_right(self.ends, line)
+
+    def clear(self) -> None:
+        self.items.clear()
+        self.ends.clear()
+        self.by_key.clear()
