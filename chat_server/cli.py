@@ -12,21 +12,14 @@ import socket
 import sys
 from pathlib import Path
 
-import platformdirs
-
 from db_core import DbError, Identity
 
-from .client import DEFAULT_SERVER, InvalidAddress, join_host_port, split_host_port
-from .commands import add_client_commands
 from . import limits
+from .address import DEFAULT_SERVER, join_host_port, split_host_port
+from .commands import add_client_commands, add_command
+from .errors import InvalidAddress
 from .server import ChatServer, ListenError, ServerConfig
-from .tokens import remember_owner
-
-APP = "quickstart-chat"
-
-
-def default_data_dir() -> Path:
-    return Path(platformdirs.user_data_dir(APP, appauthor=False))
+from .tokens import default_data_dir, remember_owner
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -47,6 +40,7 @@ def _unresolvable(host: str, port: int) -> str | None:
 
 
 def parse_identity(text: str) -> Identity:
+    """``--publisher IDENTITY`` (argparse type): 0x and 64 hex digits."""
     try:
         return Identity.from_hex(text.strip())
     except ValueError as exc:
@@ -86,6 +80,12 @@ async def _serve(config: ServerConfig) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    """run the server in the foreground
+
+    Run the server headless in the foreground; Ctrl-C stops it cleanly.
+
+    example: chat-server start --listen 127.0.0.1:3000 --data-dir ./chat-data
+    """
     host, port = args.listen
     reason = _unresolvable(host, port)
     if reason is not None:
@@ -127,19 +127,16 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: ``start`` and the client verbs (``chat_server.commands``)."""
     parser = argparse.ArgumentParser(
         prog="chat-server",
         description="Host quickstart-chat databases over websockets, and talk to them.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    start = sub.add_parser(
-        "start", help="run the server in the foreground",
-        description="Run the server headless in the foreground; Ctrl-C stops it cleanly.",
-        epilog="example: chat-server start --listen 127.0.0.1:3000 --data-dir ./chat-data",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    start = add_command(sub, cmd_start)
     start.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 3000), metavar="HOST:PORT",
-                       help="address to listen on, [::1]:PORT for IPv6, port 0 for any free one (default 127.0.0.1:3000)")
+                       help="address to listen on, [::1]:PORT for IPv6, port 0 for any free one"
+                            " (default 127.0.0.1:3000)")
     start.add_argument("--data-dir", metavar="DIR", help=f"where databases live (default {default_data_dir()})")
     start.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve wss:// with this certificate (PEM)")
     start.add_argument("--tls-key", type=Path, metavar="FILE", help="the certificate's private key (PEM)")
@@ -148,13 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
                             " its own; repeatable. Modules run with the server's rights: only trusted people."
                             " Default: the server's owner alone")
     limits.add_options(start)
-    start.add_argument("--no-uvloop", action="store_true", help="use the plain asyncio loop even if uvloop is installed")
+    start.add_argument("--no-uvloop", action="store_true",
+                       help="use the plain asyncio loop even if uvloop is installed")
     start.set_defaults(func=cmd_start)
     add_client_commands(sub, DEFAULT_SERVER)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``chat-server`` with ``argv`` (the process's own if None); returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per connection is noise
     parser = build_parser()

@@ -12,89 +12,92 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import math
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from db_core.protocol import DeleteDatabase, Done, ErrorMessage, LogLines, Logs, Publish
+from db_core.logs import LEVELS
+from db_core.protocol import ErrorMessage
 from db_core.schema import INT_MAX, INT_MIN, col_type_from_description, col_type_from_json
 from db_core.sql import format_table, json_value
 from db_core.visible import visible
 
-from .client import (DB_NAME_RULE, Client, ClientError, ConnectFailed, argument_type, check_database_name,
-                     parse_server)
+from .address import DB_NAME_RULE, argument_type, check_database_name, parse_server
+from .client import Client, QueryDelta
+from .errors import ClientError
 from .tokens import remember_cli, token_for
-
-EXAMPLES = {
-    "call": "example: chat-server call quickstart-chat send_message 'Hello, World!'",
-    "sql": "example: chat-server sql quickstart-chat \"SELECT * FROM user WHERE online = true\"",
-    "logs": "example: chat-server logs quickstart-chat -n 20 -f --level info",
-    "subscribe": "example: chat-server subscribe quickstart-chat \"SELECT * FROM message\" -n 3 -t 60",
-    "describe": "example: chat-server describe quickstart-chat --json",
-    "publish": "example: chat-server publish my-chat --module ./my_module.py",
-    "delete": "example: chat-server delete my-chat --yes",
-}
 
 
 class CliError(Exception):
     """A user-facing failure: printed as one line, exit status 1."""
 
 
-def add_client_commands(sub: Any, default_server: str) -> None:
-    def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=description, epilog=EXAMPLES[name],
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+if TYPE_CHECKING:
+    Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]  # what add_subparsers returns
+
+
+def add_command(sub: Subcommands, func: Callable[[argparse.Namespace], object]) -> argparse.ArgumentParser:
+    """The subcommand ``func`` implements (``cmd_NAME``), its help written once, in its docstring:
+    the first line is the one-line help, the paragraphs after it the description, and the last
+    paragraph, ``example: chat-server NAME ...``, the epilog. Add its arguments next."""
+    name = func.__name__.removeprefix("cmd_")
+    paragraphs = inspect.cleandoc(func.__doc__ or "").split("\n\n")
+    example = paragraphs[-1]
+    if len(paragraphs) < 3 or not example.startswith(f"example: chat-server {name}"):
+        raise ValueError(f"the docstring of {func.__name__} needs a help line, a description and an example")
+    description = "\n\n".join(" ".join(p.split()) for p in paragraphs[1:-1])
+    return sub.add_parser(name, help=paragraphs[0], description=description, epilog=example,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_client_commands(sub: Subcommands, default_server: str) -> None:
+    """The client verbs, each a subcommand of ``sub`` that talks to ``--server`` (``default_server``)."""
+    def command(cmd: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> argparse.ArgumentParser:
+        p = add_command(sub, cmd)
         p.add_argument("--server", default=default_server, metavar="URL", type=argument_type(parse_server),
                        help=f"the server: http(s)://, ws(s):// or host:port (default {default_server})")
         p.add_argument("database", type=argument_type(check_database_name),
                        help=f"the database: {DB_NAME_RULE.removeprefix('use ')}")
+        p.set_defaults(func=lambda a: _run(cmd(a)))
         return p
 
-    p = command("call", "call a reducer", "Call a reducer. Each ARG is JSON, or a plain string if it is not valid JSON. "
-                "Prints nothing on success.")
+    p = command(cmd_call)
     p.add_argument("reducer")
     p.add_argument("args", nargs="*", metavar="ARG", type=parse_arg)
-    p.set_defaults(func=lambda a: _run(cmd_call(a)))
 
-    p = command("sql", "run a SQL query", "Run one SQL statement and print the result as a table.")
+    p = command(cmd_sql)
     p.add_argument("query")
     p.add_argument("--json", action="store_true", help="print the rows as a JSON array")
-    p.set_defaults(func=lambda a: _run(cmd_sql(a)))
 
-    p = command("logs", "print a database's module log (owner only)", "Print the module log of a database.")
+    p = command(cmd_logs)
     p.add_argument("-n", "--num-lines", type=_count, metavar="N", help="only the last N lines")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    p.add_argument("--level", choices=["trace", "debug", "info", "warn", "error"], help="only this level and above")
-    p.set_defaults(func=lambda a: _run(cmd_logs(a)))
+    p.add_argument("--level", choices=[name.lower() for name in LEVELS], help="only this level and above")
 
-    p = command("subscribe", "print updates to queries as JSON lines",
-                "Subscribe to queries and print one JSON line per transaction.")
+    p = command(cmd_subscribe)
     p.add_argument("queries", nargs="+", metavar="QUERY")
     p.add_argument("-n", "--num-updates", type=_count, metavar="N", help="exit after N updates")
     p.add_argument("-t", "--timeout", type=_seconds, metavar="SECONDS", help="exit after this many seconds")
     p.add_argument("--print-initial-update", action="store_true", help="print the initial rows first")
-    p.set_defaults(func=lambda a: _run(cmd_subscribe(a)))
 
-    p = command("describe", "show a database's tables and reducers", "Show tables (columns, types, "
-                "constraints, access) and reducers (arguments).")
+    p = command(cmd_describe)
     p.add_argument("--json", action="store_true", help="print the schema as JSON")
-    p.set_defaults(func=lambda a: _run(cmd_describe(a)))
 
-    p = command("publish", "create or update a database from a module file",
-                "Create a database, or update one (keeping its data and connected clients), from a module file.")
+    p = command(cmd_publish)
     p.add_argument("--module", required=True, type=Path, metavar="FILE", help="the module's .py file")
     p.add_argument("--clear-database", action="store_true", help="delete all data first (asks unless --yes)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.set_defaults(func=lambda a: _run(cmd_publish(a)))
 
-    p = command("delete", "delete a database", "Delete a database and all its data (asks unless --yes).")
+    p = command(cmd_delete)
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.set_defaults(func=lambda a: _run(cmd_delete(a)))
 
 
-def _run(coro: Any) -> int:
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    """Run a command to its exit status; a CliError or ClientError is one ``error:`` line on stderr."""
     try:
         return asyncio.run(coro)
     except (CliError, ClientError) as exc:
@@ -106,10 +109,7 @@ def _run(coro: Any) -> int:
 
 async def _connect(args: argparse.Namespace) -> Client:
     token = token_for(args.server)
-    try:
-        client = await Client.connect(args.server, args.database, token=token, endpoint="cli")
-    except ConnectFailed as exc:
-        raise CliError(str(exc)) from None
+    client = await Client.connect(args.server, args.database, token=token, endpoint="cli")
     if token is None:
         remember_cli(args.server, client.token)
     return client
@@ -162,13 +162,18 @@ def _seconds(text: str) -> float:
 
 
 async def cmd_call(args: argparse.Namespace) -> int:
+    """call a reducer
+
+    Call a reducer. Each ARG is JSON, or a plain string if it is not valid JSON.
+    Prints nothing on success.
+
+    example: chat-server call quickstart-chat send_message 'Hello, World!'
+    """
     client = await _connect(args)
     try:
         result = await client.call(args.reducer, *args.args)
     finally:
         await client.close()
-    if isinstance(result, ErrorMessage):  # not run at all, e.g. no such database
-        raise CliError(result.error)
     if result.status in ("committed", "no_changes"):
         return 0
     print(f"error: {visible(result.error or result.status)}", file=sys.stderr)
@@ -176,12 +181,18 @@ async def cmd_call(args: argparse.Namespace) -> int:
 
 
 async def cmd_sql(args: argparse.Namespace) -> int:
+    """run a SQL query
+
+    Run one SQL statement and print the result as a table.
+
+    example: chat-server sql quickstart-chat "SELECT * FROM user WHERE online = true"
+    """
     client = await _connect(args)
     try:
         result = await client.sql(args.query)
     finally:
         await client.close()
-    if result.error is not None:
+    if isinstance(result, ErrorMessage) or result.error is not None:
         raise CliError(result.error)
     if result.affected is not None and not result.columns:
         if not args.json:
@@ -190,26 +201,29 @@ async def cmd_sql(args: argparse.Namespace) -> int:
             print(json.dumps({"affected": result.affected}))
         return 0
     types = [col_type_from_json(t) for t in result.types]
-    rows = [tuple(t.from_wire(v) for t, v in zip(types, row)) for row in result.rows]
+    rows = [tuple(t.from_wire(v) for t, v in zip(types, row, strict=False)) for row in result.rows]  # as sent
     if args.json:
-        print(json.dumps([{c: json_value(t, v) for c, t, v in zip(result.columns, types, row)} for row in rows]))
+        print(json.dumps([{c: json_value(t, v) for c, t, v in zip(result.columns, types, row, strict=False)}
+                          for row in rows]))
     else:
         print(format_table(result.columns, types, rows))
     return 0
 
 
 async def cmd_logs(args: argparse.Namespace) -> int:
+    """print a database's module log (owner only)
+
+    Print the module log of a database.
+
+    example: chat-server logs quickstart-chat -n 20 -f --level info
+    """
     client = await _connect(args)
     try:
-        reply = await client.request(lambda rid: Logs(rid, args.num_lines, args.level, args.follow), stream=args.follow)
-        if isinstance(reply, ErrorMessage):
-            raise CliError(reply.error)
-        assert isinstance(reply, LogLines)
-        _print_lines(reply.lines)
         if args.follow:
-            async for more in client.stream(reply.id):
-                if isinstance(more, LogLines):
-                    _print_lines(more.lines)
+            async for lines in client.follow_logs(args.num_lines, args.level):
+                _print_lines(lines)
+        else:
+            _print_lines(await client.logs(args.num_lines, args.level))
     finally:
         await client.close()
     return 0
@@ -221,50 +235,54 @@ def _print_lines(lines: list[str]) -> None:
     sys.stdout.flush()
 
 
-def _row_json(client: Client, table: str, row: Any) -> dict[str, Any]:
-    ts = client.tables[table]
-    return {c: json_value(t, v) for c, t, v in zip(ts.columns, ts.types, row)}
-
-
 async def cmd_subscribe(args: argparse.Namespace) -> int:
+    """print updates to queries as JSON lines
+
+    Subscribe to queries and print one JSON line per transaction.
+
+    example: chat-server subscribe quickstart-chat "SELECT * FROM message" -n 3 -t 60
+    """
     client = await _connect(args)
-
-    def emit(updates: dict[str, dict[str, list[Any]]]) -> None:
-        print(json.dumps(updates), flush=True)
-
     try:
-        initial = await client.subscribe_rows(args.queries)
-        if args.print_initial_update:
-            out: dict[str, dict[str, list[Any]]] = {}
-            for q in initial:
-                entry = out.setdefault(q.table, {"deletes": [], "inserts": []})
-                entry["inserts"] += [_row_json(client, q.table, client.tables[q.table].decode(r)) for r in q.inserts]
-            emit(out)
-        count = 0
+        await client.subscribe(args.queries)
+        events = client.events()
+        async for event in events:
+            if event.initial:  # the subscription's first rows, queued before subscribe returned
+                if args.print_initial_update:
+                    _print_updates(client, event.updates)
+                break
+        if args.num_updates == 0:
+            return 0
 
         async def consume() -> None:
-            nonlocal count
-            async for tx in client.raw_updates():
-                out: dict[str, dict[str, list[Any]]] = {}
-                for q in tx.updates:
-                    entry = out.setdefault(q.table, {"deletes": [], "inserts": []})
-                    decode = client.tables[q.table].decode
-                    entry["deletes"] += [_row_json(client, q.table, decode(r)) for r in q.deletes]
-                    entry["inserts"] += [_row_json(client, q.table, decode(r)) for r in q.inserts]
-                emit(out)
+            count = 0
+            async for event in events:
+                if event.offset < 0:  # rows sent again after a module update: no transaction
+                    continue
+                _print_updates(client, event.updates)
                 count += 1
                 if args.num_updates is not None and count >= args.num_updates:
                     return
 
-        if args.num_updates == 0:
-            return 0
         try:
             await asyncio.wait_for(consume(), args.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     finally:
         await client.close()
     return 0
+
+
+def _print_updates(client: Client, updates: list[QueryDelta]) -> None:
+    """One JSON line: each table's deleted and inserted rows, as each query received them."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    for d in updates:
+        ts = client.tables[d.table]
+        entry = out.setdefault(d.table, {"deletes": [], "inserts": []})
+        for key, rows in (("deletes", d.deletes), ("inserts", d.inserts)):
+            entry[key] += [{c: json_value(t, v) for c, t, v in zip(ts.columns, ts.types, row, strict=True)}
+                           for row in rows]
+    print(json.dumps(out), flush=True)
 
 
 def describe_text(name: str, schema: dict[str, Any]) -> str:
@@ -295,6 +313,12 @@ def describe_text(name: str, schema: dict[str, Any]) -> str:
 
 
 async def cmd_describe(args: argparse.Namespace) -> int:
+    """show a database's tables and reducers
+
+    Show tables (columns, types, constraints, access) and reducers (arguments).
+
+    example: chat-server describe quickstart-chat --json
+    """
     client = await _connect(args)
     await client.close()
     if not client.schema.get("tables") and not client.schema.get("reducers"):
@@ -314,6 +338,12 @@ def _confirm(question: str) -> bool:
 
 
 async def cmd_publish(args: argparse.Namespace) -> int:
+    """create or update a database from a module file
+
+    Create a database, or update one (keeping its data and connected clients), from a module file.
+
+    example: chat-server publish my-chat --module ./my_module.py
+    """
     try:
         source = args.module.read_text()
     except OSError as exc:
@@ -324,28 +354,27 @@ async def cmd_publish(args: argparse.Namespace) -> int:
         return 1
     client = await _connect(args)
     try:
-        reply = await client.request(lambda rid: Publish(rid, source, args.module.name, args.clear_database))
+        detail = await client.publish(source, args.module.name, clear=args.clear_database)
     finally:
         await client.close()
-    if isinstance(reply, ErrorMessage):
-        raise CliError(reply.error)
-    assert isinstance(reply, Done)
-    for line in reply.detail:
-        print(visible(line))
+    _print_lines(detail)
     return 0
 
 
 async def cmd_delete(args: argparse.Namespace) -> int:
+    """delete a database
+
+    Delete a database and all its data (asks unless --yes).
+
+    example: chat-server delete my-chat --yes
+    """
     if not args.yes and not _confirm(f"Delete database `{args.database}` and all its data?"):
         print("aborted", file=sys.stderr)
         return 1
     client = await _connect(args)
     try:
-        reply = await client.request(lambda rid: DeleteDatabase(rid))
+        detail = await client.delete()
     finally:
         await client.close()
-    if isinstance(reply, ErrorMessage):
-        raise CliError(reply.error)
-    for line in reply.detail:
-        print(visible(line))
+    _print_lines(detail)
     return 0

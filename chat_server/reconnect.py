@@ -13,26 +13,34 @@
 connection to ``session`` and, when it ends, waits with jittered exponential
 backoff and connects again, until ``close()``. A refusal that retrying cannot
 fix (an unknown database, a token the server rejects) ends ``run`` with
-``Refused``. Every change of state is reported to ``on_status``.
+``Refused`` (its ``why`` says which). Every change of state is reported to
+``on_status``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from chat_server.client import Client, ClientError, ConnectFailed
-from db_core.protocol import ReducerResult
+from db_core.protocol import INVALID_TOKEN, ReducerResult
+
+from .client import Client
+from .errors import ClientError, ConnectFailed, Refusal, Refused
 
 BACKOFF_FIRST = 0.25
 BACKOFF_MAX = 8.0
 
 
-class Refused(ClientError):
-    """The server refused us in a way retrying cannot fix; the text says why."""
+class LinkState(enum.StrEnum):
+    """What ``on_status`` reports: trying to connect, connected and set up, or waiting to retry."""
+
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    OFFLINE = "offline"
 
 
 @dataclasses.dataclass(eq=False)
@@ -48,7 +56,7 @@ class Pending:
     attempted: bool = False   # sent over a connection at least once: it may have committed
 
 
-StatusCallback = Callable[[str, str, float | None, str], None]   # state, text, retry_in, reason
+StatusCallback = Callable[[LinkState, str, float | None, str], None]   # state, text, retry_in, reason
 
 
 class Reconnector:
@@ -69,7 +77,7 @@ class Reconnector:
         self.client: Client | None = None
         self.outbox: list[Pending] = []
         self._ready = False
-        self._closing = False
+        self._closing = asyncio.Event()  # an Event, not a bool: set by close() while run() awaits
         self._wake = asyncio.Event()
         self._last_reason = ""
         self._calls: set[asyncio.Task[None]] = set()   # referenced so they are not collected mid-call
@@ -99,7 +107,7 @@ class Reconnector:
         if client is not self.client:
             return
         self._ready = True
-        self.on_status("online", f"Connected to {self.server}", None, "")
+        self.on_status(LinkState.ONLINE, f"Connected to {self.server}", None, "")
         self._send_outbox()
 
     def _send_outbox(self) -> None:
@@ -124,7 +132,7 @@ class Reconnector:
 
     async def close(self) -> None:
         """Disconnect for good; ``run`` returns."""
-        self._closing = True
+        self._closing.set()
         self._wake.set()
         if self._resume is not None:
             self._resume.cancel()
@@ -135,15 +143,15 @@ class Reconnector:
     async def run(self, session: Callable[[Client], Awaitable[None]]) -> None:
         """Connect, run ``session``, reconnect after a loss; until ``close()``. Raises Refused."""
         attempt = 0
-        while not self._closing:
+        while not self._closing.is_set():
             reason = await self._connect_once(session)
-            if self._closing:
+            if self._closing.is_set():
                 return
             attempt = 0 if reason is None else attempt + 1
             delay = min(self.max_delay, self.first_delay * 2 ** attempt) * random.uniform(0.8, 1.2)
             why = reason or (self._last_reason or "connection lost")
             wait = f"{delay:.1f}" if delay < 1 else f"{delay:.0f}"
-            self.on_status("offline", f"Offline: {why}; reconnecting in {wait} s", delay, why)
+            self.on_status(LinkState.OFFLINE, f"Offline: {why}; reconnecting in {wait} s", delay, why)
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
@@ -157,17 +165,16 @@ class Reconnector:
                 await self.before_connect()
             except ClientError as exc:
                 return str(exc)
-        self.on_status("connecting", f"Connecting to {self.server}…", None, "")
+        self.on_status(LinkState.CONNECTING, f"Connecting to {self.server}…", None, "")
         try:
             client = await Client.connect(self.server, self.database, self.token)
         except ConnectFailed as exc:
-            text = str(exc)
-            if " HTTP 404" in text:
-                raise Refused(f"The server has no database named {self.database!r}.") from None
-            if "invalid token" in text:
-                raise Refused(f"The server refused the saved identity ({text.split('invalid token: ', 1)[-1]}).") \
-                    from None
-            return text
+            if exc.no_database:
+                raise Refused(f"The server has no database named {self.database!r}.", Refusal.NO_DATABASE) from None
+            if exc.token_refused:
+                why = (exc.close_reason or "").removeprefix(INVALID_TOKEN)
+                raise Refused(f"The server refused the saved identity ({why}).", Refusal.INVALID_TOKEN) from None
+            return str(exc)
         if client.token != self.token:
             self.token = client.token
             if self.on_token is not None:
@@ -199,8 +206,6 @@ class Reconnector:
             result = await client.call(pending.reducer, *pending.args)
         except ClientError:
             return   # the connection dropped: it stays in the outbox for the next one
-        if not isinstance(result, ReducerResult):
-            result = ReducerResult(0, "refused", getattr(result, "error", None) or "refused by the server", -1, 0)
         if result.retry_after is not None:
             # Rate limited: nothing ran. It goes again, before anything sent after it, once allowed.
             pending.in_flight = False
@@ -209,4 +214,4 @@ class Reconnector:
         self.settle(pending, result)
 
 
-__all__ = ["Pending", "Reconnector", "Refused", "BACKOFF_FIRST", "BACKOFF_MAX"]
+__all__ = ["LinkState", "Pending", "Reconnector", "Refusal", "Refused", "BACKOFF_FIRST", "BACKOFF_MAX"]

@@ -1,9 +1,11 @@
-"""Where the CLI keeps identity tokens: per server, in the user's config directory, mode 0600.
+"""Where quickstart-chat keeps an OS user's files, and the CLI's identity tokens.
 
-``owner-tokens.json``: written by ``chat-server start`` for the address it
-listens on, so the same OS user's CLI acts as the owner of that server's
-databases. ``cli-tokens.json``: the CLI's own identity on other servers,
-minted by each server on first contact.
+``config_dir()`` holds the tokens, per server, mode 0600: ``owner-tokens.json``,
+written by ``chat-server start`` for the address it listens on, so the same OS
+user's CLI acts as the owner of that server's databases; ``cli-tokens.json``, the
+CLI's own identity on other servers, minted by each server on first contact.
+``default_data_dir()`` is where ``chat-server start`` keeps databases unless told.
+Both are read at call time (tests point XDG_* elsewhere).
 """
 
 from __future__ import annotations
@@ -14,13 +16,19 @@ from pathlib import Path
 
 import platformdirs
 
-from .client import join_host_port, parse_server
+from .address import join_host_port, parse_server
 
 APP = "quickstart-chat"
 
 
 def config_dir() -> Path:
+    """This user's configuration directory (tokens; chat-tui's profiles)."""
     return Path(platformdirs.user_config_dir(APP, appauthor=False))
+
+
+def default_data_dir() -> Path:
+    """The server's default data directory (chat-tui's launcher starts a server on it too)."""
+    return Path(platformdirs.user_data_dir(APP, appauthor=False))
 
 
 def server_key(server: str) -> str:
@@ -60,10 +68,12 @@ def _store(name: str, key: str, token: str) -> None:
 
 
 def remember_owner(server: str, token: str) -> None:
+    """Save the owner token of the server listening on ``server`` (``chat-server start`` does)."""
     _store("owner-tokens.json", server_key(server), token)
 
 
 def remember_cli(server: str, token: str) -> None:
+    """Save the token ``server`` minted for this user's CLI."""
     _store("cli-tokens.json", server_key(server), token)
 
 

@@ -10,15 +10,27 @@ inserted rows with the same primary key.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+
+class RowEventKind(enum.StrEnum):
+    """What happened to a row: it came, it went, or it changed (same primary key)."""
+
+    INSERT = "insert"
+    DELETE = "delete"
+    UPDATE = "update"
+
+
+_INSERT, _DELETE, _UPDATE = RowEventKind.INSERT, RowEventKind.DELETE, RowEventKind.UPDATE
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RowEvent:
     """``kind`` is ``insert`` (old is None), ``delete`` (new is None) or ``update``."""
 
-    kind: str
+    kind: RowEventKind
     table: str
     old: Any
     new: Any
@@ -47,7 +59,9 @@ class ClientCache:
         return t
 
     def apply(self, table: str, inserts: Iterable[Any] = (), deletes: Iterable[Any] = ()) -> list[RowEvent]:
-        """Apply one update of one table; returns the events, deletes before inserts, updates paired."""
+        """Apply one update of one table (a transaction's, or a subscription's first rows as
+        ``inserts``); returns what changed, to hand on to whoever shows the rows: deletes before
+        inserts, a delete and an insert of the same primary key paired into an update."""
         t = self._table(table)
         counts = t.counts
         gone: list[Any] = []
@@ -67,7 +81,7 @@ class ClientCache:
             if n == 0:
                 came.append(row)
         if t.key_of is None:
-            return [RowEvent("delete", table, r, None) for r in gone] + [RowEvent("insert", table, None, r) for r in came]
+            return [RowEvent(_DELETE, table, r, None) for r in gone] + [RowEvent(_INSERT, table, None, r) for r in came]
         key_of = t.key_of
         by_key = t.by_key
         assert by_key is not None
@@ -85,32 +99,29 @@ class ClientCache:
             old = removed.get(key)
             if old is not None and key not in paired:
                 paired.add(key)
-                events.append(RowEvent("update", table, old, row))
+                events.append(RowEvent(_UPDATE, table, old, row))
             else:
-                events.append(RowEvent("insert", table, None, row))
-        deletes_out = [RowEvent("delete", table, row, None) for key, row in removed.items() if key not in paired]
+                events.append(RowEvent(_INSERT, table, None, row))
+        deletes_out = [RowEvent(_DELETE, table, row, None) for key, row in removed.items() if key not in paired]
         return deletes_out + events
 
-    def apply_many(self, updates: dict[str, tuple[Iterable[Any], Iterable[Any]]]) -> list[RowEvent]:
-        """Apply ``{table: (inserts, deletes)}`` from one transaction."""
-        events: list[RowEvent] = []
-        for table, (inserts, deletes) in updates.items():
-            events += self.apply(table, inserts, deletes)
-        return events
-
     def rows(self, table: str) -> list[Any]:
+        """The rows of ``table``, each once, in no particular order."""
         t = self._tables.get(table)
         return [] if t is None else list(t.counts)
 
     def iter(self, table: str) -> Iterator[Any]:
+        """``rows`` without the copy: do not ``apply`` while iterating."""
         t = self._tables.get(table)
         return iter(()) if t is None else iter(t.counts)
 
     def count(self, table: str) -> int:
+        """How many distinct rows ``table`` has."""
         t = self._tables.get(table)
         return 0 if t is None else len(t.counts)
 
     def multiplicity(self, table: str, row: Any) -> int:
+        """How many subscribed queries deliver ``row`` (0: not cached)."""
         t = self._tables.get(table)
         return 0 if t is None else t.counts.get(row, 0)
 
@@ -122,11 +133,12 @@ class ClientCache:
         return t.by_key.get(key)
 
     def clear(self, table: str | None = None) -> list[RowEvent]:
-        """Forget rows (e.g. on unsubscribe or reconnect); returns delete events for them."""
+        """Forget rows (e.g. on unsubscribe or reconnect); returns delete events for them, to hand on
+        as ``apply``'s."""
         names = [table] if table is not None else list(self._tables)
         events: list[RowEvent] = []
         for name in names:
             t = self._tables.pop(name, None)
             if t is not None:
-                events += [RowEvent("delete", name, row, None) for row in t.counts]
+                events += [RowEvent(_DELETE, name, row, None) for row in t.counts]
         return events

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from db_core.cache import ClientCache, RowEvent
+from db_core.cache import ClientCache, RowEvent, RowEventKind
 
 
 class User(NamedTuple):
@@ -42,8 +42,10 @@ def test_overlapping_queries_are_reference_counted() -> None:
 def test_unknown_delete_is_ignored_and_tables_without_key() -> None:
     c = cache()
     assert c.apply("user", [], [User(9, "x")]) == []
-    assert c.apply("log", [("x",), ("y",)]) == [RowEvent("insert", "log", None, ("x",)), RowEvent("insert", "log", None, ("y",))]
-    assert c.apply("log", [("z",)], [("x",)]) == [RowEvent("delete", "log", ("x",), None), RowEvent("insert", "log", None, ("z",))]
+    assert c.apply("log", [("x",), ("y",)]) == [RowEvent("insert", "log", None, ("x",)),
+                                                RowEvent("insert", "log", None, ("y",))]
+    assert c.apply("log", [("z",)], [("x",)]) == [RowEvent("delete", "log", ("x",), None),
+                                                  RowEvent("insert", "log", None, ("z",))]
     assert c.find("log", ("z",)) is None
 
 
@@ -52,3 +54,11 @@ def test_clear_returns_deletes() -> None:
     c.apply("user", [User(1, "a")])
     assert c.clear() == [RowEvent("delete", "user", User(1, "a"), None)]
     assert c.rows("user") == []
+
+
+def test_event_kinds_are_the_enum_and_equal_their_names() -> None:
+    c = cache()
+    a, a2 = User(1, "a"), User(1, "A")
+    kinds = [e.kind for e in c.apply("user", [a]) + c.apply("user", [a2], [a]) + c.clear()]
+    assert kinds == [RowEventKind.INSERT, RowEventKind.UPDATE, RowEventKind.DELETE] == ["insert", "update", "delete"]
+    assert all(type(k) is RowEventKind for k in kinds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from chat_server.cli import build_parser
 
 from .server_harness import BIN, ServerProcess
 
@@ -48,7 +51,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]):
     proc.stop()
 
 
-def cli(server: ServerProcess, env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(server: ServerProcess, env: dict[str, str], *args: str,
+        stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     exe = BIN / "chat-server"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "chat_server.cli"]
     return subprocess.run(cmd + list(args) + ["--server", server.url], capture_output=True, text=True, env=env,
@@ -81,8 +85,10 @@ def test_sql_table_json_and_errors(server: ServerProcess, env: dict[str, str]) -
     cli(server, env, "call", "quickstart-chat", "send_message", "table check")
     r = cli(server, env, "sql", "quickstart-chat", "SELECT * FROM message WHERE text = 'table check'")
     lines = r.stdout.splitlines()
-    assert lines[0] == " sender                                                             | sent                             | text"
-    assert lines[1] == "--------------------------------------------------------------------+----------------------------------+---------------"
+    assert lines[0] == (" sender                                                             "
+                        "| sent                             | text")
+    assert lines[1] == ("--------------------------------------------------------------------+"
+                        "----------------------------------+---------------")
     assert re.fullmatch(rf" {HEX64} \| {STAMP} \| \"table check\"", lines[2])
     r = cli(server, env, "sql", "quickstart-chat", "SELECT * FROM message WHERE text = 'nothing'")
     assert r.stdout.splitlines() == [
@@ -130,14 +136,16 @@ def test_subscribe_prints_json_lines(server: ServerProcess, env: dict[str, str])
 
 def test_describe(server: ServerProcess, env: dict[str, str]) -> None:
     r = cli(server, env, "describe", "quickstart-chat")
-    assert "  user (public)\n    identity: Identity  [primary key]\n    name: str | None\n    online: bool\n" in r.stdout
+    assert ("  user (public)\n    identity: Identity  [primary key]\n    name: str | None\n    online: bool\n"
+            in r.stdout)
     assert "  send_message(text: str)\n" in r.stdout
     r = cli(server, env, "describe", "quickstart-chat", "--json")
     data = json.loads(r.stdout)
     assert [t["name"] for t in data["tables"]] == ["user", "message"]
 
 
-def test_publish_update_keeps_live_subscription_then_delete(server: ServerProcess, env: dict[str, str], tmp_path: Path) -> None:
+def test_publish_update_keeps_live_subscription_then_delete(server: ServerProcess, env: dict[str, str],
+                                                            tmp_path: Path) -> None:
     mod = tmp_path / "notes_mod.py"
     mod.write_text(NOTES)
     r = cli(server, env, "publish", "notes", "--module", str(mod))
@@ -178,6 +186,21 @@ def test_every_command_has_help_with_an_example(env: dict[str, str]) -> None:
     for verb in ("start", "call", "sql", "logs", "subscribe", "describe", "publish", "delete"):
         r = subprocess.run([str(exe), verb, "--help"], capture_output=True, text=True, env=env)
         assert r.returncode == 0 and "example: chat-server " + verb in r.stdout, verb
+
+
+def test_every_command_is_documented_with_help_and_an_example() -> None:
+    """In-process, over whatever commands the parser has: a new command without its example fails here."""
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    assert set(sub.choices) == {"start", "call", "sql", "logs", "subscribe", "describe", "publish", "delete"}
+    listing = parser.format_help()
+    for name, command in sub.choices.items():
+        assert helps[name] and helps[name] in listing, name
+        assert command.description, name
+        text = command.format_help()
+        assert f"\nexample: chat-server {name} " in text, name
+        assert command.epilog is not None and command.epilog.startswith(f"example: chat-server {name} "), name
 
 
 def test_unreachable_server_is_one_line(env: dict[str, str]) -> None:
