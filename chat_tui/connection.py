@@ -21,10 +21,11 @@ from typing import Any
 from textual.message import Message
 
 from chat_server.client import Client, ClientError
+from chat_server.errors import Refusal
 from chat_server.reconnect import Pending, Reconnector, Refused
 from chat_tui.launcher import LaunchError, ensure_local_server
 from db_core.cache import RowEvent
-from db_core.protocol import ReducerResult
+from db_core.protocol import ErrorMessage, ReducerResult
 from db_core.types import Identity
 
 #: How many recent messages to show on connect; older ones come a page at a time.
@@ -164,7 +165,7 @@ class ChatConnection:
             await self.link.run(self._session)
         except Refused as exc:
             hint = " Start with another profile (--profile NAME) to be a new user there." \
-                if "saved identity" in str(exc) else ""
+                if exc.why is Refusal.INVALID_TOKEN else ""
             self.post(Status(ConnState.FAILED, f"{exc}{hint}"))
 
     def _status(self, state: str, text: str, retry_in: float | None, reason: str) -> None:
@@ -225,7 +226,7 @@ class ChatConnection:
             result = await client.sql(f"SELECT * FROM message WHERE {cond}")
         except ClientError:
             return  # offline; the log asks again when the user scrolls up once more
-        if result.error:
+        if isinstance(result, ErrorMessage) or result.error:
             return
         self.post(Older(before, cutoff, client.decode_rows("message", result.rows)))
 
@@ -237,7 +238,7 @@ class ChatConnection:
         async def count(since: int | None) -> int:
             cond = (f"sent >= {since}" if since is not None else "sent >= 0") + below
             result = await client.sql(f"SELECT COUNT(*) AS n FROM message WHERE {cond}")
-            if result.error:
+            if isinstance(result, ErrorMessage) or result.error:
                 raise ClientError(result.error)
             return int(result.rows[0][0])
 

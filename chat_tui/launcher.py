@@ -16,10 +16,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import platformdirs
 
 from chat_server.client import DEFAULT_SERVER
-from chat_server.tokens import APP, server_key
+from chat_server.tokens import default_data_dir, server_key
 
 LOG_NAME = "server.log"
 POLL_INTERVAL = 0.1
@@ -30,12 +29,6 @@ _DATA_DIR_BUSY = "is in use by another process"
 # Servers started by this process. Keeping the Popen objects alive means no "subprocess is still
 # running" ResourceWarning when ensure_local_server returns, and lets the caller find the pid.
 started: list[subprocess.Popen[bytes]] = []
-
-
-def default_data_dir() -> Path:
-    """The server's default data directory: the same as ``chat_server.cli.default_data_dir()``
-    (a test keeps them equal); not imported from there because chat_tui must not load the server."""
-    return Path(platformdirs.user_data_dir(APP, appauthor=False))
 
 
 class LaunchError(Exception):
