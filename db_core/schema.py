@@ -319,10 +319,6 @@ class TableDef:
                 return col
         return None
 
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.columns)
-
     def describe(self) -> dict[str, Any]:
         """The JSON form stored with the data and shown by ``describe``."""
         return {

@@ -55,7 +55,7 @@ class Pair:
 
 
 def run(db: Database, fn, *args):  # helper: run a function as a one-off reducer
-    return db._run(fn.__name__, fn, args, Identity(bytes(32)), None)
+    return db._calls.run(fn.__name__, fn, args, Identity(bytes(32)), None)
 
 
 @pytest.fixture

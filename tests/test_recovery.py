@@ -41,7 +41,7 @@ def committed_pairs(db: Database) -> dict[int, set[str]]:
 
 
 def crash_after(db: Database) -> None:
-    db._clog.flush()
+    db.durability.log.flush()
     db._release()
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import pytest
 
 from db_core import AutoInc, Database, Identity, Index, PrimaryKey, Timestamp, Unique, table
+from db_core.datastore import Datastore
 from db_core.schema import ColType, col_type
 from db_core.sql import (
     NotAuthorized, SqlError, SubscriptionPlan, check_subscription, compile_predicate, explain, format_table, parse,
@@ -112,7 +113,7 @@ def tables() -> dict[str, Table]:
 
 
 def sql(tables: dict[str, Table], text: str, *, sender: Identity = OWNER, owner: bool = True) -> Any:
-    return run_sql(text, tables=tables, sender=sender, is_owner=owner)
+    return run_sql(text, tables=tables, sender=sender, is_owner=owner, transact=Datastore(tables).writer(sender))
 
 
 def rows(tables: dict[str, Table], text: str, **kw: Any) -> list[tuple[Any, ...]]:
@@ -398,7 +399,7 @@ def db() -> Any:
 
 def dml(db: Any, text: str, sender: Identity = OWNER) -> Any:
     res = run_sql(text, tables=db.tables, sender=sender, is_owner=sender == db.owner,
-                  transact=lambda body: db.transact(body, sender=sender))
+                  transact=db.store.writer(sender))
     return res
 
 
@@ -677,7 +678,7 @@ def test_quickstart_module_end_to_end(quickstart_path: Any) -> None:
 
         def q(text: str, sender: Identity) -> Any:
             return run_sql(text, tables=db.tables, sender=sender, is_owner=sender == db.owner,
-                           transact=lambda body: db.transact(body, sender=sender))
+                           transact=db.store.writer(sender))
 
         res = q("SELECT text FROM message WHERE sender = :sender", ALICE)
         assert res.rows == [("Hello, World!",)]

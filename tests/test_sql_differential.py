@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from db_core import Index, PrimaryKey, Unique, table
+from db_core.datastore import Datastore
 from db_core.sql import run_sql
 from db_core.table import Table
 from db_core.tx import Transaction
@@ -230,7 +231,7 @@ def dml(draw: Any) -> str:
 def test_dml_matches_sqlite(t0: Any, t1: Any, statements: list[str]) -> None:
     tables, conn = build(t0, t1, [])
     for text in statements:
-        res = run_sql(text, tables=tables, sender=OWNER, is_owner=True)
+        res = run_sql(text, tables=tables, sender=OWNER, is_owner=True, transact=Datastore(tables).writer(OWNER))
         cur = conn.execute(text)
         assert res.affected == cur.rowcount, text
         for name in ("t0", "t1"):

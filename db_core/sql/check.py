@@ -28,6 +28,7 @@ compiled predicates for the subscription engine.
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import math
 import typing
 from collections.abc import Callable
@@ -44,7 +45,7 @@ __all__ = [
     "check", "check_subscription", "NotAuthorized",
     "Source", "BoundColumn", "Const", "BCompare", "BAnd", "BOr", "BExpr", "JoinCond",
     "SelectPlan", "InsertPlan", "UpdatePlan", "DeletePlan", "Plan", "SubscriptionPlan",
-    "conjuncts", "sources_of", "compile_predicate", "compile_pair_predicate", "compile_tuple_predicate",
+    "conjoin", "conjuncts", "plain_attribute", "sources_of", "compile_predicate", "compile_pair_predicate", "compile_tuple_predicate",
     "COUNT_TYPE",
 ]
 
@@ -225,7 +226,8 @@ def sources_of(expr: BExpr) -> frozenset[int]:
     return out
 
 
-def _and(parts: list[BExpr]) -> BExpr | None:
+def conjoin(parts: list[BExpr]) -> BExpr | None:
+    """The conjunction of ``parts`` (flattened); None for no parts."""
     if not parts:
         return None
     if len(parts) == 1:
@@ -624,7 +626,7 @@ class _Gen:
         return key
 
     def attr(self, var: str, col: BoundColumn) -> str:
-        if col.name.isidentifier() and not _is_keyword(col.name):
+        if plain_attribute(col.name):
             return f"{var}.{col.name}"
         from operator import attrgetter
         return f"{self.name('_g', attrgetter(col.name))}({var})"
@@ -678,9 +680,9 @@ class _Gen:
         return eval(code, self.ns)  # noqa: S307 - source built from validated names; values live in ns
 
 
-def _is_keyword(name: str) -> bool:
-    import keyword
-    return keyword.iskeyword(name) or keyword.issoftkeyword(name)
+def plain_attribute(name: str) -> bool:
+    """Whether generated code may read column ``name`` as ``row.name`` (an identifier, not a keyword)."""
+    return name.isidentifier() and not keyword.iskeyword(name) and not keyword.issoftkeyword(name)
 
 
 def _true(_row: Any) -> bool:
@@ -762,7 +764,7 @@ def _subscription_plan(stmt: Select, plan: SelectPlan, text: str) -> Subscriptio
     own = 0 if proj.table is None else next(i for i, s in enumerate(sources) if s.alias == proj.table)
     parts = conjuncts(plan.where)
     own_parts = [p for p in parts if sources_of(p) == {own}]
-    predicate = compile_predicate(_and(own_parts)) if own_parts else None
+    predicate = compile_predicate(conjoin(own_parts)) if own_parts else None
     equalities = _equalities(own_parts, sources[own].tdef)
     if not plan.joins:
         return SubscriptionPlan(sources[own].table, predicate, equalities, plan=plan, text=text)
@@ -779,13 +781,13 @@ def _subscription_plan(stmt: Select, plan: SelectPlan, text: str) -> Subscriptio
     pair_parts = [p for p in parts if len(sources_of(p)) > 1]
     other_pred = None
     if other_parts:
-        expr = _and(other_parts)
+        expr = conjoin(other_parts)
         assert expr is not None
         gen = _Gen(lambda col: gen.attr("r", col))
         other_pred = gen.build("r", gen.expr(expr))
     pair_pred = None
     if pair_parts:
-        pexpr = _and(pair_parts)
+        pexpr = conjoin(pair_parts)
         assert pexpr is not None
         pair_pred = compile_pair_predicate(pexpr, own, other)
     return SubscriptionPlan(

@@ -36,12 +36,12 @@ from typing import Any
 from db_core.errors import NoSuchRow, UniqueConstraintViolation
 from db_core.sql.ast import SqlError
 from db_core.sql.check import (
-    BAnd, BCompare, BExpr, BoundColumn, Const, DeletePlan, InsertPlan, Plan, SelectPlan, UpdatePlan,
-    compile_predicate, compile_tuple_predicate, conjuncts, sources_of,
+    BCompare, BExpr, BoundColumn, Const, DeletePlan, InsertPlan, SelectPlan, UpdatePlan,
+    compile_predicate, compile_tuple_predicate, conjoin, conjuncts, plain_attribute, sources_of,
 )
 from db_core.readview import LiveView
 from db_core.table import BTreeIndex, Table, UniqueIndex
-from db_core.tx import Transaction
+from db_core.tx import Transaction, TxData
 
 __all__ = ["Access", "JoinStep", "Meter", "PhysicalPlan", "physical_plan", "explain", "run_select", "select_chunks",
            "matching_rows", "run_dml", "chunks", "CHUNK", "LIVE", "TICK"]
@@ -235,7 +235,7 @@ def physical_plan(plan: SelectPlan, tables: dict[str, Table]) -> PhysicalPlan:
     if n == 1:
         a = access[0]
         rest = [p for p in local[0] if p is not a.consumed]
-        f = compile_predicate(_conj(rest)) if rest else None
+        f = compile_predicate(conjoin(rest)) if rest else None
         return PhysicalPlan(plan, [0], a, f, [], {0: 0})
 
     # Greedy join order from every start; keep the cheapest.
@@ -289,7 +289,7 @@ def physical_plan(plan: SelectPlan, tables: dict[str, Table]) -> PhysicalPlan:
     start = order[0]
     a = access[start]
     start_local = [p for p in local[start] if p is not a.consumed]
-    start_filter = compile_predicate(_conj(start_local)) if start_local else None
+    start_filter = compile_predicate(conjoin(start_local)) if start_local else None
     bound = {start}
     steps: list[JoinStep] = []
     for j, kind, e in chosen:
@@ -297,7 +297,7 @@ def physical_plan(plan: SelectPlan, tables: dict[str, Table]) -> PhysicalPlan:
         new_col, probe = (e.left, e.right) if e.left.source == j else (e.right, e.left)
         assert isinstance(new_col, BoundColumn) and isinstance(probe, BoundColumn)
         res = residual_for(bound)
-        residual = compile_tuple_predicate(_conj(res), position) if res else None  # type: ignore[arg-type]
+        residual = compile_tuple_predicate(conjoin(res), position) if res else None  # type: ignore[arg-type]
         kinds = {new_col.type.kind, probe.type.kind}
         inner_kinds = {_inner_kind(new_col), _inner_kind(probe)}
         guard_none = "option" in kinds
@@ -306,12 +306,12 @@ def physical_plan(plan: SelectPlan, tables: dict[str, Table]) -> PhysicalPlan:
             index = tabs[j].index_for(new_col.name)
             lp = local[j]
             steps.append(JoinStep(j, "index", probe, new_col, index, None,
-                                  compile_predicate(_conj(lp)) if lp else None, residual, guard_none, guard_nan))
+                                  compile_predicate(conjoin(lp)) if lp else None, residual, guard_none, guard_nan))
         else:
             acc = access[j]
             lp = [p for p in local[j] if p is not acc.consumed]
             steps.append(JoinStep(j, "hash", probe, new_col, None, acc,
-                                  compile_predicate(_conj(lp)) if lp else None, residual, guard_none, guard_nan))
+                                  compile_predicate(conjoin(lp)) if lp else None, residual, guard_none, guard_nan))
     assert not residual_parts
     return PhysicalPlan(plan, order, a, start_filter, steps, position)
 
@@ -319,14 +319,6 @@ def physical_plan(plan: SelectPlan, tables: dict[str, Table]) -> PhysicalPlan:
 def _inner_kind(col: BoundColumn) -> str:
     t = col.type
     return t.inner.kind if t.kind == "option" and t.inner is not None else t.kind
-
-
-def _conj(parts: list[BExpr]) -> BExpr | None:
-    if not parts:
-        return None
-    if len(parts) == 1:
-        return parts[0]
-    return BAnd(tuple(parts))
 
 
 def explain(plan: SelectPlan, tables: dict[str, Table]) -> list[str]:
@@ -497,18 +489,13 @@ def _projector(plan: SelectPlan, position: dict[int, int] | None) -> Callable[[A
     ns: dict[str, Any] = {"__builtins__": {}}
     items = []
     for i, c in enumerate(out):
-        if c.name.isidentifier() and not _iskw(c.name):
+        if plain_attribute(c.name):
             items.append(f"t[{position[c.source]}].{c.name}")
         else:
             ns[f"_g{i}"] = attrgetter(c.name)
             items.append(f"_g{i}(t[{position[c.source]}])")
     code = compile(f"lambda t: ({', '.join(items)},)", "<sql projection>", "eval")
     return eval(code, ns)  # noqa: S307 - built from validated names
-
-
-def _iskw(name: str) -> bool:
-    import keyword
-    return keyword.iskeyword(name) or keyword.issoftkeyword(name)
 
 
 def whole_table(plan: SelectPlan, pp: PhysicalPlan) -> bool:
@@ -590,8 +577,8 @@ LIVE = LiveView()
 # --------------------------------------------------------------------------- DML
 
 def run_dml(plan: InsertPlan | UpdatePlan | DeletePlan, tables: dict[str, Table],
-            transact: Callable[[Callable[[Transaction], Any]], Any]) -> tuple[int, Any]:
-    """Apply a DML plan as one transaction; returns (rows affected, what ``transact`` returned)."""
+            transact: Callable[[Callable[[Transaction], object]], TxData]) -> tuple[int, TxData]:
+    """Apply a DML plan as one transaction; returns (rows affected, what it committed)."""
     table = tables[plan.table]
     affected = [0]
     where = [-1]
@@ -641,10 +628,3 @@ def run_dml(plan: InsertPlan | UpdatePlan | DeletePlan, tables: dict[str, Table]
         raise SqlError(f"cannot apply {type(plan).__name__[:-4].upper()}: {exc}",
                        where[0] if where[0] >= 0 else None) from None
     return affected[0], result
-
-
-def run(plan: Plan, tables: dict[str, Table]) -> list[tuple[Any, ...]]:
-    """Run a SELECT plan (DML goes through ``run_dml``)."""
-    if not isinstance(plan, SelectPlan):
-        raise TypeError("run() takes a SelectPlan; use run_dml for INSERT/UPDATE/DELETE")
-    return run_select(plan, tables)
