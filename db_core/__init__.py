@@ -22,7 +22,8 @@ from .tx import TableUpdate, TxData
 from .types import ConnectionId, Identity, Timestamp
 
 __all__ = [
-    "AutoInc", "CallError", "CallResult", "CallStatus", "ConnectionId", "ConnectionRejected", "CorruptLogError", "Database",
+    "AutoInc", "CallError", "CallResult", "CallStatus", "ConnectionId", "ConnectionRejected", "CorruptLogError",
+    "Database",
     "DatabaseLocked", "DbError", "Identity", "Index", "InvalidArguments", "MigrationError", "ModuleLoadError",
     "NoSuchReducer", "NoSuchRow", "NotCallable", "PrimaryKey", "RecoveryWarning", "ReducerContext", "ReducerError",
     "SchemaError", "StorageError", "TableUpdate", "Timestamp", "TxData", "Unique", "UniqueConstraintViolation",

@@ -73,16 +73,18 @@ def reducer_args(rdef: ReducerDef, values: Sequence[Any], *, wire: bool = False)
         )
     if wire:
         args = []
-        for (pname, ptype), value in zip(params, values):
+        for (pname, ptype), value in zip(params, values, strict=True):
             try:
                 args.append(ptype.convert(value))
             except (TypeError, ValueError) as exc:
-                raise InvalidArguments(f"reducer `{rdef.name}`: argument `{pname}` must be {ptype.name}: {exc}") from None
+                raise InvalidArguments(
+                    f"reducer `{rdef.name}`: argument `{pname}` must be {ptype.name}: {exc}") from None
         return tuple(args)
-    for (pname, ptype), value in zip(params, values):
+    for (pname, ptype), value in zip(params, values, strict=True):
         if not ptype.check(value):
             raise InvalidArguments(
-                f"reducer `{rdef.name}`: argument `{pname}` must be {ptype.name}, got {type(value).__name__} {value!r:.60}"
+                f"reducer `{rdef.name}`: argument `{pname}` must be {ptype.name},"
+                f" got {type(value).__name__} {value!r:.60}"
             )
     return tuple(values)
 
@@ -108,7 +110,8 @@ class Reducers:
         if rdef is None:
             raise NoSuchReducer(self.no_such_reducer_message(name))
         if rdef.lifecycle:
-            raise NotCallable(f"`{name}` is a lifecycle reducer (@{rdef.lifecycle}); it runs on its event and cannot be called")
+            raise NotCallable(
+                f"`{name}` is a lifecycle reducer (@{rdef.lifecycle}); it runs on its event and cannot be called")
         return rdef
 
     def no_such_reducer_message(self, name: str, database: str | None = None) -> str:

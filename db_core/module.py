@@ -132,7 +132,8 @@ def load_module(source: ModuleType | str | os.PathLike[str]) -> ModuleType:
     except BaseException as exc:  # noqa: BLE001 - sys.exit() or KeyboardInterrupt in a module is a failed load, not ours
         sys.modules.pop(name, None)
         tb = traceback.extract_tb(exc.__traceback__)
-        where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(tb) if f.filename == str(path)), path.name)
+        where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(tb) if f.filename == str(path)),
+                     path.name)
         raise ModuleLoadError(f"cannot import {path.name}: {type(exc).__name__}: {exc} (at {where})") from None
     return module
 
@@ -174,7 +175,8 @@ class TableHandle:
             fresh = {c: tx.next_sequence(table, c) for c in self._autoinc if getattr(row, c) == 0}
             if fresh:
                 row = dataclasses.replace(row, **fresh)  # type: ignore[type-var]
-        return tx.insert(table, row)
+        stored: T = tx.insert(table, row)
+        return stored
 
     def delete(self, row: Any) -> bool:
         """Delete the stored row equal to ``row``; False if there is none."""
@@ -213,7 +215,8 @@ class UniqueHandle:
     def filter(self, value: Any) -> list[Any]:
         return [] if (row := self.find(value)) is None else [row]
 
-    def range(self, lo: Any = None, hi: Any = None, *, lo_inclusive: bool = True, hi_inclusive: bool = False) -> list[Any]:
+    def range(self, lo: Any = None, hi: Any = None, *, lo_inclusive: bool = True,
+              hi_inclusive: bool = False) -> list[Any]:
         """Rows with lo <= value < hi (bounds None = unbounded), in key order."""
         if self._slot.tx is None:
             _no_tx()
@@ -230,7 +233,8 @@ class UniqueHandle:
             raise TypeError(f"update() works on the primary key only; `{self._index.column}` is unique but not the key")
         tx = self._slot.tx or _no_tx()
         self._table._check(row)
-        return tx.update(self._table, row)
+        stored: T = tx.update(self._table, row)
+        return stored
 
 
 class IndexHandle:
@@ -248,7 +252,8 @@ class IndexHandle:
             _no_tx()
         return self._index.find(value)
 
-    def range(self, lo: Any = None, hi: Any = None, *, lo_inclusive: bool = True, hi_inclusive: bool = False) -> list[Any]:
+    def range(self, lo: Any = None, hi: Any = None, *, lo_inclusive: bool = True,
+              hi_inclusive: bool = False) -> list[Any]:
         """Rows with lo <= value < hi (bounds None = unbounded), in key order."""
         if self._slot.tx is None:
             _no_tx()

@@ -193,7 +193,7 @@ class ColType:
         return f"ColType({self.name})"
 
 
-class _Interner(dict):
+class _Interner(dict[bytes, Any]):
     """Maps raw bytes to one shared value object, so replayed rows share identities."""
 
     def __init__(self, factory: Callable[[bytes], Any]) -> None:
@@ -259,7 +259,7 @@ def col_type_from_json(desc: Any) -> ColType:
         key = (desc["enum"], tuple(desc["variants"]))
         cls = _ENUMS.get(key)
         if cls is None:
-            cls = _ENUMS[key] = enum.Enum(desc["enum"], list(desc["variants"]))  # type: ignore[misc]
+            cls = _ENUMS[key] = typing.cast("type[enum.Enum]", enum.Enum(desc["enum"], list(desc["variants"])))
         return ColType("enum", enum_cls=cls)
     raise ValueError(f"unknown column type {desc!r}")
 
@@ -388,7 +388,8 @@ def build_table(cls: type, name: str, public: bool, system: bool = False) -> typ
         if keyed and ctype.kind == "array":
             raise SchemaError(f"{where}: a list column cannot be a key or indexed")
         if keyed and col_name in RESERVED_COLUMN_NAMES:
-            raise SchemaError(f"{where}: an indexed column cannot be named `{col_name}` (it would hide `ctx.db.{name}.{col_name}()`)")
+            raise SchemaError(f"{where}: an indexed column cannot be named `{col_name}`"
+                              f" (it would hide `ctx.db.{name}.{col_name}()`)")
         default = cls.__dict__.get(col_name, _MISSING)
         if isinstance(default, dataclasses.Field):
             raise SchemaError(f"{where}: use a plain default value, not dataclasses.field()")
@@ -414,8 +415,8 @@ def build_table(cls: type, name: str, public: bool, system: bool = False) -> typ
                     object.__setattr__(self, col, _deep_tuple(value))
 
         cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
-    row_type = dataclasses.dataclass(frozen=True, slots=True)(cls)
-    row_type.__table__ = TableDef(  # type: ignore[attr-defined]
+    row_type: type[Any] = dataclasses.dataclass(frozen=True, slots=True)(cls)
+    row_type.__table__ = TableDef(
         name=name, public=public, row_type=row_type, columns=tuple(columns),
         primary_key=pk, unique=tuple(unique), indexes=tuple(indexes), autoinc=tuple(autoinc), system=system,
     )

@@ -82,7 +82,8 @@ def test_disconnect_unknown_user_warns(db: Database) -> None:
     # Remove the user row behind the module's back, as a DML delete would.
     db._calls.run("wipe", lambda ctx: ctx.db.user.identity.delete(ghost), (), ghost, None)
     db.disconnect(conn)
-    assert db.logs.lines()[-1].endswith(f"WARN: quickstart_chat.py:99: Disconnect event for unknown user with identity {ghost.to_hex()}")
+    assert db.logs.lines()[-1].endswith(
+        f"WARN: quickstart_chat.py:99: Disconnect event for unknown user with identity {ghost.to_hex()}")
 
 
 def test_stale_online_fixed_after_crash(tmp_path: Path, quickstart_path: Path) -> None:

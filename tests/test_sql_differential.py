@@ -167,7 +167,8 @@ def query(draw: Any) -> tuple[str, int | None]:
     return sql, limit
 
 
-def build(t0: list[tuple[Any, ...]], t1: list[tuple[Any, ...]], t2: list[tuple[Any, ...]]) -> tuple[dict[str, Table], sqlite3.Connection]:
+def build(t0: list[tuple[Any, ...]], t1: list[tuple[Any, ...]],
+          t2: list[tuple[Any, ...]]) -> tuple[dict[str, Table], sqlite3.Connection]:
     ours = {name: Table(cls.__table__) for name, cls in ROW_TYPES.items()}  # type: ignore[attr-defined]
     tx = Transaction()
     for name, data in (("t0", t0), ("t1", t1), ("t2", t2)):

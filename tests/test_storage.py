@@ -95,7 +95,8 @@ def test_incompatible_change_refused_unless_cleared(tmp_path: Path) -> None:
     mod = write_module(tmp_path, BASE)
     with Database.open(tmp_path / "d", mod) as db:
         db.call("add", "a", sender=Identity.random())
-    mod.write_text(BASE.replace("text: str", "text: int").replace("add(ctx: ReducerContext, text: str)", "add(ctx: ReducerContext, text: int)"))
+    mod.write_text(BASE.replace("text: str", "text: int")
+                   .replace("add(ctx: ReducerContext, text: str)", "add(ctx: ReducerContext, text: int)"))
     with pytest.raises(MigrationError, match=r"column `text` of table `note` changed type from str to int"):
         Database.open(tmp_path / "d", mod)
     mod.write_text(BASE.replace("    text: str\n", "    text: str\n    extra: int\n"))

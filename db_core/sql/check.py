@@ -36,7 +36,7 @@ from typing import Any
 
 from db_core.schema import INT_MAX, INT_MIN, ColType, TableDef, col_type
 from db_core.sql.ast import (
-    And, ColumnRef, Compare, CountStar, Delete, Expr, Insert, Literal, Or, Param, ProjColumn,
+    And, ColumnRef, Compare, CompareOp, CountStar, Delete, Expr, Insert, Literal, Or, Param, ProjColumn,
     Select, SqlError, Star, Statement, TableRef, Update,
 )
 from db_core.types import ConnectionId, Identity, Timestamp
@@ -45,7 +45,8 @@ __all__ = [
     "check", "check_subscription", "NotAuthorized",
     "Source", "BoundColumn", "Const", "BCompare", "BAnd", "BOr", "BExpr", "JoinCond",
     "SelectPlan", "InsertPlan", "UpdatePlan", "DeletePlan", "Plan", "SubscriptionPlan",
-    "conjoin", "conjuncts", "plain_attribute", "sources_of", "compile_predicate", "compile_pair_predicate", "compile_tuple_predicate",
+    "conjoin", "conjuncts", "plain_attribute", "sources_of",
+    "compile_predicate", "compile_pair_predicate", "compile_tuple_predicate",
     "COUNT_TYPE",
 ]
 
@@ -198,7 +199,7 @@ class SubscriptionPlan:
 # --------------------------------------------------------------------------- helpers
 
 _LITERAL_KIND_NAMES = {"int": "integer", "float": "float", "string": "string", "bool": "bool", "hex": "bytes"}
-_FLIP = {"=": "=", "!=": "!=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
+_FLIP: dict[CompareOp, CompareOp] = {"=": "=", "!=": "!=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
 
 
 def _base(t: ColType) -> ColType:
@@ -311,7 +312,7 @@ class _Checker:
             types: tuple[ColType, ...] = (COUNT_TYPE,)
         elif isinstance(proj, Star):
             if proj.table is None:
-                chosen = range(len(self.sources))
+                chosen = list(range(len(self.sources)))
             else:
                 chosen = [self.qualifier(proj.table, proj.pos)]
             cols = [BoundColumn(i, c.name, c.type, c.name) for i in chosen for c in self.sources[i].tdef.columns]
@@ -378,7 +379,7 @@ class _Checker:
                     f"row {n} has {len(values)} value{'s' if len(values) != 1 else ''}"
                     f" but table `{table}` has {len(names)} column{'s' if len(names) != 1 else ''}", start)
             row = dict(defaults)
-            for name, value in zip(names, values):
+            for name, value in zip(names, values, strict=True):
                 col = tdef.column(name)
                 assert col is not None
                 row[name] = self.store_value(value, col.type, f"`{name}`")
@@ -454,8 +455,9 @@ class _Checker:
         while stack:
             node = stack.pop()
             if isinstance(node, kind):
-                stack.append(node.right)  # type: ignore[attr-defined]
-                stack.append(node.left)  # type: ignore[attr-defined]
+                assert isinstance(node, (And, Or))
+                stack.append(node.right)
+                stack.append(node.left)
             else:
                 parts.append(self.expr(node))
         return parts
@@ -527,17 +529,20 @@ class _Checker:
             mismatch()
         if kind == "int":
             if lk == "int":
-                if not INT_MIN <= value <= INT_MAX:  # type: ignore[operator]
+                assert isinstance(value, int)
+                if not INT_MIN <= value <= INT_MAX:
                     raise SqlError(
                         f"integer out of range for {shown} ({declared.name}: {INT_MIN} to {INT_MAX}): {value}", v.pos)
-                return int(value)  # type: ignore[arg-type]
+                return int(value)
             mismatch()
         if kind == "float":
             if lk == "float":
-                return float(value)  # type: ignore[arg-type]
+                assert isinstance(value, float)
+                return float(value)
             if lk == "int":
+                assert isinstance(value, int)
                 try:
-                    f = float(value)  # type: ignore[arg-type]
+                    f = float(value)
                 except OverflowError:
                     raise SqlError(f"number out of range for {shown} ({declared.name}): {value}", v.pos) from None
                 if math.isinf(f):
@@ -551,7 +556,8 @@ class _Checker:
         if kind in ("identity", "connection_id", "bytes"):
             raw: bytes
             if lk == "hex":
-                raw = bytes(value)  # type: ignore[arg-type]
+                assert isinstance(value, bytes)
+                raw = bytes(value)
             elif lk == "string" and str(value)[:2].lower() == "0x":
                 try:
                     raw = bytes.fromhex(str(value)[2:])
@@ -579,9 +585,10 @@ class _Checker:
                         f"invalid timestamp for {shown}: {value!r} (expected e.g. '2025-02-10T15:45:30Z')", v.pos
                     ) from None
             if lk == "int":
-                if not INT_MIN <= value <= INT_MAX:  # type: ignore[operator]
+                assert isinstance(value, int)
+                if not INT_MIN <= value <= INT_MAX:
                     raise SqlError(f"integer out of range for {shown} ({declared.name}): {value}", v.pos)
-                return Timestamp(value)  # type: ignore[arg-type]
+                return Timestamp(value)
             mismatch()
         if kind == "enum":
             if lk == "string":
@@ -677,7 +684,8 @@ class _Gen:
 
     def build(self, params: str, body: str) -> Callable[..., bool]:
         code = compile(f"lambda {params}: {body}", "<sql predicate>", "eval")
-        return eval(code, self.ns)  # noqa: S307 - source built from validated names; values live in ns
+        predicate: Callable[..., bool] = eval(code, self.ns)  # noqa: S307 - validated names; values live in ns
+        return predicate
 
 
 def plain_attribute(name: str) -> bool:

@@ -184,7 +184,8 @@ class JoinStep:
         on = f"`{new}`.`{self.column.name}` = `{old}`.`{self.probe.name}`"
         if self.kind == "index":
             assert self.index is not None
-            return f"index join `{new}` on {on} (via the {_kind_name(self.index)} index on `{new}`.`{self.column.name}`)"
+            return (f"index join `{new}` on {on}"
+                    f" (via the {_kind_name(self.index)} index on `{new}`.`{self.column.name}`)")
         assert self.access is not None
         return f"hash join `{new}` on {on} (building from: {self.access.describe(new)})"
 
@@ -485,7 +486,7 @@ def _projector(plan: SelectPlan, position: dict[int, int] | None) -> Callable[[A
         if len(names) == 1:
             one = attrgetter(names[0])
             return lambda r: (one(r),)
-        return attrgetter(*names)  # type: ignore[return-value]
+        return attrgetter(*names)
     ns: dict[str, Any] = {"__builtins__": {}}
     items = []
     for i, c in enumerate(out):
@@ -495,7 +496,8 @@ def _projector(plan: SelectPlan, position: dict[int, int] | None) -> Callable[[A
             ns[f"_g{i}"] = attrgetter(c.name)
             items.append(f"_g{i}(t[{position[c.source]}])")
     code = compile(f"lambda t: ({', '.join(items)},)", "<sql projection>", "eval")
-    return eval(code, ns)  # noqa: S307 - built from validated names
+    project: Callable[[Any], tuple[Any, ...]] = eval(code, ns)  # noqa: S307 - built from validated names
+    return project
 
 
 def whole_table(plan: SelectPlan, pp: PhysicalPlan) -> bool:
@@ -587,7 +589,7 @@ def run_dml(plan: InsertPlan | UpdatePlan | DeletePlan, tables: dict[str, Table]
         def body(tx: Transaction) -> None:
             row_type = plan.tdef.row_type
             autoinc = plan.tdef.autoinc
-            for values, pos in zip(plan.rows, plan.positions):
+            for values, pos in zip(plan.rows, plan.positions, strict=True):
                 where[0] = pos
                 vals = dict(values)
                 for c in autoinc:

@@ -271,7 +271,8 @@ class _Parser:
         if not self.is_name(t):
             self.fail(what)
         self.advance()
-        return t.value
+        name: str = t.value
+        return name
 
     def describe(self, t: Token) -> str:
         if t.kind == "eof":
@@ -600,6 +601,6 @@ class _Parser:
             if t.value == "-" and nxt.kind in ("int", "float"):
                 self.advance()
                 self.advance()
-                return Literal(nxt.kind, -nxt.value, t.pos)
+                return Literal("int" if nxt.kind == "int" else "float", -nxt.value, t.pos)
             self.unsupported("arithmetic", t.pos)
         return None

@@ -110,7 +110,7 @@ def test_disk_full_every_request_is_answered_and_nothing_acknowledged_is_lost(sm
             # Pipelined: before the change, 31 of 100 like these never got a reply.
             texts = [f"pipelined {i}" for i in range(100)]
             replies = await asyncio.wait_for(asyncio.gather(*(alice.call("send_message", t) for t in texts)), 30)
-            sent += zip(texts, replies)
+            sent += zip(texts, replies, strict=True)
             query = await asyncio.wait_for(alice.sql("SELECT * FROM message"), 10)
             assert query.error is None, query.error
             late = await asyncio.wait_for(Client.connect(server.url, DB, endpoint="cli"), 10)
