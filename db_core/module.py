@@ -44,7 +44,7 @@ def table(cls: type | None = None, *, name: str | None = None, public: bool = Fa
 def _mark(func: F, lifecycle: str | None) -> F:
     if getattr(func, "__reducer__", None) is not None:
         raise SchemaError(f"`{func.__name__}` is declared as a reducer twice")
-    func.__reducer__ = build_reducer(func, lifecycle)  # type: ignore[attr-defined]
+    func.__reducer__ = build_reducer(func, lifecycle)  # type: ignore[attr-defined]  # the mark the loader finds
     return func
 
 
@@ -162,9 +162,9 @@ class TableHandle:
         self._autoinc = tdef.autoinc
         for col in (tdef.primary_key, *tdef.unique):
             if col is not None:
-                setattr(self, col, UniqueHandle(table, slot, table.index_for(col), col == tdef.primary_key))  # type: ignore[arg-type]
+                setattr(self, col, UniqueHandle(table, slot, table.index_for(col), col == tdef.primary_key))  # type: ignore[arg-type]  # declared: indexed
         for col in tdef.indexes:
-            setattr(self, col, IndexHandle(table, slot, table.index_for(col)))  # type: ignore[arg-type]
+            setattr(self, col, IndexHandle(table, slot, table.index_for(col)))  # type: ignore[arg-type]  # declared: indexed
 
     def insert(self, row: T) -> T:
         """Insert ``row``; AutoInc columns holding 0 get the next value. Returns the stored row."""
@@ -174,7 +174,7 @@ class TableHandle:
         if self._autoinc:
             fresh = {c: tx.next_sequence(table, c) for c in self._autoinc if getattr(row, c) == 0}
             if fresh:
-                row = dataclasses.replace(row, **fresh)  # type: ignore[type-var]
+                row = dataclasses.replace(row, **fresh)  # type: ignore[type-var]  # T is a dataclass row type
         stored: T = tx.insert(table, row)
         return stored
 
@@ -205,7 +205,7 @@ class UniqueHandle:
         self._slot = slot
         self._index = index
         self._is_pk = is_pk
-        self._ctype = table.tdef.column(index.column).type  # type: ignore[union-attr]
+        self._ctype = table.tdef.column(index.column).type  # type: ignore[union-attr]  # an index is on a column
 
     def find(self, value: Any) -> Any | None:
         if self._slot.tx is None:

@@ -138,15 +138,23 @@ class ColType:
         self.from_wire = by_name.__getitem__
         self.sort_key = order.__getitem__
 
+    @property
+    def item(self) -> "ColType":
+        """The type inside an option or a list (only those kinds have one)."""
+        inner = self.inner
+        assert inner is not None, f"{self.name} has no inner type"
+        return inner
+
     # -- description ----------------------------------------------------------
     def describe(self) -> Any:
         """A JSON value naming this type; equal descriptions mean compatible storage."""
         if self.kind == "option":
-            return {"option": self.inner.describe()}  # type: ignore[union-attr]
+            return {"option": self.item.describe()}
         if self.kind == "array":
-            return {"array": self.inner.describe()}  # type: ignore[union-attr]
+            return {"array": self.item.describe()}
         if self.kind == "enum":
-            return {"enum": self.name, "variants": [m.name for m in self.enum_cls]}  # type: ignore[union-attr]
+            assert self.enum_cls is not None
+            return {"enum": self.name, "variants": [m.name for m in self.enum_cls]}
         return self.kind
 
     def convert(self, value: Any) -> Any:
@@ -158,12 +166,12 @@ class ColType:
             if value is None:
                 return None
             if isinstance(value, dict) and len(value) == 1 and ("some" in value or "none" in value):
-                return None if "none" in value else self.inner.convert(value["some"])  # type: ignore[union-attr]
-            return self.inner.convert(value)  # type: ignore[union-attr]
+                return None if "none" in value else self.item.convert(value["some"])
+            return self.item.convert(value)
         if kind == "array":
             if not isinstance(value, (list, tuple)):
                 raise TypeError(f"expected {self.name}, got {type(value).__name__}")
-            return tuple(self.inner.convert(v) for v in value)  # type: ignore[union-attr]
+            return tuple(self.item.convert(v) for v in value)
         if kind == "identity" and isinstance(value, str):
             return Identity.from_hex(value)
         if kind == "connection_id" and isinstance(value, str):
@@ -414,7 +422,7 @@ def build_table(cls: type, name: str, public: bool, system: bool = False) -> typ
                 if type(value) is list:
                     object.__setattr__(self, col, _deep_tuple(value))
 
-        cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
+        cls.__post_init__ = __post_init__  # type: ignore[attr-defined]  # a hook set on the class before it becomes a dataclass
     row_type: type[Any] = dataclasses.dataclass(frozen=True, slots=True)(cls)
     row_type.__table__ = TableDef(
         name=name, public=public, row_type=row_type, columns=tuple(columns),
@@ -426,7 +434,7 @@ def build_table(cls: type, name: str, public: bool, system: bool = False) -> typ
 def _contains_array(ctype: ColType) -> bool:
     if ctype.kind == "array":
         return True
-    return ctype.kind == "option" and _contains_array(ctype.inner)  # type: ignore[arg-type]
+    return ctype.kind == "option" and _contains_array(ctype.item)
 
 
 def _deep_tuple(value: Any) -> Any:

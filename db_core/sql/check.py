@@ -203,7 +203,7 @@ _FLIP: dict[CompareOp, CompareOp] = {"=": "=", "!=": "!=", "<": ">", ">": "<", "
 
 
 def _base(t: ColType) -> ColType:
-    return t.inner if t.kind == "option" else t  # type: ignore[return-value]
+    return t.item if t.kind == "option" else t
 
 
 def conjuncts(expr: BExpr | None) -> list[BExpr]:

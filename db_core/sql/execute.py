@@ -137,7 +137,7 @@ def _choose_access(source: int, table: Table, parts: list[BExpr]) -> Access:
         lo: tuple[Any, bool] | None = None
         hi: tuple[Any, bool] | None = None
         for c in comps:
-            v = c.right.value  # type: ignore[union-attr]
+            v = c.right.value  # type: ignore[union-attr]  # index probes compare to a Const
             if c.op in (">", ">="):
                 cand = (v, c.op == ">=")
                 if lo is None or key(v) > key(lo[0]) or (key(v) == key(lo[0]) and not cand[1]):
@@ -250,7 +250,7 @@ def physical_plan(plan: SelectPlan, tables: dict[str, Table]) -> PhysicalPlan:
         while len(bound) < n:
             option: tuple[float, int, int, int, str, BCompare, float] | None = None
             for ei, e in enumerate(edges):
-                a_in, b_in = e.left.source in bound, e.right.source in bound  # type: ignore[union-attr]
+                a_in, b_in = e.left.source in bound, e.right.source in bound  # type: ignore[union-attr]  # edges: column = column
                 if a_in == b_in:
                     continue
                 new_col = e.right if a_in else e.left
@@ -298,7 +298,7 @@ def physical_plan(plan: SelectPlan, tables: dict[str, Table]) -> PhysicalPlan:
         new_col, probe = (e.left, e.right) if e.left.source == j else (e.right, e.left)
         assert isinstance(new_col, BoundColumn) and isinstance(probe, BoundColumn)
         res = residual_for(bound)
-        residual = compile_tuple_predicate(conjoin(res), position) if res else None  # type: ignore[arg-type]
+        residual = compile_tuple_predicate(conjoin(res), position) if res else None  # type: ignore[arg-type]  # res non-empty
         kinds = {new_col.type.kind, probe.type.kind}
         inner_kinds = {_inner_kind(new_col), _inner_kind(probe)}
         guard_none = "option" in kinds

@@ -49,7 +49,7 @@ def format_value(t: ColType, v: Any) -> str:
     if kind == "option":
         if v is None:
             return "(none = ())"
-        return f"(some = {format_value(t.inner, v)})"  # type: ignore[arg-type]
+        return f"(some = {format_value(t.item, v)})"
     if v is None:
         return "(none = ())"
     if kind == "str":
@@ -63,7 +63,7 @@ def format_value(t: ColType, v: Any) -> str:
     if kind == "enum":
         return str(getattr(v, "name", v))
     if kind == "array":
-        return "[" + ", ".join(format_value(t.inner, x) for x in v) + "]"  # type: ignore[arg-type]
+        return "[" + ", ".join(format_value(t.item, x) for x in v) + "]"
     if kind == "float":
         return repr(float(v))
     return str(v)
@@ -117,7 +117,7 @@ def json_value(t: ColType, v: Any) -> Any:
     name; lists as lists. ``ColType.convert`` reads every one of these back."""
     kind = t.kind
     if kind == "option":
-        return {"none": []} if v is None else {"some": json_value(t.inner, v)}  # type: ignore[arg-type]
+        return {"none": []} if v is None else {"some": json_value(t.item, v)}
     if v is None:
         return None
     if kind in ("identity", "connection_id", "bytes"):
@@ -127,7 +127,7 @@ def json_value(t: ColType, v: Any) -> Any:
     if kind == "enum":
         return getattr(v, "name", v)
     if kind == "array":
-        return [json_value(t.inner, x) for x in v]  # type: ignore[arg-type]
+        return [json_value(t.item, x) for x in v]
     if kind == "bool":
         return bool(v)
     if kind == "float":

@@ -30,7 +30,7 @@ import typing
 from dataclasses import dataclass
 
 from db_core.sql.ast import (
-    RESERVED, And, Assignment, ColumnRef, Compare, CountStar, Delete, Expr, Insert, Join, Literal, Or,
+    RESERVED, And, Assignment, ColumnRef, Compare, CompareOp, CountStar, Delete, Expr, Insert, Join, Literal, Or,
     Param, ProjColumn, Projection, Select, SqlError, Star, Statement, TableRef, Update, Value,
     format_position, is_word_char, is_word_start, keyword,
 )
@@ -48,7 +48,7 @@ _DIGITS = "0123456789"
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _OPS2 = ("<>", "!=", "<=", ">=", "||", "::")
 _OPS1 = "=<>(),.*;+-/%"
-_CMP = {"=": "=", "!=": "!=", "<>": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
+_CMP: dict[str, CompareOp] = {"=": "=", "!=": "!=", "<>": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
 _ARITH = frozenset({"+", "-", "*", "/", "%", "||"})
 
 # Statements we know by name, to say "unsupported" rather than "syntax error".
@@ -402,7 +402,7 @@ class _Parser:
         self.no_arithmetic()
         if self.at_kw("AND", "OR"):
             self.unsupported("join condition other than column = column", self.tok.pos)
-        return Join(table, left, right, start.pos)  # type: ignore[arg-type]
+        return Join(table, left, right, start.pos)  # type: ignore[arg-type]  # both ColumnRefs: checked above
 
     def table_ref(self, alias: bool) -> TableRef:
         t = self.tok
@@ -428,7 +428,7 @@ class _Parser:
                 self.unsupported("mixing * with other columns", item.pos)
             if isinstance(item, CountStar):
                 self.unsupported("COUNT(*) with other columns", item.pos)
-        return tuple(items)  # type: ignore[arg-type]
+        return tuple(items)  # type: ignore[arg-type]  # Star, CountStar refused above
 
     def proj_item(self) -> Star | CountStar | ProjColumn:
         t = self.tok
@@ -558,7 +558,7 @@ class _Parser:
         self.no_arithmetic()
         if not isinstance(left, ColumnRef) and not isinstance(right, ColumnRef):
             self.unsupported("comparison of two values (one side must be a column)", left.pos)
-        return Compare(_CMP[t.value], left, right, t.pos)  # type: ignore[arg-type]
+        return Compare(_CMP[t.value], left, right, t.pos)
 
     def operand(self) -> ColumnRef | Literal | Param:
         v = self.literal()
@@ -571,7 +571,7 @@ class _Parser:
                 if keyword(t.value) == "COUNT":
                     self.unsupported("COUNT(*) outside the select list", t.pos)
                 self.unsupported(f"function `{t.value}`", t.pos)
-            return self.column()  # type: ignore[return-value]
+            return self.column()  # type: ignore[return-value]  # a ColumnRef is an Operand
         self.fail("a column or a literal")
 
     def value(self) -> Value:
@@ -587,7 +587,7 @@ class _Parser:
         kind = t.kind
         if kind in ("int", "float", "string", "hex"):
             self.advance()
-            return Literal(kind, t.value, t.pos)  # type: ignore[arg-type]
+            return Literal(kind, t.value, t.pos)  # type: ignore[arg-type]  # kind: a literal token kind
         if self.is_kw(t, "TRUE", "FALSE"):
             self.advance()
             return Literal("bool", t.value.upper() == "TRUE", t.pos)
