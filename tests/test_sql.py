@@ -16,7 +16,8 @@ from db_core.sql import (
     NotAuthorized, SqlError, SubscriptionPlan, check_subscription, compile_predicate, explain, format_table, parse,
     row_to_json, run_sql, to_json_rows,
 )
-from db_core.sql.check import SelectPlan, check
+from db_core.sql.check import check
+from db_core.sql.plan import SelectPlan
 from db_core.subscription import SubscriptionEngine
 from db_core.table import Table
 from db_core.tx import Transaction

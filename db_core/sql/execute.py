@@ -35,10 +35,10 @@ from typing import Any
 
 from db_core.errors import NoSuchRow, UniqueConstraintViolation
 from db_core.sql.ast import SqlError
-from db_core.sql.check import (
-    BCompare, BExpr, BoundColumn, Const, DeletePlan, InsertPlan, SelectPlan, UpdatePlan,
-    compile_predicate, compile_tuple_predicate, conjoin, conjuncts, plain_attribute, sources_of,
+from db_core.sql.plan import (
+    BCompare, BExpr, BoundColumn, Const, DeletePlan, InsertPlan, SelectPlan, UpdatePlan, conjoin, conjuncts, sources_of,
 )
+from db_core.sql.predicate import compile_predicate, compile_tuple_predicate, plain_attribute
 from db_core.readview import LiveView
 from db_core.table import BTreeIndex, Table, UniqueIndex
 from db_core.tx import Transaction, TxData
