@@ -26,7 +26,7 @@ from .types import ConnectionId, Identity, Timestamp
 CommitListener = Callable[[TxData], None]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)  # not frozen: one is made per call, and frozen init costs ~1 us
 class TxMeta:
     """Who runs a transaction and why: recorded in its ``TxData``.
 

@@ -13,7 +13,8 @@ from db_core.sql.ast import (
     And, Assignment, ColumnRef, Compare, CountStar, Delete, Insert, Join, Literal, Or, Param, ProjColumn,
     Select, SqlError, Star, TableRef, Update, format_position, quote_ident, to_sql,
 )
-from db_core.sql.parser import parse, tokenize
+from db_core.sql.lexer import tokenize
+from db_core.sql.parser import parse
 
 
 def col(name: str, table: str | None = None) -> ColumnRef:

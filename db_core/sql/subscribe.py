@@ -104,7 +104,7 @@ def _equalities(parts: list[BExpr], tdef: TableDef) -> list[tuple[str, Any]]:
 
 
 def _find_limit_pos(text: str) -> int:
-    from db_core.sql.parser import tokenize
+    from db_core.sql.lexer import tokenize
 
     for tok in reversed(tokenize(text)):
         if tok.kind == "word" and tok.value.upper() == "LIMIT":
