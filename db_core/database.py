@@ -43,7 +43,7 @@ from .module import DbView, ModuleDef, TableHandle, TxSlot, load_module
 from .recovery import RecoveryWarning, check_migration, read_meta, recover, write_meta
 from .schema import ReducerDef, TableDef
 from .sql import PlanCache, SelectPlan, SqlResult, plan_select, run_sql
-from .sql.execute import PhysicalPlan
+from .sql.physical import PhysicalPlan
 from .system import SYSTEM_TABLES, StClient
 from .table import Table
 from .tx import Transaction, TxData

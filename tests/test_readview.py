@@ -12,7 +12,8 @@ from db_core import Database, Identity
 from db_core.readview import ReadView
 from db_core.sql import execute
 from db_core.sql.check import check
-from db_core.sql.execute import CHUNK, Meter, physical_plan, select_chunks
+from db_core.sql.execute import CHUNK, Meter, select_chunks
+from db_core.sql.physical import physical_plan
 from db_core.sql.parser import parse
 
 from .conftest import write_module

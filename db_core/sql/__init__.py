@@ -10,8 +10,9 @@
   expression -> Python function).
 - ``db_core.sql.subscribe``: ``check_subscription(text, tables, is_owner,
   sender) -> SubscriptionPlan``.
-- ``db_core.sql.execute``: ``physical_plan``/``explain`` (index choice, join
-  order), ``run_select``, ``run_dml``.
+- ``db_core.sql.physical``: ``physical_plan``/``explain`` (index choice, join
+  order).
+- ``db_core.sql.execute``: ``run_select``, ``select_chunks``, ``run_dml``.
 - ``db_core.sql.format``: ``format_table`` (psql style), ``to_json_rows``.
 - ``db_core.sql.engine``: ``run_sql(text, *, tables, sender, is_owner, transact)
   -> SqlResult``.
@@ -22,7 +23,7 @@ from db_core.sql.ast import SqlError, to_sql
 # ``db_core.sql.check`` submodule (``import db_core.sql.check as m`` would give the function).
 from db_core.sql.check import NotAuthorized
 from db_core.sql.engine import PlanCache, SqlResult, plan_select, run_sql
-from db_core.sql.execute import explain, physical_plan
+from db_core.sql.physical import explain, physical_plan
 from db_core.sql.format import format_table, format_value, json_value, row_to_json, to_json_rows
 from db_core.sql.parser import parse
 from db_core.sql.plan import SelectPlan, SubscriptionPlan

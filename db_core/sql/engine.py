@@ -19,7 +19,8 @@ from typing import Any
 from db_core.schema import ColType
 from db_core.sql.ast import SqlError
 from db_core.sql.check import check
-from db_core.sql.execute import PhysicalPlan, physical_plan, run_dml, run_select
+from db_core.sql.execute import run_dml, run_select
+from db_core.sql.physical import PhysicalPlan, physical_plan
 from db_core.sql.format import format_table, to_json_rows
 from db_core.sql.parser import parse
 from db_core.sql.plan import SelectPlan
