@@ -129,7 +129,7 @@ def build_million(tmp: Path, rows: int, tail: int) -> Path:
     db.snapshot()
     for i in range(rows - tail, rows):
         db.submit("send_message", f"message number {i}", sender=senders[i % 100])
-    db._clog.flush()
+    db.durability.log.flush()
     db._release()  # as after a crash: the tail must be replayed from the log
     return path
 

@@ -12,7 +12,7 @@ What an embedder uses::
     with Database.open("data/", "my_module.py") as db: ...
 """
 
-from .database import CallResult, Database, RecoveryWarning
+from .database import CallResult, CallStatus, Database, RecoveryWarning
 from .errors import (CallError, ConnectionRejected, CorruptLogError, DatabaseLocked, DbError, InvalidArguments,
                      MigrationError, ModuleLoadError, NoSuchReducer, NoSuchRow, NotCallable, ReducerError,
                      SchemaError, StorageError, UniqueConstraintViolation)
@@ -22,7 +22,8 @@ from .tx import TableUpdate, TxData
 from .types import ConnectionId, Identity, Timestamp
 
 __all__ = [
-    "AutoInc", "CallError", "CallResult", "ConnectionId", "ConnectionRejected", "CorruptLogError", "Database",
+    "AutoInc", "CallError", "CallResult", "CallStatus", "ConnectionId", "ConnectionRejected", "CorruptLogError",
+    "Database",
     "DatabaseLocked", "DbError", "Identity", "Index", "InvalidArguments", "MigrationError", "ModuleLoadError",
     "NoSuchReducer", "NoSuchRow", "NotCallable", "PrimaryKey", "RecoveryWarning", "ReducerContext", "ReducerError",
     "SchemaError", "StorageError", "TableUpdate", "Timestamp", "TxData", "Unique", "UniqueConstraintViolation",

@@ -1,20 +1,44 @@
-"""Every exception db_core raises, in one tree.
+"""Every exception the project raises, in one tree (the classes here are db_core's base ones).
 
-    DbError
-    ├── SchemaError              a module's declarations are invalid (at load)
-    ├── ModuleLoadError          a module file cannot be imported
-    ├── MigrationError           stored schema and module differ incompatibly
-    ├── DatabaseLocked           another process holds the data directory
-    ├── StorageError             the data directory cannot be read or written
-    │   └── CorruptLogError      damage that is not a torn tail (refuse to guess)
-    ├── CallError                a call that never ran (nothing was changed)
-    │   ├── NoSuchReducer
-    │   ├── InvalidArguments
-    │   └── NotCallable          lifecycle reducers cannot be called directly
-    ├── ConnectionRejected       client_connected refused the connection
-    ├── ReducerError             raised by module code: a clean, reported failure
-    ├── UniqueConstraintViolation
-    └── NoSuchRow                update() of a primary key that is not there
+    Exception
+    ├── DbError                       db_core.errors: base of every db_core error
+    │   ├── SchemaError               a module's declarations are invalid (at load)
+    │   ├── ModuleLoadError           a module file cannot be imported
+    │   ├── MigrationError            stored schema and module differ incompatibly
+    │   ├── DatabaseLocked            another process holds the data directory
+    │   ├── StorageError              the data directory cannot be read or written
+    │   │   └── CorruptLogError       damage that is not a torn tail (refuse to guess)
+    │   ├── CallError                 a call that never ran (nothing was changed)
+    │   │   ├── NoSuchReducer
+    │   │   ├── InvalidArguments      (db_core.calls.reducer_args)
+    │   │   └── NotCallable           lifecycle reducers cannot be called directly
+    │   ├── ConnectionRejected        client_connected refused the connection
+    │   ├── ReducerError              raised by module code: a clean, reported failure
+    │   ├── UniqueConstraintViolation
+    │   ├── NoSuchRow                 update() of a primary key that is not there
+    │   ├── SqlError                  db_core.sql.ast: a query that cannot be run (with its position)
+    │   │   └── NotAuthorized         db_core.sql.check: DML by someone other than the owner
+    │   ├── BudgetExceeded            db_core.evaluation: a query went past its budget
+    │   └── ProtocolError             db_core.protocol: a frame that is not a valid message
+    ├── FrameError                    db_core.commitlog.framing: a torn or corrupt log frame
+    │                                 (internal: the log turns it into a repair or CorruptLogError)
+    ├── _Raised                       db_core.calls: carries what a reducer raised through the
+    │                                 datastore's rollback (internal: never escapes a call)
+    ├── ClientError                   chat_server.client: a refused request or a failed connection
+    │   ├── ConnectFailed             chat_server.client: the server could not be reached
+    │   ├── InvalidAddress            chat_server.client (also a ValueError): an unusable address
+    │   ├── InvalidName               chat_server.client (also a ValueError): a bad database name
+    │   └── Refused                   chat_server.reconnect: refused in a way retrying cannot fix
+    ├── InvalidToken                  chat_server.auth: a token this server did not mint
+    ├── CliError                      chat_server.commands: a one-line CLI failure (exit status 1)
+    ├── ListenError                   chat_server.server: the server cannot listen on its address
+    ├── LaunchError                   chat_tui.launcher: the local server could not be started
+    ├── ProfileBusy                   chat_tui.profiles: the profile is in use by another chat-tui
+    └── ValueError
+        └── InputRefused              chat_tui.commands: a line that cannot be sent
+
+    UserWarning
+    └── RecoveryWarning               db_core.recovery: start-up cut off a torn tail or skipped a snapshot
 
 Wrong-typed row values raise the built-in ``TypeError`` (naming table and
 column), as Python users expect.

@@ -417,29 +417,16 @@ class Host:
         try:
             rdef = self.db.reducer(msg.reducer)
         except CallError as exc:
-            text = self.db.no_such_reducer_message(msg.reducer, self.name) if msg.reducer not in self.db._reducers else str(exc)
+            text = self.db.no_such_reducer_message(msg.reducer, self.name) if msg.reducer not in self.db.reducers else str(exc)
             return refuse(text)
         # The arguments are part of the frame: only a frame over the limit needs them measured.
         size = len(msgpack.packb(msg.args, use_bin_type=True)) if frame_size > self.limits.max_args_bytes else 0
         if size > self.limits.max_args_bytes:
             return refuse(f"arguments are {size} bytes; the limit is {self.limits.max_args_bytes}")
-        if len(msg.args) != len(rdef.params):
-            return refuse(
-                f"reducer `{rdef.name}` takes {len(rdef.params)} argument{'s' if len(rdef.params) != 1 else ''}"
-                f" ({', '.join(f'{n}: {t.name}' for n, t in rdef.params) or 'none'}), got {len(msg.args)}"
-            )
-        args = []
-        for (pname, ptype), value in zip(rdef.params, msg.args):
-            try:
-                args.append(ptype.convert(value))
-            except (TypeError, ValueError) as exc:
-                return refuse(f"reducer `{rdef.name}`: argument `{pname}` must be {ptype.name}: {exc}")
-        try:
-            result = self.db.submit_checked(rdef, tuple(args), session.identity,
-                                            session.connection_id if session.hooks else None)
-        except CallError as exc:
-            return refuse(str(exc))
-        except StorageError as exc:
+        try:  # the database checks (and converts) the arguments
+            result = self.db.submit(rdef.name, *msg.args, sender=session.identity,
+                                    connection_id=session.connection_id if session.hooks else None, wire=True)
+        except (CallError, StorageError) as exc:
             return refuse(str(exc))
         session.in_flight += 1
         return self._queue(_PendingMsg(result.offset, session, _result_frame(msg.id, result), True))

@@ -27,16 +27,18 @@ import os
 import re
 import threading
 import time
+import typing
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 from .visible import visible
 
-LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
-LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}
+Level = typing.Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+LEVELS: tuple[Level, ...] = typing.get_args(Level)  # lowest first
+LEVEL_RANK: dict[str, int] = {name: i for i, name in enumerate(LEVELS)}
 MAX_FILE_BYTES = 16 << 20  # module.log is rotated at this size; module.log.1 keeps the one before
-_LINE_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) +(TRACE|DEBUG|INFO|WARN|ERROR): (.*)$")
+_LINE_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) +(" + "|".join(LEVELS) + r"): (.*)$")
 CONTINUATION = "  "
 """What each continuation line (of a panic's traceback) starts with: never a record's start."""
 # Where the database starts a panic's traceback in its record (an exception group's starts "  + ").
@@ -46,7 +48,7 @@ logger = logging.getLogger("db_core")
 
 class LogRecord(NamedTuple):
     micros: int
-    level: str
+    level: Level
     file: str | None
     line: int | None
     message: str
@@ -171,7 +173,7 @@ class ModuleLog:
         assert self.path is not None
         return self.path.with_name(self.path.name + ".1")
 
-    def system(self, message: str, level: str = "INFO") -> None:
+    def system(self, message: str, level: Level = "INFO") -> None:
         """A line from the database itself (no module file and line)."""
         self.emit(LogRecord(time.time_ns() // 1000, level, None, None, message))
 

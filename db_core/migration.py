@@ -58,7 +58,8 @@ def plan_migration(stored: dict[str, Any], tables: dict[str, TableDef]) -> Migra
             nc = new_cols[i]
             if nc["name"] != oc["name"]:
                 plan.problems.append(
-                    f"column {i + 1} of table `{name}` was `{oc['name']}` and is now `{nc['name']}` (renamed or reordered)"
+                    f"column {i + 1} of table `{name}` was `{oc['name']}` and is now `{nc['name']}`"
+                    " (renamed or reordered)"
                 )
             elif nc["type"] != oc["type"]:
                 plan.problems.append(
@@ -73,9 +74,11 @@ def plan_migration(stored: dict[str, Any], tables: dict[str, TableDef]) -> Migra
                 appended.append(nc["name"])
         if appended:
             plan.appended_columns[name] = appended
-        for key, label in (("primary_key", "primary key"), ("unique", "unique columns"), ("autoinc", "auto-increment columns")):
+        for key, label in (("primary_key", "primary key"), ("unique", "unique columns"),
+                           ("autoinc", "auto-increment columns")):
             if old.get(key) != new.get(key):
-                plan.problems.append(f"the {label} of table `{name}` changed from {_show(old.get(key))} to {_show(new.get(key))}")
+                plan.problems.append(
+                    f"the {label} of table `{name}` changed from {_show(old.get(key))} to {_show(new.get(key))}")
         added = sorted(set(new["indexes"]) - set(old.get("indexes", [])))
         removed = sorted(set(old.get("indexes", [])) - set(new["indexes"]))
         plan.index_changes += [f"new index on `{name}.{c}`" for c in added]

@@ -44,7 +44,7 @@ def table(cls: type | None = None, *, name: str | None = None, public: bool = Fa
 def _mark(func: F, lifecycle: str | None) -> F:
     if getattr(func, "__reducer__", None) is not None:
         raise SchemaError(f"`{func.__name__}` is declared as a reducer twice")
-    func.__reducer__ = build_reducer(func, lifecycle)  # type: ignore[attr-defined]
+    func.__reducer__ = build_reducer(func, lifecycle)  # type: ignore[attr-defined]  # the mark the loader finds
     return func
 
 
@@ -132,7 +132,8 @@ def load_module(source: ModuleType | str | os.PathLike[str]) -> ModuleType:
     except BaseException as exc:  # noqa: BLE001 - sys.exit() or KeyboardInterrupt in a module is a failed load, not ours
         sys.modules.pop(name, None)
         tb = traceback.extract_tb(exc.__traceback__)
-        where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(tb) if f.filename == str(path)), path.name)
+        where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(tb) if f.filename == str(path)),
+                     path.name)
         raise ModuleLoadError(f"cannot import {path.name}: {type(exc).__name__}: {exc} (at {where})") from None
     return module
 
@@ -161,9 +162,9 @@ class TableHandle:
         self._autoinc = tdef.autoinc
         for col in (tdef.primary_key, *tdef.unique):
             if col is not None:
-                setattr(self, col, UniqueHandle(table, slot, table.index_for(col), col == tdef.primary_key))  # type: ignore[arg-type]
+                setattr(self, col, UniqueHandle(table, slot, table.index_for(col), col == tdef.primary_key))  # type: ignore[arg-type]  # declared: indexed
         for col in tdef.indexes:
-            setattr(self, col, IndexHandle(table, slot, table.index_for(col)))  # type: ignore[arg-type]
+            setattr(self, col, IndexHandle(table, slot, table.index_for(col)))  # type: ignore[arg-type]  # declared: indexed
 
     def insert(self, row: T) -> T:
         """Insert ``row``; AutoInc columns holding 0 get the next value. Returns the stored row."""
@@ -173,8 +174,9 @@ class TableHandle:
         if self._autoinc:
             fresh = {c: tx.next_sequence(table, c) for c in self._autoinc if getattr(row, c) == 0}
             if fresh:
-                row = dataclasses.replace(row, **fresh)  # type: ignore[type-var]
-        return tx.insert(table, row)
+                row = dataclasses.replace(row, **fresh)  # type: ignore[type-var]  # T is a dataclass row type
+        stored: T = tx.insert(table, row)
+        return stored
 
     def delete(self, row: Any) -> bool:
         """Delete the stored row equal to ``row``; False if there is none."""
@@ -203,7 +205,7 @@ class UniqueHandle:
         self._slot = slot
         self._index = index
         self._is_pk = is_pk
-        self._ctype = table.tdef.column(index.column).type  # type: ignore[union-attr]
+        self._ctype = table.tdef.column(index.column).type  # type: ignore[union-attr]  # an index is on a column
 
     def find(self, value: Any) -> Any | None:
         if self._slot.tx is None:
@@ -213,7 +215,8 @@ class UniqueHandle:
     def filter(self, value: Any) -> list[Any]:
         return [] if (row := self.find(value)) is None else [row]
 
-    def range(self, lo: Any = None, hi: Any = None, *, lo_inclusive: bool = True, hi_inclusive: bool = False) -> list[Any]:
+    def range(self, lo: Any = None, hi: Any = None, *, lo_inclusive: bool = True,
+              hi_inclusive: bool = False) -> list[Any]:
         """Rows with lo <= value < hi (bounds None = unbounded), in key order."""
         if self._slot.tx is None:
             _no_tx()
@@ -230,7 +233,8 @@ class UniqueHandle:
             raise TypeError(f"update() works on the primary key only; `{self._index.column}` is unique but not the key")
         tx = self._slot.tx or _no_tx()
         self._table._check(row)
-        return tx.update(self._table, row)
+        stored: T = tx.update(self._table, row)
+        return stored
 
 
 class IndexHandle:
@@ -248,7 +252,8 @@ class IndexHandle:
             _no_tx()
         return self._index.find(value)
 
-    def range(self, lo: Any = None, hi: Any = None, *, lo_inclusive: bool = True, hi_inclusive: bool = False) -> list[Any]:
+    def range(self, lo: Any = None, hi: Any = None, *, lo_inclusive: bool = True,
+              hi_inclusive: bool = False) -> list[Any]:
         """Rows with lo <= value < hi (bounds None = unbounded), in key order."""
         if self._slot.tx is None:
             _no_tx()

@@ -138,15 +138,23 @@ class ColType:
         self.from_wire = by_name.__getitem__
         self.sort_key = order.__getitem__
 
+    @property
+    def item(self) -> "ColType":
+        """The type inside an option or a list (only those kinds have one)."""
+        inner = self.inner
+        assert inner is not None, f"{self.name} has no inner type"
+        return inner
+
     # -- description ----------------------------------------------------------
     def describe(self) -> Any:
         """A JSON value naming this type; equal descriptions mean compatible storage."""
         if self.kind == "option":
-            return {"option": self.inner.describe()}  # type: ignore[union-attr]
+            return {"option": self.item.describe()}
         if self.kind == "array":
-            return {"array": self.inner.describe()}  # type: ignore[union-attr]
+            return {"array": self.item.describe()}
         if self.kind == "enum":
-            return {"enum": self.name, "variants": [m.name for m in self.enum_cls]}  # type: ignore[union-attr]
+            assert self.enum_cls is not None
+            return {"enum": self.name, "variants": [m.name for m in self.enum_cls]}
         return self.kind
 
     def convert(self, value: Any) -> Any:
@@ -158,12 +166,12 @@ class ColType:
             if value is None:
                 return None
             if isinstance(value, dict) and len(value) == 1 and ("some" in value or "none" in value):
-                return None if "none" in value else self.inner.convert(value["some"])  # type: ignore[union-attr]
-            return self.inner.convert(value)  # type: ignore[union-attr]
+                return None if "none" in value else self.item.convert(value["some"])
+            return self.item.convert(value)
         if kind == "array":
             if not isinstance(value, (list, tuple)):
                 raise TypeError(f"expected {self.name}, got {type(value).__name__}")
-            return tuple(self.inner.convert(v) for v in value)  # type: ignore[union-attr]
+            return tuple(self.item.convert(v) for v in value)
         if kind == "identity" and isinstance(value, str):
             return Identity.from_hex(value)
         if kind == "connection_id" and isinstance(value, str):
@@ -193,7 +201,7 @@ class ColType:
         return f"ColType({self.name})"
 
 
-class _Interner(dict):
+class _Interner(dict[bytes, Any]):
     """Maps raw bytes to one shared value object, so replayed rows share identities."""
 
     def __init__(self, factory: Callable[[bytes], Any]) -> None:
@@ -259,7 +267,7 @@ def col_type_from_json(desc: Any) -> ColType:
         key = (desc["enum"], tuple(desc["variants"]))
         cls = _ENUMS.get(key)
         if cls is None:
-            cls = _ENUMS[key] = enum.Enum(desc["enum"], list(desc["variants"]))  # type: ignore[misc]
+            cls = _ENUMS[key] = typing.cast("type[enum.Enum]", enum.Enum(desc["enum"], list(desc["variants"])))
         return ColType("enum", enum_cls=cls)
     raise ValueError(f"unknown column type {desc!r}")
 
@@ -318,10 +326,6 @@ class TableDef:
             if col.name == name:
                 return col
         return None
-
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.columns)
 
     def describe(self) -> dict[str, Any]:
         """The JSON form stored with the data and shown by ``describe``."""
@@ -392,7 +396,8 @@ def build_table(cls: type, name: str, public: bool, system: bool = False) -> typ
         if keyed and ctype.kind == "array":
             raise SchemaError(f"{where}: a list column cannot be a key or indexed")
         if keyed and col_name in RESERVED_COLUMN_NAMES:
-            raise SchemaError(f"{where}: an indexed column cannot be named `{col_name}` (it would hide `ctx.db.{name}.{col_name}()`)")
+            raise SchemaError(f"{where}: an indexed column cannot be named `{col_name}`"
+                              f" (it would hide `ctx.db.{name}.{col_name}()`)")
         default = cls.__dict__.get(col_name, _MISSING)
         if isinstance(default, dataclasses.Field):
             raise SchemaError(f"{where}: use a plain default value, not dataclasses.field()")
@@ -417,9 +422,9 @@ def build_table(cls: type, name: str, public: bool, system: bool = False) -> typ
                 if type(value) is list:
                     object.__setattr__(self, col, _deep_tuple(value))
 
-        cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
-    row_type = dataclasses.dataclass(frozen=True, slots=True)(cls)
-    row_type.__table__ = TableDef(  # type: ignore[attr-defined]
+        cls.__post_init__ = __post_init__  # type: ignore[attr-defined]  # a hook set on the class before it becomes a dataclass
+    row_type: type[Any] = dataclasses.dataclass(frozen=True, slots=True)(cls)
+    row_type.__table__ = TableDef(
         name=name, public=public, row_type=row_type, columns=tuple(columns),
         primary_key=pk, unique=tuple(unique), indexes=tuple(indexes), autoinc=tuple(autoinc), system=system,
     )
@@ -429,7 +434,7 @@ def build_table(cls: type, name: str, public: bool, system: bool = False) -> typ
 def _contains_array(ctype: ColType) -> bool:
     if ctype.kind == "array":
         return True
-    return ctype.kind == "option" and _contains_array(ctype.inner)  # type: ignore[arg-type]
+    return ctype.kind == "option" and _contains_array(ctype.item)
 
 
 def _deep_tuple(value: Any) -> Any:

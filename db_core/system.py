@@ -18,4 +18,4 @@ class _StClient:
 
 
 StClient = build_table(_StClient, "st_client", public=False, system=True)
-SYSTEM_TABLES = (StClient.__table__,)  # type: ignore[attr-defined]
+SYSTEM_TABLES = (StClient.__table__,)  # type: ignore[attr-defined]  # set by @table

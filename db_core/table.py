@@ -42,9 +42,10 @@ class _Ordered:
             # NaN never compares; it cannot be found by a range anyway.
             self._sorted = SortedKeyList((k for k in self._source if k == k), key=keyfn)
         keyfn = self._key or _same
-        return self._sorted.irange_key(
+        found: Iterator[Any] = self._sorted.irange_key(
             None if lo is None else keyfn(lo), None if hi is None else keyfn(hi), inclusive=inclusive
         )
+        return found
 
     def reset(self) -> None:
         self._sorted = None
@@ -103,7 +104,8 @@ class UniqueIndex:
 
     __slots__ = ("column", "get", "map", "ordered")
 
-    def __init__(self, column: str, sort_key: Callable[[Any], Any] | None, source: dict[Any, Any] | None = None) -> None:
+    def __init__(self, column: str, sort_key: Callable[[Any], Any] | None,
+                 source: dict[Any, Any] | None = None) -> None:
         self.column = column
         self.get = attrgetter(column)
         # The primary key index shares the table's own key -> row dict.
@@ -222,7 +224,7 @@ class Table:
         if not self.uniques and not self.btrees:
             key_of = self.key_of
             if key_of is _same:
-                self.rows.update(zip(rows, rows) if isinstance(rows, list) else ((r, r) for r in rows))
+                self.rows.update(zip(rows, rows, strict=True) if isinstance(rows, list) else ((r, r) for r in rows))
             else:
                 self.rows.update((key_of(r), r) for r in rows)
             if self.pk_index is not None:

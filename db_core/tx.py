@@ -46,6 +46,9 @@ class TxData:
         return not self.tables
 
 
+_NO_TIME = Timestamp(0)
+
+
 class _Changes:
     """Net changes to one table. Inserts are keyed by object id (hashing a row
     is a Python-level call); deletes by value, so re-inserting a deleted row nets out."""
@@ -68,11 +71,16 @@ class _Changes:
 
 
 class Transaction:
-    """Mutations of one reducer call. Every method keeps tables consistent even if it raises."""
+    """Mutations of one transaction. Every method keeps tables consistent even if it raises.
 
-    __slots__ = ("changes", "seq_touched", "seq_saved")
+    ``timestamp`` is the transaction's time (the datastore picks it; a bare transaction that
+    fills tables for a test or a tool has 0).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("timestamp", "changes", "seq_touched", "seq_saved")
+
+    def __init__(self, timestamp: Timestamp = _NO_TIME) -> None:
+        self.timestamp = timestamp
         self.changes: dict[Table, _Changes] = {}
         self.seq_touched: dict[Table, dict[str, int]] = {}
         self.seq_saved: dict[Table, dict[str, int]] = {}
@@ -138,14 +146,15 @@ class Transaction:
             table.sequences.update(saved)
         self.changes.clear()
 
-    def commit(self, offset: int, timestamp: Timestamp, reducer: str | None, caller: Identity,
-               connection_id: ConnectionId | None, args: tuple[Any, ...]) -> TxData:
+    def commit(self, offset: int, reducer: str | None, caller: Identity, connection_id: ConnectionId | None,
+               args: tuple[Any, ...]) -> TxData:
+        """The net changes as the ``TxData`` of ``offset``; the transaction is done."""
         tables: dict[str, TableUpdate] = {}
         for table, ch in self.changes.items():
             if ch.inserts or ch.deletes:
                 tables[table.name] = TableUpdate(table.name, list(ch.inserts.values()), list(ch.deletes))
         sequences = {t.name: cols for t, cols in self.seq_touched.items()} if self.seq_touched else _NO_SEQUENCES
-        return TxData(offset, timestamp, reducer, caller, connection_id, args, tables, sequences)
+        return TxData(offset, self.timestamp, reducer, caller, connection_id, args, tables, sequences)
 
 
 _NO_SEQUENCES: dict[str, dict[str, int]] = {}

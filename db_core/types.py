@@ -21,7 +21,7 @@ class Identity(bytes):
 
     def __new__(cls, value: bytes) -> "Identity":
         if type(value) is cls:
-            return value  # type: ignore[return-value]
+            return value
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(f"Identity needs bytes, got {type(value).__name__}")
         if len(value) != cls.SIZE:
@@ -64,7 +64,7 @@ class ConnectionId(bytes):
 
     def __new__(cls, value: bytes) -> "ConnectionId":
         if type(value) is cls:
-            return value  # type: ignore[return-value]
+            return value
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(f"ConnectionId needs bytes, got {type(value).__name__}")
         if len(value) != cls.SIZE:

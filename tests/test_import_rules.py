@@ -31,11 +31,12 @@ LAYERS = {
     "tx": 3,
     "readview": 4,
     "codec": 5, "sql": 5,
-    "subscription": 6, "cache": 6, "protocol": 6,
-    "module": 7, "evaluation": 7,
-    "database": 8,
-    "host": 9,
-    "__init__": 10,
+    "subscription": 6, "cache": 6, "protocol": 6, "durability": 6,
+    "module": 7, "evaluation": 7, "datastore": 7,
+    "calls": 8, "recovery": 8,
+    "database": 9,
+    "host": 10,
+    "__init__": 11,
 }
 
 

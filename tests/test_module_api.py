@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import textwrap
 from pathlib import Path
@@ -55,7 +56,7 @@ class Pair:
 
 
 def run(db: Database, fn, *args):  # helper: run a function as a one-off reducer
-    return db._run(fn.__name__, fn, args, Identity(bytes(32)), None)
+    return db._calls.run(fn.__name__, fn, args, Identity(bytes(32)), None)
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def db() -> Database:
 def test_table_makes_frozen_dataclass() -> None:
     p = Person(id=1, email="a@x", age=3)
     assert p.nick is None
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         p.age = 4  # type: ignore[misc]
     assert Person.__table__.public is True
     assert Thing.__table__.public is False  # private by default
@@ -291,10 +292,10 @@ def test_reducer_errors_and_panics_roll_back(tmp_path: Path) -> None:
         assert len(db.tables["kv"]) == 0
         assert db.call("ok", "y", sender=me).ok  # the database keeps working
         lines = db.logs.lines()
-        panic_line = next(l for l in lines if "panicked" in l)
+        panic_line = next(line for line in lines if "panicked" in line)
         assert "ERROR: mod.py:13: reducer `panic` panicked: KeyError: 'missing'" in panic_line
-        assert any("Traceback" in l for l in lines)
-        assert any(l.endswith("DEBUG: mod.py:16: adding y") for l in lines)
+        assert any("Traceback" in line for line in lines)
+        assert any(line.endswith("DEBUG: mod.py:16: adding y") for line in lines)
         assert db.logs.lines(level="error")[0] == panic_line
 
 
@@ -321,7 +322,8 @@ def test_context_fields_and_rng(tmp_path: Path) -> None:
         seen = []
         @reducer
         def look(ctx: ReducerContext) -> None:
-            seen.append((ctx.sender, ctx.connection_id, ctx.timestamp, ctx.identity, ctx.rng.random(), ctx.rng.random()))
+            seen.append((ctx.sender, ctx.connection_id, ctx.timestamp, ctx.identity,
+                         ctx.rng.random(), ctx.rng.random()))
     """)
     with Database.open(None, write_module(tmp_path, src)) as db:
         me = Identity.random()

@@ -80,9 +80,10 @@ def test_disconnect_unknown_user_warns(db: Database) -> None:
     ghost = Identity.random()
     conn = db.connect(ghost)
     # Remove the user row behind the module's back, as a DML delete would.
-    db._run("wipe", lambda ctx: ctx.db.user.identity.delete(ghost), (), ghost, None)
+    db._calls.run("wipe", lambda ctx: ctx.db.user.identity.delete(ghost), (), ghost, None)
     db.disconnect(conn)
-    assert db.logs.lines()[-1].endswith(f"WARN: quickstart_chat.py:99: Disconnect event for unknown user with identity {ghost.to_hex()}")
+    assert db.logs.lines()[-1].endswith(
+        f"WARN: quickstart_chat.py:99: Disconnect event for unknown user with identity {ghost.to_hex()}")
 
 
 def test_stale_online_fixed_after_crash(tmp_path: Path, quickstart_path: Path) -> None:
@@ -93,7 +94,7 @@ def test_stale_online_fixed_after_crash(tmp_path: Path, quickstart_path: Path) -
     db.connect(alice)
     bob_conn = db.connect(bob)
     db.call("set_name", "Bob", sender=bob, connection_id=bob_conn)
-    db._clog.flush()
+    db.durability.log.flush()
     db._release()  # as a crash would: no close, no disconnect hooks
     with Database.open(data, quickstart_path) as db2:
         assert users(db2) == {alice: (None, False), bob: ("Bob", False)}

@@ -12,7 +12,8 @@ from db_core import Database, Identity
 from db_core.readview import ReadView
 from db_core.sql import execute
 from db_core.sql.check import check
-from db_core.sql.execute import CHUNK, Meter, physical_plan, select_chunks
+from db_core.sql.execute import CHUNK, Meter, select_chunks
+from db_core.sql.physical import physical_plan
 from db_core.sql.parser import parse
 
 from .conftest import write_module
@@ -100,7 +101,8 @@ def test_a_read_view_reads_the_state_of_its_offset(tmp_path_factory, before: lis
 
 @settings(max_examples=100, deadline=None)
 @example(before=[("put", 1, 1, 1), ("put", 2, 2, 1), ("tag", "a", 1, True), ("tag", "b", 2, True)],
-         middle=[], after=[("tag", "c", 2, True)], query="SELECT item.id, tag.name FROM item JOIN tag ON item.grp = tag.n")
+         middle=[], after=[("tag", "c", 2, True)],
+         query="SELECT item.id, tag.name FROM item JOIN tag ON item.grp = tag.n")
 @example(before=[("put", i, 0, 0) for i in range(6)], middle=[("put", 9, 0, 0)],
          after=[("drop", i) for i in range(6)] + [("put", i, 1, 1) for i in range(10, 16)], query="SELECT * FROM item")
 @given(before=ops, middle=ops, after=ops, query=st.sampled_from([

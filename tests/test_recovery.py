@@ -41,7 +41,7 @@ def committed_pairs(db: Database) -> dict[int, set[str]]:
 
 
 def crash_after(db: Database) -> None:
-    db._clog.flush()
+    db.durability.log.flush()
     db._release()
 
 
@@ -78,7 +78,7 @@ def test_cut_at_every_byte_of_last_record(torn_source: tuple[Path, Path, int], t
     (segment,) = sorted((data / "log").glob("*.log"))
     start, end = record_spans(segment)[-1]
     for cut in range(start + 1, end):
-        pairs, repairs = reopen_damaged(mod, data, tmp_path / "x", lambda seg: _truncate(seg, cut))
+        pairs, repairs = reopen_damaged(mod, data, tmp_path / "x", lambda seg, cut=cut: _truncate(seg, cut))
         assert pairs == {i: {"a", "b"} for i in range(n - 1)}, cut
         assert repairs and "cut" in repairs[0], repairs
 
@@ -88,7 +88,7 @@ def test_flip_every_byte_of_last_record(torn_source: tuple[Path, Path, int], tmp
     (segment,) = sorted((data / "log").glob("*.log"))
     start, end = record_spans(segment)[-1]
     for pos in range(start, end):
-        pairs, repairs = reopen_damaged(mod, data, tmp_path / "x", lambda seg: _flip(seg, pos))
+        pairs, repairs = reopen_damaged(mod, data, tmp_path / "x", lambda seg, pos=pos: _flip(seg, pos))
         assert pairs == {i: {"a", "b"} for i in range(n - 1)}, pos
         assert repairs, pos
 

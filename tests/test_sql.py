@@ -10,12 +10,14 @@ from typing import Annotated, Any
 import pytest
 
 from db_core import AutoInc, Database, Identity, Index, PrimaryKey, Timestamp, Unique, table
+from db_core.datastore import Datastore
 from db_core.schema import ColType, col_type
 from db_core.sql import (
     NotAuthorized, SqlError, SubscriptionPlan, check_subscription, compile_predicate, explain, format_table, parse,
     row_to_json, run_sql, to_json_rows,
 )
-from db_core.sql.check import SelectPlan, check
+from db_core.sql.check import check
+from db_core.sql.plan import SelectPlan
 from db_core.subscription import SubscriptionEngine
 from db_core.table import Table
 from db_core.tx import Transaction
@@ -112,7 +114,7 @@ def tables() -> dict[str, Table]:
 
 
 def sql(tables: dict[str, Table], text: str, *, sender: Identity = OWNER, owner: bool = True) -> Any:
-    return run_sql(text, tables=tables, sender=sender, is_owner=owner)
+    return run_sql(text, tables=tables, sender=sender, is_owner=owner, transact=Datastore(tables).writer(sender))
 
 
 def rows(tables: dict[str, Table], text: str, **kw: Any) -> list[tuple[Any, ...]]:
@@ -221,7 +223,8 @@ def test_dml_is_for_the_owner_only(tables: dict[str, Table], text: str) -> None:
 
 
 def test_sender_parameter(tables: dict[str, Table]) -> None:
-    assert rows(tables, "SELECT code FROM item WHERE owner = :sender", sender=BOB, owner=False) == [("plum",), ("kiwi",)]
+    assert rows(tables, "SELECT code FROM item WHERE owner = :sender", sender=BOB, owner=False) == [
+        ("plum",), ("kiwi",)]
     assert rows(tables, "SELECT name FROM person WHERE identity = :sender", sender=ALICE, owner=False) == [("alice",)]
     assert rows(tables, "SELECT * FROM person WHERE :sender = identity", sender=OWNER) == []
 
@@ -398,7 +401,7 @@ def db() -> Any:
 
 def dml(db: Any, text: str, sender: Identity = OWNER) -> Any:
     res = run_sql(text, tables=db.tables, sender=sender, is_owner=sender == db.owner,
-                  transact=lambda body: db.transact(body, sender=sender))
+                  transact=db.store.writer(sender))
     return res
 
 
@@ -431,7 +434,8 @@ def test_insert_defaults_and_autoinc(db: Any) -> None:
     assert err.message == "unknown column `z` in table `a`"
     err = pytest.raises(SqlError, dml, db, "INSERT INTO a VALUES (1, 'x')").value
     assert err.message == "type mismatch: `x` is int, got string"
-    err = pytest.raises(SqlError, dml, db, f"INSERT INTO item VALUES (0, 'q', 0x{'aa' * 32}, 1, 'red', 'x', 'n', true)").value
+    err = pytest.raises(SqlError, dml, db,
+                        f"INSERT INTO item VALUES (0, 'q', 0x{'aa' * 32}, 1, 'red', 'x', 'n', true)").value
     assert err.message == "unsupported: `tags` is list[str]; SQL has no list values"
 
 
@@ -588,7 +592,8 @@ def test_compile_predicate(tables: dict[str, Table]) -> None:
 REFERENCE = (
     " sender                                                             | sent                             | text\n"
     "--------------------------------------------------------------------+----------------------------------+-----------------\n"
-    " 0x93dda09db9a56d8fa6c024d843e805d8262191db3b4ba84c5efcd1ad451fed4e | 2025-04-08T15:47:46.935402+00:00 | \"Hello, World!\""
+    " 0x93dda09db9a56d8fa6c024d843e805d8262191db3b4ba84c5efcd1ad451fed4e | 2025-04-08T15:47:46.935402+00:00 |"
+    " \"Hello, World!\""
 )
 
 
@@ -643,7 +648,7 @@ def test_json_rows(tables: dict[str, Table]) -> None:
     ev = sql(tables, "SELECT * FROM event WHERE what = 'hello'")
     assert ev.to_json() == [{"at": "2025-04-08T15:47:46.935402+00:00", "what": "hello"}]
     # Every JSON value converts back with ColType.convert.
-    for col, t in zip(res.columns, res.types):
+    for col, t in zip(res.columns, res.types, strict=True):
         assert t.convert(obj[col]) == res.rows[0][res.columns.index(col)]
     joined = sql(tables, "SELECT * FROM a JOIN b ON a.id = b.id WHERE a.id = 1").to_json()
     assert joined == [{"id": 1, "x": 1, "id#2": 1, "y": 1}]
@@ -677,13 +682,14 @@ def test_quickstart_module_end_to_end(quickstart_path: Any) -> None:
 
         def q(text: str, sender: Identity) -> Any:
             return run_sql(text, tables=db.tables, sender=sender, is_owner=sender == db.owner,
-                           transact=lambda body: db.transact(body, sender=sender))
+                           transact=db.store.writer(sender))
 
         res = q("SELECT text FROM message WHERE sender = :sender", ALICE)
         assert res.rows == [("Hello, World!",)]
         assert q("SELECT text FROM message WHERE sender = :sender", BOB).rows == []
         res = q("SELECT u.name, m.text FROM message m JOIN user u ON m.sender = u.identity", BOB)
-        assert res.format() == ' name             | text\n------------------+-----------------\n (some = "alice") | "Hello, World!"'
+        assert res.format() == (' name             | text\n------------------+-----------------\n'
+                                ' (some = "alice") | "Hello, World!"')
         res = q(f"UPDATE user SET name = 'Alice' WHERE identity = 0x{ALICE.hex()}", OWNER)
         assert res.affected == 1 and [u.name for u in res.tx.tables["user"].inserts] == ["Alice"]
         assert db.wait_durable(res.tx.offset)

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from db_core import Index, PrimaryKey, Unique, table
+from db_core.datastore import Datastore
 from db_core.sql import run_sql
 from db_core.table import Table
 from db_core.tx import Transaction
@@ -166,7 +167,8 @@ def query(draw: Any) -> tuple[str, int | None]:
     return sql, limit
 
 
-def build(t0: list[tuple[Any, ...]], t1: list[tuple[Any, ...]], t2: list[tuple[Any, ...]]) -> tuple[dict[str, Table], sqlite3.Connection]:
+def build(t0: list[tuple[Any, ...]], t1: list[tuple[Any, ...]],
+          t2: list[tuple[Any, ...]]) -> tuple[dict[str, Table], sqlite3.Connection]:
     ours = {name: Table(cls.__table__) for name, cls in ROW_TYPES.items()}  # type: ignore[attr-defined]
     tx = Transaction()
     for name, data in (("t0", t0), ("t1", t1), ("t2", t2)):
@@ -230,7 +232,7 @@ def dml(draw: Any) -> str:
 def test_dml_matches_sqlite(t0: Any, t1: Any, statements: list[str]) -> None:
     tables, conn = build(t0, t1, [])
     for text in statements:
-        res = run_sql(text, tables=tables, sender=OWNER, is_owner=True)
+        res = run_sql(text, tables=tables, sender=OWNER, is_owner=True, transact=Datastore(tables).writer(OWNER))
         cur = conn.execute(text)
         assert res.affected == cur.rowcount, text
         for name in ("t0", "t1"):

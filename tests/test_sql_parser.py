@@ -13,7 +13,8 @@ from db_core.sql.ast import (
     And, Assignment, ColumnRef, Compare, CountStar, Delete, Insert, Join, Literal, Or, Param, ProjColumn,
     Select, SqlError, Star, TableRef, Update, format_position, quote_ident, to_sql,
 )
-from db_core.sql.parser import parse, tokenize
+from db_core.sql.lexer import tokenize
+from db_core.sql.parser import parse
 
 
 def col(name: str, table: str | None = None) -> ColumnRef:
@@ -167,7 +168,8 @@ def test_identifier_quoting_and_keywords() -> None:
 
 def test_insert() -> None:
     assert parse("INSERT INTO t VALUES (1)") == Insert(TableRef("t"), None, ((lit("int", 1),),))
-    assert parse("insert into user (identity, name, online) values (:sender, 'bob', true), (0x01, 'x', FALSE);") == Insert(
+    text = "insert into user (identity, name, online) values (:sender, 'bob', true), (0x01, 'x', FALSE);"
+    assert parse(text) == Insert(
         TableRef("user"), (col("identity"), col("name"), col("online")),
         ((Param("sender"), lit("string", "bob"), lit("bool", True)),
          (lit("hex", b"\x01"), lit("string", "x"), lit("bool", False))),
@@ -195,7 +197,8 @@ def test_delete() -> None:
 # --------------------------------------------------------------------------- positions, equality
 
 def test_positions() -> None:
-    sql = "SELECT u.name AS n FROM user u\n  JOIN message m ON u.identity = m.sender\nWHERE m.text = 'hi' AND -5 < u.age"
+    sql = ("SELECT u.name AS n FROM user u\n  JOIN message m ON u.identity = m.sender\n"
+           "WHERE m.text = 'hi' AND -5 < u.age")
     s = parse(sql)
     assert isinstance(s, Select) and isinstance(s.projection, tuple)
     assert s.projection[0].col.pos == sql.index("u.name")
@@ -272,7 +275,8 @@ ERRORS = [
     ("SELECT COUNT(*) FROM t", "syntax error: expected AS, got `FROM` (at line 1, column 17)"),
     ("SELECT COUNT(* AS n FROM t", "syntax error: expected `)`, got `AS` (at line 1, column 16)"),
     ("SELECT * FROM t WHERE", "syntax error: expected a column or a literal, got end of input (at line 1, column 22)"),
-    ("SELECT * FROM t WHERE a", "syntax error: expected a comparison operator, got end of input (at line 1, column 24)"),
+    ("SELECT * FROM t WHERE a",
+     "syntax error: expected a comparison operator, got end of input (at line 1, column 24)"),
     ("SELECT * FROM t WHERE a == 1", "syntax error: expected a column or a literal, got `=` (at line 1, column 26)"),
     ("SELECT * FROM t WHERE (a = 1", "syntax error: expected `)`, got end of input (at line 1, column 29)"),
     ("SELECT * FROM t WHERE a = 1 -- note\n  AND",
@@ -282,7 +286,8 @@ ERRORS = [
     ("SELECT * FROM t LIMIT", "syntax error: expected a non-negative integer, got end of input (at line 1, column 22)"),
     ("SELECT * FROM t LIMIT -1", "syntax error: expected a non-negative integer, got `-` (at line 1, column 23)"),
     ("SELECT * FROM t LIMIT 1.5", "syntax error: expected a non-negative integer, got `1.5` (at line 1, column 23)"),
-    ("SELECT * FROM t LIMIT :sender", "syntax error: expected a non-negative integer, got `:sender` (at line 1, column 23)"),
+    ("SELECT * FROM t LIMIT :sender",
+     "syntax error: expected a non-negative integer, got `:sender` (at line 1, column 23)"),
     ("SELECT * FROM t LIMIT 1 LIMIT 2", "syntax error: expected end of input, got `LIMIT` (at line 1, column 25)"),
     ("SELECT * FROM a JOIN b", "syntax error: expected ON, got end of input (at line 1, column 23)"),
     ("SELECT * FROM a JOIN b ON a.x", "syntax error: expected `=`, got end of input (at line 1, column 30)"),
@@ -332,9 +337,12 @@ ERRORS = [
     ("SELECT * FROM a NATURAL JOIN b", "unsupported: NATURAL JOIN (at line 1, column 17)"),
     ("SELECT * FROM a JOIN b ON a.x = b.y LEFT JOIN c ON c.z = b.y", "unsupported: LEFT JOIN (at line 1, column 37)"),
     ("SELECT * FROM a JOIN b USING (x)", "unsupported: JOIN ... USING (at line 1, column 24)"),
-    ("SELECT * FROM a, b", "unsupported: several tables in FROM separated by commas (use JOIN ... ON) (at line 1, column 16)"),
-    ("SELECT * FROM a JOIN b ON a.x < b.y", "unsupported: join condition other than column = column (at line 1, column 31)"),
-    ("SELECT * FROM a JOIN b ON a.x = 1", "unsupported: join condition other than column = column (at line 1, column 33)"),
+    ("SELECT * FROM a, b",
+     "unsupported: several tables in FROM separated by commas (use JOIN ... ON) (at line 1, column 16)"),
+    ("SELECT * FROM a JOIN b ON a.x < b.y",
+     "unsupported: join condition other than column = column (at line 1, column 31)"),
+    ("SELECT * FROM a JOIN b ON a.x = 1",
+     "unsupported: join condition other than column = column (at line 1, column 33)"),
     ("SELECT * FROM a JOIN b ON a.x = b.y AND a.z = b.w",
      "unsupported: join condition other than column = column (at line 1, column 37)"),
     # projections
@@ -378,10 +386,12 @@ ERRORS = [
     ("SELECT * FROM t WHERE a = NULL", "unsupported: NULL (at line 1, column 27)"),
     ("SELECT * FROM t WHERE EXISTS (SELECT * FROM s)", "unsupported: EXISTS (at line 1, column 23)"),
     ("SELECT * FROM t WHERE CASE WHEN a = 1 THEN 1 END = 1", "unsupported: CASE (at line 1, column 23)"),
-    ("SELECT * FROM t WHERE 1 = 1", "unsupported: comparison of two values (one side must be a column) (at line 1, column 23)"),
+    ("SELECT * FROM t WHERE 1 = 1",
+     "unsupported: comparison of two values (one side must be a column) (at line 1, column 23)"),
     ("SELECT * FROM t WHERE :sender = 0x01",
      "unsupported: comparison of two values (one side must be a column) (at line 1, column 23)"),
-    ("SELECT * FROM t WHERE a = :foo", "unsupported: parameter `:foo` (only :sender is defined) (at line 1, column 27)"),
+    ("SELECT * FROM t WHERE a = :foo",
+     "unsupported: parameter `:foo` (only :sender is defined) (at line 1, column 27)"),
     # subqueries
     ("SELECT * FROM (SELECT * FROM t)", "unsupported: subquery (at line 1, column 15)"),
     ("SELECT * FROM t WHERE a = (SELECT b FROM s)", "unsupported: subquery (at line 1, column 27)"),
@@ -401,7 +411,8 @@ ERRORS = [
     ("UPDATE t a = 1", "syntax error: expected SET, got `a` (at line 1, column 10)"),
     ("UPDATE t SET a = b", "syntax error: expected a literal, got `b` (at line 1, column 18)"),
     ("UPDATE t SET a", "syntax error: expected `=`, got end of input (at line 1, column 15)"),
-    ("UPDATE t SET a = 1 WHERE", "syntax error: expected a column or a literal, got end of input (at line 1, column 25)"),
+    ("UPDATE t SET a = 1 WHERE",
+     "syntax error: expected a column or a literal, got end of input (at line 1, column 25)"),
     ("DELETE t", "syntax error: expected FROM, got `t` (at line 1, column 8)"),
     ("DELETE FROM t LIMIT 1", "syntax error: expected end of input, got `LIMIT` (at line 1, column 15)"),
     ("DELETE FROM t WHERE a = 1 ORDER BY a", "unsupported: ORDER BY (at line 1, column 27)"),

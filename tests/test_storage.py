@@ -56,14 +56,14 @@ def test_snapshot_then_log_then_reopen(tmp_path: Path) -> None:
     db = Database.open(tmp_path / "d", mod, snapshot_every=10, segment_bytes=512)
     for i in range(55):
         db.call("add", f"n{i}", sender=me)
-    if db._snapshot_thread:
-        db._snapshot_thread.join()
+    if db.durability.snapshot_thread:
+        db.durability.snapshot_thread.join()
     snaps = sorted((tmp_path / "d" / "snapshots").glob("*.snap"))
     assert snaps, "a snapshot was written in the background"
     segs = sorted((tmp_path / "d" / "log").glob("*.log"))
     first_kept = int(segs[0].stem)
     assert first_kept > 0, "segments covered by the snapshot were removed"
-    db._clog.flush()
+    db.durability.log.flush()
     db._release()  # crash: no final snapshot
     with Database.open(tmp_path / "d", mod) as db2:
         assert notes(db2) == [(i + 1, f"n{i}") for i in range(55)]
@@ -95,7 +95,8 @@ def test_incompatible_change_refused_unless_cleared(tmp_path: Path) -> None:
     mod = write_module(tmp_path, BASE)
     with Database.open(tmp_path / "d", mod) as db:
         db.call("add", "a", sender=Identity.random())
-    mod.write_text(BASE.replace("text: str", "text: int").replace("add(ctx: ReducerContext, text: str)", "add(ctx: ReducerContext, text: int)"))
+    mod.write_text(BASE.replace("text: str", "text: int")
+                   .replace("add(ctx: ReducerContext, text: str)", "add(ctx: ReducerContext, text: int)"))
     with pytest.raises(MigrationError, match=r"column `text` of table `note` changed type from str to int"):
         Database.open(tmp_path / "d", mod)
     mod.write_text(BASE.replace("    text: str\n", "    text: str\n    extra: int\n"))
@@ -170,7 +171,7 @@ def test_every_column_type_survives_log_and_snapshot(tmp_path: Path, count: int)
                     [f"t{i}", "x"], bytes([i % 256]) * (i % 4), i / 3, i % 2 == 0, (1 << 63) - i if i % 7 == 0 else -i)
             assert db.call("put", *args, sender=owners[0]).ok
         before = sorted(db.tables["thing"], key=lambda r: r.id)
-        db._clog.flush()
+        db.durability.log.flush()
     # closed cleanly: a snapshot holds it all; then reopen again from log + snapshot after a crash
     with Database.open(tmp_path / "d", mod) as db:
         after = sorted(db.tables["thing"], key=lambda r: r.id)
@@ -194,7 +195,7 @@ needs_fork = pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darw
 @needs_fork
 def test_a_failed_snapshot_writer_loses_nothing_and_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
-    import db_core.database as database
+    import db_core.durability as database
 
     def broken(*args: object) -> bytes:
         raise OSError("disk full (simulated)")
@@ -205,11 +206,11 @@ def test_a_failed_snapshot_writer_loses_nothing_and_leaves_no_file(tmp_path: Pat
     db = Database.open(tmp_path / "d", mod, snapshot_every=10)
     for i in range(12):
         db.call("add", f"n{i}", sender=me)
-    assert db._snapshot_thread is not None
-    db._snapshot_thread.join()
+    assert db.durability.snapshot_thread is not None
+    db.durability.snapshot_thread.join()
     assert "snapshot writer (pid" in caplog.text and "exited with 1" in caplog.text
     assert not list((tmp_path / "d" / "snapshots").iterdir())  # neither a snapshot nor a pending one
-    db._clog.flush()
+    db.durability.log.flush()
     db._release()  # crash
     monkeypatch.undo()
     with Database.open(tmp_path / "d", mod) as db2:
@@ -218,7 +219,7 @@ def test_a_failed_snapshot_writer_loses_nothing_and_leaves_no_file(tmp_path: Pat
 
 KILL_DURING_SNAPSHOT = textwrap.dedent("""
     import sys, time
-    import db_core.database as database
+    import db_core.durability as database
     from db_core import Database, Identity
     encode = database.encode_snapshot
     database.encode_snapshot = lambda *a: (time.sleep(3), encode(*a))[1]  # a slow child: still running below

@@ -17,7 +17,8 @@ from db_core import Database, Identity
 MODULE = '''
 import json
 from typing import Annotated
-from db_core import table, reducer, ReducerContext, ReducerError, PrimaryKey, Unique, Index, UniqueConstraintViolation, NoSuchRow
+from db_core import (table, reducer, ReducerContext, ReducerError, PrimaryKey, Unique, Index,
+                     UniqueConstraintViolation, NoSuchRow)
 
 @table(name="item", public=True)
 class Item:

@@ -67,16 +67,6 @@ def encode_segment_header(base_offset: int) -> bytes:
     return SEGMENT_HEADER.pack(SEGMENT_MAGIC, base_offset)
 
 
-def frame_header(offset: int, payload: bytes) -> bytes:
-    """The 16 bytes written before ``payload`` (the log inlines this on its hot path)."""
-    return FRAME.pack(len(payload), zlib.crc32(payload, zlib.crc32(OFFSET.pack(offset))), offset)
-
-
-def encode_frame(offset: int, payload: bytes) -> bytes:
-    """One complete record: header and payload."""
-    return frame_header(offset, payload) + payload
-
-
 class FrameError(Exception):
     """The frame starting at byte ``pos`` is torn or corrupt; ``reason`` says how."""
 

@@ -49,7 +49,7 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def pwrite_all(fd: int, data: bytes, pos: int) -> None:
+def pwrite_all(fd: int, data: bytes | memoryview, pos: int) -> None:
     """Write all of ``data`` at byte ``pos`` of ``fd`` (os.pwrite may write less than asked)."""
     view = memoryview(data)
     while view:

@@ -8,10 +8,11 @@ per segment), fdatasyncs, and only then advances ``durable_offset`` and calls
 after it is ever reported durable, and every later call raises
 ``StorageError``; before ``on_error`` runs, whatever the failed batches left
 in the file is cut off again, so a record reported as not durable never turns
-up at the next start, and ``undurable`` hands the owner those records. Start-up cuts a torn tail off the last segment and reports
-it in ``repairs``; damage anywhere else raises ``CorruptLogError``. A writer
-that knows more records are on their way can ``hold`` the flusher briefly and
-``release`` it, so that they share one fsync.
+up at the next start, and ``undurable`` hands the owner those records. Start-up
+cuts a torn tail off the last segment and reports it in ``repairs``; damage
+anywhere else raises ``CorruptLogError``. A writer that knows more records
+are on their way can ``hold`` the flusher briefly and ``release`` it, so
+that they share one fsync.
 
 Preallocation: the flusher pads the active segment with real zero bytes (in
 steps of ``PREALLOC_STEP``, at most ``segment_bytes``) and writes records in

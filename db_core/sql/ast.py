@@ -264,7 +264,7 @@ def _literal_sql(lit: Literal) -> str:
     if kind == "bool":
         return "TRUE" if v else "FALSE"
     if kind == "hex":
-        return "0x" + bytes(v).hex() if v else "X''"  # type: ignore[arg-type]
+        return "0x" + bytes(v).hex() if v else "X''"  # type: ignore[arg-type]  # a hex literal holds bytes
     raise ValueError(f"unknown literal kind {kind!r}")
 
 

@@ -20,33 +20,28 @@ Errors are ``SqlError`` with the position of the offending node; the caller
 sets ``err.text`` so that ``str(err)`` shows line and column. A non-owner's DML
 is refused with ``NotAuthorized`` (no position).
 
-``check_subscription(text, tables, is_owner, sender)`` parses and checks a
-subscription query and returns a ``SubscriptionPlan`` (see there) with
-compiled predicates for the subscription engine.
+The plans are in ``db_core.sql.plan``; subscription queries are checked by
+``db_core.sql.subscribe``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import typing
-from collections.abc import Callable
 from typing import Any
 
 from db_core.schema import INT_MAX, INT_MIN, ColType, TableDef, col_type
 from db_core.sql.ast import (
-    And, ColumnRef, Compare, CountStar, Delete, Expr, Insert, Literal, Or, Param, ProjColumn,
+    And, ColumnRef, Compare, CompareOp, CountStar, Delete, Expr, Insert, Literal, Or, Param, ProjColumn,
     Select, SqlError, Star, Statement, TableRef, Update,
+)
+from db_core.sql.plan import (
+    BAnd, BCompare, BExpr, BOr, BoundColumn, Const, DeletePlan, InsertPlan, JoinCond, Plan, SelectPlan, Source,
+    UpdatePlan, value_type,
 )
 from db_core.types import ConnectionId, Identity, Timestamp
 
-__all__ = [
-    "check", "check_subscription", "NotAuthorized",
-    "Source", "BoundColumn", "Const", "BCompare", "BAnd", "BOr", "BExpr", "JoinCond",
-    "SelectPlan", "InsertPlan", "UpdatePlan", "DeletePlan", "Plan", "SubscriptionPlan",
-    "conjuncts", "sources_of", "compile_predicate", "compile_pair_predicate", "compile_tuple_predicate",
-    "COUNT_TYPE",
-]
+__all__ = ["check", "NotAuthorized", "COUNT_TYPE", "SelectPlan"]  # SelectPlan: evaluation.py imports it here
 
 COUNT_TYPE: ColType = col_type(int, "COUNT(*)")
 
@@ -55,185 +50,8 @@ class NotAuthorized(SqlError):
     """A caller other than the owner tried to run DML (``INSERT``/``UPDATE``/``DELETE``)."""
 
 
-# --------------------------------------------------------------------------- bound nodes
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Source:
-    """One table of a query. ``alias`` is the name the query uses for it (its
-    alias, else the table's name)."""
-    table: str
-    alias: str
-    tdef: TableDef = dataclasses.field(repr=False, compare=False)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class BoundColumn:
-    """A column of ``plan.sources[source]``; ``shown`` is how the query wrote it."""
-    source: int
-    name: str
-    type: ColType
-    shown: str = dataclasses.field(default="", compare=False)
-    pos: int = dataclasses.field(default=-1, compare=False)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Const:
-    """A literal converted to the column type it is compared with or stored in."""
-    value: Any
-    pos: int = dataclasses.field(default=-1, compare=False)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class BCompare:
-    """``left op right``; the left side is always a column (the checker flips
-    ``5 < x`` into ``x > 5``)."""
-    op: str
-    left: BoundColumn
-    right: BoundColumn | Const
-    pos: int = dataclasses.field(default=-1, compare=False)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class BAnd:
-    parts: tuple["BExpr", ...]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class BOr:
-    parts: tuple["BExpr", ...]
-
-
-BExpr = BCompare | BAnd | BOr
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class JoinCond:
-    """``JOIN`` number k binds ``sources[k + 1]``: ``left`` is a column of an earlier
-    table, ``right`` one of the newly joined table."""
-    left: BoundColumn
-    right: BoundColumn
-    pos: int = dataclasses.field(default=-1, compare=False)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SelectPlan:
-    """A checked SELECT. ``output`` lists the returned columns (``None`` for
-    ``COUNT(*)``); ``columns``/``types`` are the result's header and types."""
-    sources: tuple[Source, ...]
-    joins: tuple[JoinCond, ...]
-    where: BExpr | None
-    output: tuple[BoundColumn, ...] | None
-    columns: tuple[str, ...]
-    types: tuple[ColType, ...]
-    limit: int | None = None
-
-    @property
-    def count(self) -> bool:
-        return self.output is None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class InsertPlan:
-    """Rows to insert, each a full ``{column: value}`` (AutoInc columns may hold 0:
-    generated at execution). ``positions``: where each row starts in the SQL."""
-    table: str
-    tdef: TableDef
-    rows: tuple[dict[str, Any], ...]
-    positions: tuple[int, ...]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class UpdatePlan:
-    """``assignments`` are converted values; ``select`` finds the rows to change."""
-    table: str
-    tdef: TableDef
-    assignments: dict[str, Any]
-    select: SelectPlan
-    pos: int = -1
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class DeletePlan:
-    table: str
-    tdef: TableDef
-    select: SelectPlan
-
-
-Plan = SelectPlan | InsertPlan | UpdatePlan | DeletePlan
-
-
-@dataclasses.dataclass(slots=True)
-class SubscriptionPlan:
-    """What the subscription engine needs to maintain one subscribed query.
-
-    - ``table``: the table whose rows the query returns.
-    - ``predicate(row) -> bool`` over that table's rows, or ``None`` (all rows).
-      It is the whole condition on the table (including the ``equalities``).
-    - ``equalities``: top-level AND conjuncts ``col = literal`` on ``table``, as
-      ``(column, value)`` with the value converted to what a row holds (for an
-      ``Optional`` column, the inner value). Indexed columns come first.
-    - ``join``: ``None``, or ``(other_table, own_column, other_column)`` for
-      ``SELECT t.* FROM t JOIN u ON t.a = u.b``; both columns are indexed.
-    - ``other_predicate(other_row) -> bool`` for conditions on the other table
-      only, ``pair_predicate(row, other_row) -> bool`` for those that mention
-      both (``None`` when there are none).
-    - ``plan``: the checked ``SelectPlan`` it came from; ``text``: the query.
-    """
-    table: str
-    predicate: Callable[[Any], bool] | None
-    equalities: list[tuple[str, Any]]
-    join: tuple[str, str, str] | None = None
-    other_predicate: Callable[[Any], bool] | None = None
-    pair_predicate: Callable[[Any, Any], bool] | None = None
-    plan: SelectPlan | None = dataclasses.field(default=None, repr=False, compare=False)
-    text: str = ""
-
-    @property
-    def whole_table(self) -> bool:
-        """Every row of ``table``: no condition, no join."""
-        return self.predicate is None and self.join is None
-
-
-# --------------------------------------------------------------------------- helpers
-
 _LITERAL_KIND_NAMES = {"int": "integer", "float": "float", "string": "string", "bool": "bool", "hex": "bytes"}
-_FLIP = {"=": "=", "!=": "!=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
-
-
-def _base(t: ColType) -> ColType:
-    return t.inner if t.kind == "option" else t  # type: ignore[return-value]
-
-
-def conjuncts(expr: BExpr | None) -> list[BExpr]:
-    """The top-level AND conjuncts of ``expr`` (empty for None)."""
-    if expr is None:
-        return []
-    if isinstance(expr, BAnd):
-        return list(expr.parts)
-    return [expr]
-
-
-def sources_of(expr: BExpr) -> frozenset[int]:
-    """The indexes of the sources an expression mentions."""
-    if isinstance(expr, BCompare):
-        if isinstance(expr.right, BoundColumn):
-            return frozenset((expr.left.source, expr.right.source))
-        return frozenset((expr.left.source,))
-    out: frozenset[int] = frozenset()
-    for part in expr.parts:
-        out |= sources_of(part)
-    return out
-
-
-def _and(parts: list[BExpr]) -> BExpr | None:
-    if not parts:
-        return None
-    if len(parts) == 1:
-        return parts[0]
-    flat: list[BExpr] = []
-    for p in parts:
-        flat.extend(p.parts if isinstance(p, BAnd) else (p,))
-    return BAnd(tuple(flat))
+_FLIP: dict[CompareOp, CompareOp] = {"=": "=", "!=": "!=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
 
 
 # --------------------------------------------------------------------------- the checker
@@ -309,7 +127,7 @@ class _Checker:
             types: tuple[ColType, ...] = (COUNT_TYPE,)
         elif isinstance(proj, Star):
             if proj.table is None:
-                chosen = range(len(self.sources))
+                chosen = list(range(len(self.sources)))
             else:
                 chosen = [self.qualifier(proj.table, proj.pos)]
             cols = [BoundColumn(i, c.name, c.type, c.name) for i in chosen for c in self.sources[i].tdef.columns]
@@ -376,7 +194,7 @@ class _Checker:
                     f"row {n} has {len(values)} value{'s' if len(values) != 1 else ''}"
                     f" but table `{table}` has {len(names)} column{'s' if len(names) != 1 else ''}", start)
             row = dict(defaults)
-            for name, value in zip(names, values):
+            for name, value in zip(names, values, strict=True):
                 col = tdef.column(name)
                 assert col is not None
                 row[name] = self.store_value(value, col.type, f"`{name}`")
@@ -452,8 +270,9 @@ class _Checker:
         while stack:
             node = stack.pop()
             if isinstance(node, kind):
-                stack.append(node.right)  # type: ignore[attr-defined]
-                stack.append(node.left)  # type: ignore[attr-defined]
+                assert isinstance(node, (And, Or))
+                stack.append(node.right)
+                stack.append(node.left)
             else:
                 parts.append(self.expr(node))
         return parts
@@ -474,14 +293,14 @@ class _Checker:
         return BCompare(op, col, Const(self.compare_value(right, col), right.pos), c.pos)
 
     def no_list(self, col: BoundColumn, pos: int) -> None:
-        t = _base(col.type)
+        t = value_type(col.type)
         if t.kind == "array":
             raise SqlError(f"unsupported: `{col.shown}` is {col.type.name}; list columns cannot be compared", pos)
 
     def comparable(self, a: BoundColumn, b: BoundColumn, pos: int) -> None:
         self.no_list(a, a.pos if a.pos >= 0 else pos)
         self.no_list(b, b.pos if b.pos >= 0 else pos)
-        ta, tb = _base(a.type), _base(b.type)
+        ta, tb = value_type(a.type), value_type(b.type)
         if ta.describe() == tb.describe():
             if ta.kind != "enum" or ta.enum_cls is tb.enum_cls:
                 return
@@ -492,12 +311,12 @@ class _Checker:
     # ---------------------------------------------------------------- values
 
     def compare_value(self, v: Literal | Param, col: BoundColumn) -> Any:
-        return self.convert(v, _base(col.type), col.type, f"`{col.shown}`")
+        return self.convert(v, value_type(col.type), col.type, f"`{col.shown}`")
 
     def store_value(self, v: Literal | Param, t: ColType, shown: str) -> Any:
-        if _base(t).kind == "array":
+        if value_type(t).kind == "array":
             raise SqlError(f"unsupported: {shown} is {t.name}; SQL has no list values", v.pos)
-        return self.convert(v, _base(t), t, shown)
+        return self.convert(v, value_type(t), t, shown)
 
     def convert(self, v: Literal | Param, t: ColType, declared: ColType, shown: str) -> Any:
         """``v`` as a value of (non-option) type ``t``; ``declared`` is the column's type, for messages."""
@@ -525,17 +344,20 @@ class _Checker:
             mismatch()
         if kind == "int":
             if lk == "int":
-                if not INT_MIN <= value <= INT_MAX:  # type: ignore[operator]
+                assert isinstance(value, int)
+                if not INT_MIN <= value <= INT_MAX:
                     raise SqlError(
                         f"integer out of range for {shown} ({declared.name}: {INT_MIN} to {INT_MAX}): {value}", v.pos)
-                return int(value)  # type: ignore[arg-type]
+                return int(value)
             mismatch()
         if kind == "float":
             if lk == "float":
-                return float(value)  # type: ignore[arg-type]
+                assert isinstance(value, float)
+                return float(value)
             if lk == "int":
+                assert isinstance(value, int)
                 try:
-                    f = float(value)  # type: ignore[arg-type]
+                    f = float(value)
                 except OverflowError:
                     raise SqlError(f"number out of range for {shown} ({declared.name}): {value}", v.pos) from None
                 if math.isinf(f):
@@ -549,7 +371,8 @@ class _Checker:
         if kind in ("identity", "connection_id", "bytes"):
             raw: bytes
             if lk == "hex":
-                raw = bytes(value)  # type: ignore[arg-type]
+                assert isinstance(value, bytes)
+                raw = bytes(value)
             elif lk == "string" and str(value)[:2].lower() == "0x":
                 try:
                     raw = bytes.fromhex(str(value)[2:])
@@ -577,9 +400,10 @@ class _Checker:
                         f"invalid timestamp for {shown}: {value!r} (expected e.g. '2025-02-10T15:45:30Z')", v.pos
                     ) from None
             if lk == "int":
-                if not INT_MIN <= value <= INT_MAX:  # type: ignore[operator]
+                assert isinstance(value, int)
+                if not INT_MIN <= value <= INT_MAX:
                     raise SqlError(f"integer out of range for {shown} ({declared.name}): {value}", v.pos)
-                return Timestamp(value)  # type: ignore[arg-type]
+                return Timestamp(value)
             mismatch()
         if kind == "enum":
             if lk == "string":
@@ -599,218 +423,3 @@ def _list_names(names: list[str], conj: str) -> str:
     if len(quoted) <= 2:
         return f" {conj} ".join(quoted)
     return ", ".join(quoted[:-1]) + f" {conj} " + quoted[-1]
-
-
-# --------------------------------------------------------------------------- compiled predicates
-
-_PY_OPS = {"=": "==", "!=": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
-
-
-class _Gen:
-    """Generates the Python source of a predicate; constants and helpers go in ``ns``."""
-
-    def __init__(self, ref: Callable[[BoundColumn], str]) -> None:
-        self.ref = ref
-        self.ns: dict[str, Any] = {"__builtins__": {}}
-        self.n = 0
-
-    def fresh(self, prefix: str) -> str:
-        self.n += 1
-        return f"{prefix}{self.n}"
-
-    def name(self, prefix: str, value: Any) -> str:
-        key = self.fresh(prefix)
-        self.ns[key] = value
-        return key
-
-    def attr(self, var: str, col: BoundColumn) -> str:
-        if col.name.isidentifier() and not _is_keyword(col.name):
-            return f"{var}.{col.name}"
-        from operator import attrgetter
-        return f"{self.name('_g', attrgetter(col.name))}({var})"
-
-    def expr(self, e: BExpr) -> str:
-        if isinstance(e, BAnd):
-            return "(" + " and ".join(self.expr(p) for p in e.parts) + ")"
-        if isinstance(e, BOr):
-            return "(" + " or ".join(self.expr(p) for p in e.parts) + ")"
-        return self.compare(e)
-
-    def compare(self, c: BCompare) -> str:
-        op = _PY_OPS[c.op]
-        ordering = c.op not in ("=", "!=")
-        lt = c.left.type
-        left = self.ref(c.left)
-        checks: list[str] = []
-        if lt.kind == "option" and c.op != "=":
-            v = self.fresh("_v")
-            checks.append(f"({v} := {left}) is not None")
-            left = v
-        if isinstance(c.right, Const):
-            value = c.right.value
-            key = _base(lt).sort_key
-            if ordering and key is not None:
-                left = f"{self.name('_k', key)}({left})"
-                value = key(value)
-            right = self.name("_c", value)
-        else:
-            rt = c.right.type
-            right = self.ref(c.right)
-            if lt.kind == "option" and c.op == "=":
-                v = self.fresh("_v")
-                checks.append(f"({v} := {left}) is not None")
-                left = v
-            if rt.kind == "option":
-                w = self.fresh("_w")
-                checks.append(f"({w} := {right}) is not None")
-                right = w
-            if ordering:
-                lkey, rkey = _base(lt).sort_key, _base(rt).sort_key
-                if lkey is not None:
-                    left = f"{self.name('_k', lkey)}({left})"
-                if rkey is not None:
-                    right = f"{self.name('_k', rkey)}({right})"
-        checks.append(f"{left} {op} {right}")
-        return "(" + " and ".join(checks) + ")" if len(checks) > 1 else checks[0]
-
-    def build(self, params: str, body: str) -> Callable[..., bool]:
-        code = compile(f"lambda {params}: {body}", "<sql predicate>", "eval")
-        return eval(code, self.ns)  # noqa: S307 - source built from validated names; values live in ns
-
-
-def _is_keyword(name: str) -> bool:
-    import keyword
-    return keyword.iskeyword(name) or keyword.issoftkeyword(name)
-
-
-def _true(_row: Any) -> bool:
-    return True
-
-
-def compile_predicate(plan_or_expr: "BExpr | SelectPlan | SubscriptionPlan | None") -> Callable[[Any], bool]:
-    """A closure ``row -> bool`` for a single-table condition.
-
-    Accepts a bound expression whose columns all belong to one table, a
-    one-table ``SelectPlan`` (its WHERE), or a ``SubscriptionPlan`` (its
-    ``predicate``). The closure is generated Python (``lambda r: r.a == c1 and …``),
-    not an interpreter over the tree. ``None``/no condition: always true.
-    """
-    if isinstance(plan_or_expr, SubscriptionPlan):
-        return plan_or_expr.predicate or _true
-    if isinstance(plan_or_expr, SelectPlan):
-        if len(plan_or_expr.sources) != 1:
-            raise ValueError("compile_predicate takes a one-table plan; this one joins tables")
-        plan_or_expr = plan_or_expr.where
-    if plan_or_expr is None:
-        return _true
-    if len(sources_of(plan_or_expr)) > 1:
-        raise ValueError("compile_predicate takes a condition on one table")
-    gen = _Gen(lambda col: gen.attr("r", col))
-    return gen.build("r", gen.expr(plan_or_expr))
-
-
-def compile_pair_predicate(expr: BExpr, first: int, second: int) -> Callable[[Any, Any], bool]:
-    """A closure ``(row_of_first, row_of_second) -> bool`` for a condition on two sources."""
-    gen = _Gen(lambda col: gen.attr("a" if col.source == first else "b", col))
-    return gen.build("a, b", gen.expr(expr))
-
-
-def compile_tuple_predicate(expr: BExpr, position: dict[int, int]) -> Callable[[tuple[Any, ...]], bool]:
-    """A closure over a tuple of rows: source ``s`` is at ``t[position[s]]``."""
-    gen = _Gen(lambda col: gen.attr(f"t[{position[col.source]}]", col))
-    return gen.build("t", gen.expr(expr))
-
-
-# --------------------------------------------------------------------------- subscriptions
-
-def check_subscription(text: str, tables: dict[str, TableDef], is_owner: bool, sender: Identity) -> SubscriptionPlan:
-    """Parse and check a subscription query: ``SELECT * | t.* FROM t [WHERE …]`` or
-    ``SELECT t.* FROM t JOIN u ON t.a = u.b [WHERE …]`` with both join columns
-    indexed. ``SqlError`` (with ``text`` set) for anything else."""
-    from db_core.sql.parser import parse
-
-    try:
-        stmt = parse(text)
-        if not isinstance(stmt, Select):
-            raise SqlError("unsupported: subscriptions take SELECT queries only", 0)
-        plan = check(stmt, tables, is_owner, sender)
-        assert isinstance(plan, SelectPlan)
-        return _subscription_plan(stmt, plan, text)
-    except SqlError as err:
-        if err.text is None:
-            err.text = text
-        raise
-
-
-def _subscription_plan(stmt: Select, plan: SelectPlan, text: str) -> SubscriptionPlan:
-    proj = stmt.projection
-    if isinstance(proj, CountStar):
-        raise SqlError("unsupported: COUNT(*) in a subscription (subscriptions return whole rows)", proj.pos)
-    if not isinstance(proj, Star):
-        pos = proj[0].col.pos if proj else 0
-        raise SqlError("unsupported: column lists in a subscription (subscriptions return whole rows:"
-                       " use `SELECT *` or `SELECT t.*`)", pos)
-    if stmt.limit is not None:
-        raise SqlError("unsupported: LIMIT in a subscription", _find_limit_pos(text))
-    if len(plan.joins) > 1:
-        raise SqlError("unsupported: a subscription can join at most two tables", stmt.joins[1].pos)
-    sources = plan.sources
-    if plan.joins and proj.table is None:
-        raise SqlError(
-            "unsupported: a subscription over a join returns one table's rows: use "
-            f"`SELECT {sources[0].alias}.*` or `SELECT {sources[1].alias}.*`", proj.pos)
-    own = 0 if proj.table is None else next(i for i, s in enumerate(sources) if s.alias == proj.table)
-    parts = conjuncts(plan.where)
-    own_parts = [p for p in parts if sources_of(p) == {own}]
-    predicate = compile_predicate(_and(own_parts)) if own_parts else None
-    equalities = _equalities(own_parts, sources[own].tdef)
-    if not plan.joins:
-        return SubscriptionPlan(sources[own].table, predicate, equalities, plan=plan, text=text)
-    other = 1 - own
-    cond = plan.joins[0]
-    cols = {cond.left.source: cond.left, cond.right.source: cond.right}
-    for side in (0, 1):
-        col = cols[side]
-        tdef = sources[side].tdef
-        if not (col.name == tdef.primary_key or col.name in tdef.unique or col.name in tdef.indexes):
-            raise SqlError("unsupported: subscription joins need an index on both join columns"
-                           f" (`{sources[side].alias}.{col.name}` has none)", cond.pos)
-    other_parts = [p for p in parts if sources_of(p) == {other}]
-    pair_parts = [p for p in parts if len(sources_of(p)) > 1]
-    other_pred = None
-    if other_parts:
-        expr = _and(other_parts)
-        assert expr is not None
-        gen = _Gen(lambda col: gen.attr("r", col))
-        other_pred = gen.build("r", gen.expr(expr))
-    pair_pred = None
-    if pair_parts:
-        pexpr = _and(pair_parts)
-        assert pexpr is not None
-        pair_pred = compile_pair_predicate(pexpr, own, other)
-    return SubscriptionPlan(
-        sources[own].table, predicate, equalities,
-        (sources[other].table, cols[own].name, cols[other].name), other_pred, pair_pred, plan, text,
-    )
-
-
-def _equalities(parts: list[BExpr], tdef: TableDef) -> list[tuple[str, Any]]:
-    eqs = [(p.left.name, p.right.value) for p in parts
-           if isinstance(p, BCompare) and p.op == "=" and isinstance(p.right, Const)]
-
-    def rank(item: tuple[str, Any]) -> int:
-        name = item[0]
-        if name == tdef.primary_key or name in tdef.unique:
-            return 0
-        return 1 if name in tdef.indexes else 2
-
-    return sorted(eqs, key=rank)
-
-
-def _find_limit_pos(text: str) -> int:
-    from db_core.sql.parser import tokenize
-
-    for tok in reversed(tokenize(text)):
-        if tok.kind == "word" and tok.value.upper() == "LIMIT":
-            return tok.pos
-    return 0

@@ -1,14 +1,12 @@
 """One entry point for one-off SQL: parse, check, execute.
 
-    res = run_sql("SELECT * FROM user WHERE online = true", tables=db.tables,
-                  sender=me, is_owner=me == db.owner,
-                  transact=lambda body: db.transact(body, sender=me))
+    res = run_sql("SELECT * FROM user WHERE online = true", tables=store.tables,
+                  sender=me, is_owner=me == owner, transact=store.writer(me))
     print(res.format())
 
 SELECT reads the tables as they are (call it between transactions); DML runs
 inside ``transact(body)``, which must run ``body(tx)`` as one transaction and
-return an object with ``.tx`` (the ``TxData``) and ``.offset``
-(``Database.transact`` does). Every error is an ``SqlError`` whose ``text`` is
+return its ``TxData`` (``Datastore.writer`` gives one). Every error is an ``SqlError`` whose ``text`` is
 set, so ``str(err)`` ends with ``(at line L, column C)`` when it has a position.
 """
 
@@ -20,15 +18,20 @@ from typing import Any
 
 from db_core.schema import ColType
 from db_core.sql.ast import SqlError
-from db_core.sql.check import SelectPlan, check
-from db_core.sql.execute import PhysicalPlan, physical_plan, run_dml, run_select
+from db_core.sql.check import check
+from db_core.sql.execute import run_dml, run_select
+from db_core.sql.physical import PhysicalPlan, physical_plan
 from db_core.sql.format import format_table, to_json_rows
 from db_core.sql.parser import parse
+from db_core.sql.plan import SelectPlan
 from db_core.table import Table
 from db_core.tx import Transaction, TxData
-from db_core.types import Identity, Timestamp
+from db_core.types import Identity
 
-__all__ = ["PlanCache", "SqlResult", "plan_select", "run_sql", "local_transact"]
+__all__ = ["PlanCache", "SqlResult", "Transact", "plan_select", "run_sql"]
+
+# Runs a body as one transaction and returns what it committed.
+Transact = Callable[[Callable[[Transaction], object]], TxData]
 
 
 @dataclasses.dataclass(slots=True)
@@ -57,30 +60,6 @@ class SqlResult:
 
     def to_json(self) -> list[dict[str, Any]]:
         return to_json_rows(self.columns, self.types, self.rows)
-
-
-class _LocalResult:
-    __slots__ = ("tx", "offset")
-
-    def __init__(self, tx: TxData) -> None:
-        self.tx = tx
-        self.offset = tx.offset
-
-
-def local_transact(sender: Identity) -> Callable[[Callable[[Transaction], Any]], _LocalResult]:
-    """A ``transact`` for bare tables (no database, no log): runs ``body`` in a
-    ``Transaction``, rolls back on error, returns the TxData (offset -1)."""
-
-    def transact(body: Callable[[Transaction], Any]) -> _LocalResult:
-        tx = Transaction()
-        try:
-            body(tx)
-        except BaseException:
-            tx.rollback()
-            raise
-        return _LocalResult(tx.commit(-1, Timestamp.now(), None, sender, None, ()))
-
-    return transact
 
 
 class PlanCache:
@@ -127,13 +106,12 @@ def plan_select(text: str, *, tables: dict[str, Table], sender: Identity, is_own
 
 
 def run_sql(text: str, *, tables: dict[str, Table], sender: Identity, is_owner: bool,
-            transact: Callable[[Callable[[Transaction], Any]], Any] | None = None,
-            cache: PlanCache | None = None) -> SqlResult:
+            transact: Transact | None = None, cache: PlanCache | None = None) -> SqlResult:
     """Parse, check and run one SQL statement for ``sender``.
 
     ``is_owner`` decides private-table visibility and DML permission.
-    ``transact`` runs DML as one transaction (see the module docstring); without
-    it DML writes straight to ``tables`` through a local ``Transaction``.
+    ``transact`` runs DML as one transaction (see the module docstring); DML without
+    it is an ``SqlError``.
     ``cache`` (one per set of tables) remembers checked SELECT plans.
     """
     prepared = plan_select(text, tables=tables, sender=sender, is_owner=is_owner, cache=cache)
@@ -143,8 +121,10 @@ def run_sql(text: str, *, tables: dict[str, Table], sender: Identity, is_owner: 
     try:
         dml = check(parse(text), {name: t.tdef for name, t in tables.items()}, is_owner, sender)
         assert not isinstance(dml, SelectPlan)
-        affected, result = run_dml(dml, tables, transact or local_transact(sender))
-        return SqlResult([], [], [], affected, getattr(result, "tx", None))
+        if transact is None:
+            raise SqlError("this connection runs no INSERT, UPDATE or DELETE (no transactions)")
+        affected, tx = run_dml(dml, tables, transact)
+        return SqlResult([], [], [], affected, tx)
     except SqlError as err:
         if err.text is None:
             err.text = text

@@ -2,9 +2,9 @@
 
 ``format_table`` renders what ``chat-server sql`` prints::
 
-     sender                                                             | sent                             | text
-    --------------------------------------------------------------------+----------------------------------+-----------------
-     0x93dda09db9a56d8fa6c024d843e805d8262191db3b4ba84c5efcd1ad451fed4e | 2025-04-08T15:47:46.935402+00:00 | "Hello, World!"
+     name    | online | text
+    ---------+--------+-----------------
+     "alice" | true   | "Hello, World!"
 
 Each cell is left-aligned with one space either side, padded to its column's
 width (the widest of header and values, in terminal cells), cells joined by
@@ -49,7 +49,7 @@ def format_value(t: ColType, v: Any) -> str:
     if kind == "option":
         if v is None:
             return "(none = ())"
-        return f"(some = {format_value(t.inner, v)})"  # type: ignore[arg-type]
+        return f"(some = {format_value(t.item, v)})"
     if v is None:
         return "(none = ())"
     if kind == "str":
@@ -63,7 +63,7 @@ def format_value(t: ColType, v: Any) -> str:
     if kind == "enum":
         return str(getattr(v, "name", v))
     if kind == "array":
-        return "[" + ", ".join(format_value(t.inner, x) for x in v) + "]"  # type: ignore[arg-type]
+        return "[" + ", ".join(format_value(t.item, x) for x in v) + "]"
     if kind == "float":
         return repr(float(v))
     return str(v)
@@ -87,7 +87,7 @@ def format_table(columns: list[str], types: list[ColType], rows: list[tuple[Any,
     if not columns:
         return ""
     columns = [visible(c) for c in columns]
-    cells = [[format_value(t, v) for t, v in zip(types, row)] for row in rows]
+    cells = [[format_value(t, v) for t, v in zip(types, row, strict=True)] for row in rows]
     widths = [display_width(c) for c in columns]
     for line in cells:
         for i, cell in enumerate(line):
@@ -117,7 +117,7 @@ def json_value(t: ColType, v: Any) -> Any:
     name; lists as lists. ``ColType.convert`` reads every one of these back."""
     kind = t.kind
     if kind == "option":
-        return {"none": []} if v is None else {"some": json_value(t.inner, v)}  # type: ignore[arg-type]
+        return {"none": []} if v is None else {"some": json_value(t.item, v)}
     if v is None:
         return None
     if kind in ("identity", "connection_id", "bytes"):
@@ -127,7 +127,7 @@ def json_value(t: ColType, v: Any) -> Any:
     if kind == "enum":
         return getattr(v, "name", v)
     if kind == "array":
-        return [json_value(t.inner, x) for x in v]  # type: ignore[arg-type]
+        return [json_value(t.item, x) for x in v]
     if kind == "bool":
         return bool(v)
     if kind == "float":
@@ -146,7 +146,7 @@ def to_json_rows(columns: list[str], types: list[ColType], rows: list[tuple[Any,
         n = seen.get(name, 0) + 1
         seen[name] = n
         keys.append(name if n == 1 else f"{name}#{n}")
-    return [{k: json_value(t, v) for k, t, v in zip(keys, types, row)} for row in rows]
+    return [{k: json_value(t, v) for k, t, v in zip(keys, types, row, strict=True)} for row in rows]
 
 
 def row_to_json(tdef: TableDef, row: Any) -> dict[str, Any]:

@@ -27,15 +27,15 @@ Comments (``-- …`` and ``/* … */``) are skipped. Anything else raises
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass
 
 from db_core.sql.ast import (
-    RESERVED, And, Assignment, ColumnRef, Compare, CountStar, Delete, Expr, Insert, Join, Literal, Or,
+    RESERVED, And, Assignment, ColumnRef, Compare, CompareOp, CountStar, Delete, Expr, Insert, Join, Literal, Or,
     Param, ProjColumn, Projection, Select, SqlError, Star, Statement, TableRef, Update, Value,
-    format_position, is_word_char, is_word_start, keyword,
+    format_position, keyword,
 )
+from db_core.sql.lexer import Token, syntax_error, tokenize
 
-__all__ = ["parse", "tokenize", "Token", "SqlError", "format_position", "PARAMS", "MAX_NESTING", "MAX_COMPARISONS"]
+__all__ = ["parse", "SqlError", "format_position", "PARAMS", "MAX_NESTING", "MAX_COMPARISONS"]
 
 # The parameters a query may use.
 PARAMS = frozenset({"sender"})
@@ -44,11 +44,7 @@ PARAMS = frozenset({"sender"})
 MAX_NESTING = 64
 MAX_COMPARISONS = 256
 
-_DIGITS = "0123456789"
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
-_OPS2 = ("<>", "!=", "<=", ">=", "||", "::")
-_OPS1 = "=<>(),.*;+-/%"
-_CMP = {"=": "=", "!=": "!=", "<>": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
+_CMP: dict[str, CompareOp] = {"=": "=", "!=": "!=", "<>": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
 _ARITH = frozenset({"+", "-", "*", "/", "%", "||"})
 
 # Statements we know by name, to say "unsupported" rather than "syntax error".
@@ -61,152 +57,6 @@ _PLAIN_UNSUPPORTED = frozenset({
     "HAVING", "OFFSET", "DISTINCT", "UNION", "INTERSECT", "EXCEPT", "RETURNING", "EXISTS", "CASE",
     "NULL", "IN", "LIKE", "ILIKE", "BETWEEN",
 })
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    """kind: word | qident | int | float | string | hex | param | op | eof."""
-    kind: str
-    value: typing.Any
-    pos: int
-    end: int
-
-
-def _error(text: str, message: str, pos: int) -> SqlError:
-    return SqlError(f"syntax error: {message}", pos, text)
-
-
-def tokenize(text: str) -> list[Token]:
-    """Split ``text`` into tokens, ending with one ``eof`` token."""
-    toks: list[Token] = []
-    n = len(text)
-    i = 0
-    while True:
-        while i < n:  # whitespace and comments
-            ch = text[i]
-            if ch.isspace():
-                i += 1
-            elif text.startswith("--", i):
-                j = text.find("\n", i)
-                i = n if j < 0 else j + 1
-            elif text.startswith("/*", i):
-                j = text.find("*/", i + 2)
-                if j < 0:
-                    raise _error(text, "unterminated comment", i)
-                i = j + 2
-            else:
-                break
-        if i >= n:
-            end = toks[-1].end if toks else 0
-            toks.append(Token("eof", None, end, end))
-            return toks
-        start = i
-        ch = text[i]
-        if ch in "xX" and i + 1 < n and text[i + 1] == "'":
-            j = text.find("'", i + 2)
-            if j < 0:
-                raise _error(text, "unterminated hex literal", start)
-            toks.append(Token("hex", _hex_bytes(text, text[i + 2:j], start), start, j + 1))
-            i = j + 1
-        elif is_word_start(ch):
-            i += 1
-            while i < n and is_word_char(text[i]):
-                i += 1
-            toks.append(Token("word", text[start:i], start, i))
-        elif ch in _DIGITS:
-            tok = _number(text, start)
-            toks.append(tok)
-            i = tok.end
-        elif ch == "'" or ch == '"':
-            value, i = _quoted(text, start)
-            if ch == "'":
-                toks.append(Token("string", value, start, i))
-            else:
-                if not value:
-                    raise _error(text, "empty quoted identifier", start)
-                toks.append(Token("qident", value, start, i))
-        elif ch == ":" and i + 1 < n and is_word_start(text[i + 1]):
-            i += 2
-            while i < n and is_word_char(text[i]):
-                i += 1
-            toks.append(Token("param", text[start + 1:i], start, i))
-        elif text.startswith(_OPS2, i):
-            toks.append(Token("op", text[i:i + 2], start, i + 2))
-            i += 2
-        elif ch in _OPS1:
-            toks.append(Token("op", ch, start, i + 1))
-            i += 1
-        else:
-            shown = f"`{ch}`" if ch.isprintable() else repr(ch)
-            raise _error(text, f"unexpected character {shown}", start)
-
-
-def _quoted(text: str, start: int) -> tuple[str, int]:
-    """Read a '…' or "…" token whose doubled quote is an escape; return (value, end)."""
-    q = text[start]
-    parts = []
-    j = start + 1
-    while True:
-        k = text.find(q, j)
-        if k < 0:
-            what = "string" if q == "'" else "quoted identifier"
-            raise _error(text, f"unterminated {what}", start)
-        parts.append(text[j:k])
-        if text.startswith(q, k + 1):
-            parts.append(q)
-            j = k + 2
-        else:
-            return "".join(parts), k + 1
-
-
-def _hex_bytes(text: str, digits: str, start: int) -> bytes:
-    if not all(c in _HEX_DIGITS for c in digits):
-        raise _error(text, "invalid hex literal", start)
-    if len(digits) % 2:
-        raise _error(text, "hex literal has an odd number of digits", start)
-    return bytes.fromhex(digits)
-
-
-def _number(text: str, start: int) -> Token:
-    n = len(text)
-    j = start
-    while j < n and text[j] in _DIGITS:
-        j += 1
-    if j == start + 1 and text[start] == "0" and j < n and text[j] in "xX":
-        k = j + 1
-        while k < n and is_word_char(text[k]):
-            k += 1
-        digits = text[j + 1:k]
-        if not digits:
-            raise _error(text, "invalid hex literal", start)
-        return Token("hex", _hex_bytes(text, digits, start), start, k)
-    is_float = False
-    if j + 1 < n and text[j] == "." and text[j + 1] in _DIGITS:
-        j += 1
-        while j < n and text[j] in _DIGITS:
-            j += 1
-        is_float = True
-    if j < n and text[j] in "eE":
-        k = j + 1
-        if k < n and text[k] in "+-":
-            k += 1
-        if k < n and text[k] in _DIGITS:
-            j = k
-            while j < n and text[j] in _DIGITS:
-                j += 1
-            is_float = True
-    if j < n and is_word_char(text[j]):
-        k = j
-        while k < n and is_word_char(text[k]):
-            k += 1
-        raise _error(text, f"invalid number `{text[start:k]}`", start)
-    raw = text[start:j]
-    if is_float:
-        return Token("float", float(raw), start, j)
-    try:
-        return Token("int", int(raw), start, j)
-    except ValueError:  # beyond Python's int/str conversion limit
-        raise _error(text, "integer literal is too long", start) from None
 
 
 def parse(text: str) -> Statement:
@@ -271,7 +121,8 @@ class _Parser:
         if not self.is_name(t):
             self.fail(what)
         self.advance()
-        return t.value
+        name: str = t.value
+        return name
 
     def describe(self, t: Token) -> str:
         if t.kind == "eof":
@@ -289,7 +140,7 @@ class _Parser:
         know, else ``expected …, got …``."""
         self.check_unsupported()
         t = self.tok
-        raise _error(self.text, f"expected {expected}, got {self.describe(t)}", t.pos)
+        raise syntax_error(self.text, f"expected {expected}, got {self.describe(t)}", t.pos)
 
     def check_unsupported(self) -> None:
         t = self.tok
@@ -401,7 +252,7 @@ class _Parser:
         self.no_arithmetic()
         if self.at_kw("AND", "OR"):
             self.unsupported("join condition other than column = column", self.tok.pos)
-        return Join(table, left, right, start.pos)  # type: ignore[arg-type]
+        return Join(table, left, right, start.pos)  # type: ignore[arg-type]  # both ColumnRefs: checked above
 
     def table_ref(self, alias: bool) -> TableRef:
         t = self.tok
@@ -427,7 +278,7 @@ class _Parser:
                 self.unsupported("mixing * with other columns", item.pos)
             if isinstance(item, CountStar):
                 self.unsupported("COUNT(*) with other columns", item.pos)
-        return tuple(items)  # type: ignore[arg-type]
+        return tuple(items)  # type: ignore[arg-type]  # Star, CountStar refused above
 
     def proj_item(self) -> Star | CountStar | ProjColumn:
         t = self.tok
@@ -557,7 +408,7 @@ class _Parser:
         self.no_arithmetic()
         if not isinstance(left, ColumnRef) and not isinstance(right, ColumnRef):
             self.unsupported("comparison of two values (one side must be a column)", left.pos)
-        return Compare(_CMP[t.value], left, right, t.pos)  # type: ignore[arg-type]
+        return Compare(_CMP[t.value], left, right, t.pos)
 
     def operand(self) -> ColumnRef | Literal | Param:
         v = self.literal()
@@ -570,7 +421,7 @@ class _Parser:
                 if keyword(t.value) == "COUNT":
                     self.unsupported("COUNT(*) outside the select list", t.pos)
                 self.unsupported(f"function `{t.value}`", t.pos)
-            return self.column()  # type: ignore[return-value]
+            return self.column()  # type: ignore[return-value]  # a ColumnRef is an Operand
         self.fail("a column or a literal")
 
     def value(self) -> Value:
@@ -586,7 +437,7 @@ class _Parser:
         kind = t.kind
         if kind in ("int", "float", "string", "hex"):
             self.advance()
-            return Literal(kind, t.value, t.pos)  # type: ignore[arg-type]
+            return Literal(kind, t.value, t.pos)
         if self.is_kw(t, "TRUE", "FALSE"):
             self.advance()
             return Literal("bool", t.value.upper() == "TRUE", t.pos)
@@ -600,6 +451,6 @@ class _Parser:
             if t.value == "-" and nxt.kind in ("int", "float"):
                 self.advance()
                 self.advance()
-                return Literal(nxt.kind, -nxt.value, t.pos)
+                return Literal("int" if nxt.kind == "int" else "float", -nxt.value, t.pos)
             self.unsupported("arithmetic", t.pos)
         return None

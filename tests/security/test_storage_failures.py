@@ -110,7 +110,7 @@ def test_disk_full_every_request_is_answered_and_nothing_acknowledged_is_lost(sm
             # Pipelined: before the change, 31 of 100 like these never got a reply.
             texts = [f"pipelined {i}" for i in range(100)]
             replies = await asyncio.wait_for(asyncio.gather(*(alice.call("send_message", t) for t in texts)), 30)
-            sent += zip(texts, replies)
+            sent += zip(texts, replies, strict=True)
             query = await asyncio.wait_for(alice.sql("SELECT * FROM message"), 10)
             assert query.error is None, query.error
             late = await asyncio.wait_for(Client.connect(server.url, DB, endpoint="cli"), 10)
@@ -367,7 +367,7 @@ def test_a_damaged_final_record_that_a_snapshot_covers_opens_from_the_snapshot(t
         for i in range(5, 8):
             assert db.call("add", f"n{i}", sender=me).ok
     finally:
-        db._clog.flush()  # type: ignore[union-attr]
+        db.durability.log.flush()  # type: ignore[union-attr]
         db._release()  # a crash: no snapshot at close, the next start replays the new segment
     # The covered segment is kept aside, not deleted; the live ones stay contiguous.
     assert (data / "log" / (segment.name + ".covered")).is_file()
