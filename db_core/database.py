@@ -581,6 +581,16 @@ class Database:
         return self._clog.durable_offset if self._clog is not None else self._next_offset - 1
 
     @property
+    def codecs(self) -> dict[str, TableCodec]:
+        """Each table's row codec, by table name (read-only)."""
+        return self._codecs
+
+    @property
+    def reducers(self) -> dict[str, ReducerDef]:
+        """Every reducer of the module, lifecycle ones included, by name (read-only)."""
+        return self._reducers
+
+    @property
     def last_offset(self) -> int:
         return self._next_offset - 1
 

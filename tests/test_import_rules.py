@@ -26,6 +26,7 @@ def test_db_core_imports_no_network_ui_or_other_packages() -> None:
 # Inside db_core, dependencies run one way: a module may import only lower layers.
 LAYERS = {
     "errors": 0, "types": 0, "ratelimit": 0, "visible": 0,
+    "authority": 1,
     "commitlog": 1, "schema": 1, "logs": 1, "dirlock": 1,
     "table": 2, "migration": 2, "system": 2,
     "tx": 3,
@@ -33,9 +34,11 @@ LAYERS = {
     "codec": 5, "sql": 5,
     "subscription": 6, "cache": 6, "protocol": 6,
     "module": 7, "evaluation": 7,
+    "outbox": 7,
     "database": 8,
     "host": 9,
     "__init__": 10,
+    "hosting": 10,
 }
 
 

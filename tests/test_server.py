@@ -339,11 +339,11 @@ def test_text_frames_are_refused(tmp_path: Path) -> None:
 def test_frames_written_directly_match_websockets_own() -> None:
     from websockets.frames import Frame, Opcode
 
-    from chat_server.server import _ws_header
+    from chat_server.frames import ws_header
 
     for n in (0, 1, 125, 126, 127, 65535, 65536, 70000):
         payload = bytes(range(256)) * (n // 256) + bytes(n % 256)
-        assert _ws_header(n) + payload == Frame(Opcode.BINARY, payload).serialize(mask=False)
+        assert ws_header(n) + payload == Frame(Opcode.BINARY, payload).serialize(mask=False)
 
 
 def test_early_and_fragmented_requests_are_handled_in_order(tmp_path: Path) -> None:
