@@ -35,7 +35,7 @@ from websockets.protocol import State
 
 from db_core.commitlog.fsio import PRIVATE_DIR
 from db_core.dirlock import lock_directory, unlock_directory
-from db_core.host import Limits, Out, Session
+from db_core.session import Limits, Out, Session
 from db_core.hosting import Effects, Hosted, Hosting, Module
 from db_core.protocol import SUBPROTOCOL
 from db_core.ratelimit import KeyedBuckets, Rate, TokenBucket
@@ -517,8 +517,8 @@ class ChatServer:
                 if protocol.writes:
                     ws.send_data()  # websockets' own frames (e.g. a pong) that are queued go first
                 if size > BIG_PAYLOAD:
-                    for frame in frames:
-                        transport.write(frame)
+                    for piece in frames:
+                        transport.write(piece)
                 else:
                     transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
             except Exception as exc:  # a connection failing mid-write is closing anyway

@@ -154,8 +154,9 @@ class TxCodec:
         changes = []
         for name, upd in tx.tables.items():
             changes.append((name, *tables[name].encode_update(upd)))
-        return self._packer.pack((tx.timestamp, tx.reducer, tx.caller_identity, tx.caller_connection_id,
-                                  args, changes, tx.sequences or None))
+        record: bytes = self._packer.pack((tx.timestamp, tx.reducer, tx.caller_identity, tx.caller_connection_id,
+                                           args, changes, tx.sequences or None))
+        return record
 
     def decode(self, offset: int, payload: bytes) -> TxData:
         ts, reducer, caller, conn, args, changes, sequences = msgpack.unpackb(payload, raw=False, use_list=True)

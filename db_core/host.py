@@ -19,17 +19,14 @@ what it reflects; ``Subscriptions`` registers each distinct query once.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import time
 from collections.abc import Callable
-from typing import Any
 
 import msgpack
 
 from .authority import Action, refusal
 from .database import CallResult, Database
 from .errors import CallError, DbError, StorageError
-from .evaluation import Budget, CheckJob, Job, QueryInput, RowsJob, SelectJob, SubscribeJob, UnsubscribeJob
 from .logs import LEVEL_RANK, LogRecord
 from .outbox import Outbox
 from .outbox import PendingMsg as _PendingMsg  # the name ``_call`` uses
@@ -56,79 +53,14 @@ from .protocol import (
     encode,
     encode_result,
 )
-from .ratelimit import KeyedBuckets, Rate, TokenBucket
-from .readview import ReadView
-from .sql import check_subscription
-from .subscription import Plan, Subscription, Subscriptions
+from .queries import SLICE_SECONDS, Queries
+from .ratelimit import KeyedBuckets, TokenBucket
+from .session import RATE_PENALTY_SECONDS, Limits, Out, Session
+from .subscription import Subscriptions
 from .tx import TxData
 from .types import ConnectionId, Identity
 
-
-@dataclasses.dataclass(slots=True)
-class Limits:
-    """What one client may ask; each breach gets a clear error."""
-
-    max_args_bytes: int = 64 * 1024
-    max_in_flight: int = 256          # calls and queries awaiting their reply, per connection
-    max_queries_per_subscribe: int = 64
-    max_subscriptions: int = 256      # subscribe requests alive per connection
-    # Requests (calls, queries, subscriptions) per second: a busy human sends a few, a benchmark
-    # client a thousand; past the rate a request is refused with ``retry_after``.
-    connection_requests: Rate = Rate(2000, 2000)
-    identity_requests: Rate = Rate(4000, 4000)   # summed over the identity's connections
-    # A connection that goes on sending this many requests while refused is not listening: closed.
-    max_refused_in_a_row: int = 5000
-    budget: Budget = Budget()         # per one-off SELECT, subscribe or unsubscribe
-    max_running_queries: int = 4      # evaluated at once per database; more wait their turn
-
-
-# A query's first slice runs as soon as it arrives; most end within it. Longer ones go on in
-# ``Host.work``, at most SLICE_SECONDS at a time, so that no other client waits longer than that.
-FIRST_SLICE_SECONDS = 0.0005
-SLICE_SECONDS = 0.0005
-
-CHECKED_PLANS = 256  # subscription queries whose checked plan is remembered
-
-# After a rate-limit refusal a connection is refused at least this long, so that the requests it had
-# already sent (within a round trip) are refused too and its resends keep their order.
-RATE_PENALTY_SECONDS = 0.25
-
-
-class Session:
-    """One client connection as the host sees it."""
-
-    __slots__ = ("connection_id", "identity", "subs", "in_flight", "closed", "signature", "hooks", "log_follow",
-                 "token", "bucket", "identity_bucket", "blocked_until", "blocked_by_connection", "refused_in_a_row",
-                 "close_reason", "job", "request", "backlog", "waiting")
-
-    def __init__(self, connection_id: ConnectionId, identity: Identity, hooks: bool = True, token: str = "") -> None:
-        self.connection_id = connection_id
-        self.identity = identity
-        self.hooks = hooks  # False: a CLI session, no lifecycle hooks, reducers see no connection id
-        self.log_follow: tuple[int, Callable[[LogRecord], None]] | None = None
-        self.token = token
-        self.subs: dict[int, Subscription] = {}
-        self.in_flight = 0
-        self.closed = False
-        self.signature: tuple[int, ...] | None = ()
-        self.bucket: TokenBucket | None = None  # set by the host that serves the session
-        self.identity_bucket: TokenBucket | None = None  # shared by the identity's sessions, the same way
-        self.blocked_until = 0.0
-        self.blocked_by_connection = True  # which rate ``blocked_until`` enforces: the connection's or the identity's
-        self.refused_in_a_row = 0
-        self.close_reason: str | None = None  # set by the host: the adapter closes the connection (1008)
-        # A session's requests are handled in order: while a query of its own is being evaluated
-        # (``job``, for ``request``), or waits for its turn (``waiting``), the later ones queue here.
-        self.job: Job | None = None
-        self.request: ClientMessage | None = None
-        self.backlog: collections.deque[tuple[ClientMessage, int]] = collections.deque()
-        self.waiting = False
-
-    def __repr__(self) -> str:
-        return f"Session({self.identity.to_abbreviated_hex()}, {self.connection_id.hex()[:8]})"
-
-
-Out = tuple[Session, bytes]
+__all__ = ["Host", "Limits", "Out", "Session"]
 
 
 class Host:
@@ -146,10 +78,7 @@ class Host:
         self.sessions: dict[ConnectionId, Session] = {}
         self.subscriptions: Subscriptions[Session] = Subscriptions(db.tables)
         self._outbox: Outbox[Session] = Outbox(self.subscriptions, db.codecs, db.durable_offset)
-        self._running: collections.deque[Session] = collections.deque()  # sessions whose job is under way
-        self._waiting: collections.deque[Session] = collections.deque()  # sessions whose job waits for a slot
-        self._tdefs = {name: t.tdef for name, t in db.tables.items() if not t.tdef.system}
-        self._checked: dict[tuple[str, bool, bytes | None], Plan] = {}  # subscription plans by query text
+        self._queries = Queries(db, self.limits, self.subscriptions, self._outbox, self._drain)
         # Set by the hosting controller: publish and delete, which outlive this host, are its to run.
         self.on_admin: Callable[[Session, Publish | DeleteDatabase], None] | None = None
         db.add_commit_listener(self._on_commit)
@@ -246,7 +175,7 @@ class Host:
             return []
         session.closed = True
         self.sessions.pop(session.connection_id, None)
-        self._cancel(session)
+        self._queries.cancel(session)
         if session.identity_bucket is not None:
             self.identity_buckets.release(session.identity_bucket)
             session.identity_bucket = None
@@ -265,21 +194,8 @@ class Host:
         """Forget a session without running its disconnect hook: next, ``adopt`` it on another host."""
         session.closed = True
         self.sessions.pop(session.connection_id, None)
-        self._cancel(session)
+        self._queries.cancel(session)
         self._stop_following(session)
-
-    def _cancel(self, session: Session) -> None:
-        """Drop the session's query in progress (and its turn in the queue)."""
-        job = session.job
-        if job is not None:
-            self._running.remove(session)
-            job.close()
-            if isinstance(job, SubscribeJob):
-                self.subscriptions.release(job.order)
-            session.job = None
-        if session.waiting:
-            self._waiting.remove(session)
-            session.waiting = False
 
     # -- requests -----------------------------------------------------------------------
     def receive(self, session: Session, frame: bytes) -> list[Out]:
@@ -311,9 +227,9 @@ class Host:
         if isinstance(msg, CallReducer):
             return self._call(session, msg, frame_size)
         if isinstance(msg, Subscribe):
-            return self._subscribe(session, msg)
+            return self._queries.subscribe(session, msg)
         if isinstance(msg, Unsubscribe):
-            return self._unsubscribe(session, msg)
+            return self._queries.unsubscribe(session, msg)
         if isinstance(msg, OneOffQuery):
             return self._sql(session, msg)
         if isinstance(msg, Logs):
@@ -353,7 +269,7 @@ class Host:
         if refused is not None:
             return [(session, encode(ErrorMessage(msg.id, refused)))]
         lines = self.db.logs.lines(msg.n, msg.level)
-        out = [(session, encode(LogLines(msg.id, lines)))]
+        out: list[Out] = [(session, encode(LogLines(msg.id, lines)))]
         if msg.follow:
             self._stop_following(session)
             floor = LEVEL_RANK[msg.level.upper()] if msg.level else 0
@@ -406,69 +322,6 @@ class Host:
         session.in_flight += 1
         return self._queue(_PendingMsg(result.offset, session, _result_frame(msg.id, result), True))
 
-    def _subscribe(self, session: Session, msg: Subscribe) -> list[Out]:
-        most = self.limits.max_queries_per_subscribe
-        if len(msg.queries) > most:
-            return [(session, encode(SubscriptionError(
-                msg.id, f"too many queries in one subscribe ({len(msg.queries)}; limit {most})")))]
-        if len(session.subs) >= self.limits.max_subscriptions:
-            return [(session, encode(SubscriptionError(
-                msg.id, f"too many live subscriptions (limit {self.limits.max_subscriptions}); unsubscribe first")))]
-        if msg.id in session.subs:
-            return [(session, encode(SubscriptionError(msg.id, f"request id {msg.id} is already a live subscription")))]
-        is_owner = session.identity == self.owner
-        identity = session.identity
-        known = self._checked
-        plans = [known.get(self._check_key(text, is_owner, identity)) for text in msg.queries]
-        if not self._slot_free():
-            return self._wait(session, msg)
-        if None in plans:
-            # Checks to do (an attacker sends 64 new queries at a time): in slices, as rows are read.
-            job: Job = CheckJob(list(msg.queries), lambda text: self._check_subscription(text, is_owner, identity),
-                                ReadView(self.db.last_offset), self.limits.budget)
-            return self._begin(session, msg, job)
-        checked = [(text, plan) for text, plan in zip(msg.queries, plans) if plan is not None]
-        return self._begin(session, msg, self._subscribe_job(msg.id, checked, identity))
-
-    def _subscribe_job(self, request_id: int, plans: list[tuple[str, Plan]], identity: Identity) -> SubscribeJob:
-        """Watch the checked queries and read their rows from now."""
-        order = [self.subscriptions.acquire(text, plan, identity) for text, plan in plans]
-        return SubscribeJob(request_id, None, self._inputs(order), order, self.subscriptions.engine, self.db.codecs,
-                            ReadView(self.db.last_offset), self.limits.budget)
-
-    @staticmethod
-    def _check_key(text: str, is_owner: bool, sender: Identity) -> tuple[str, bool, bytes | None]:
-        """What a check depends on."""
-        return (text, is_owner, bytes(sender) if ":sender" in text else None)
-
-    def _check_subscription(self, text: str, is_owner: bool, sender: Identity) -> Plan:
-        """``check_subscription``, remembered: clients mostly send the same few queries. Only the
-        latest 256 are kept: each plan is about 15 objects that every full collection walks, and
-        an attacker sends new queries."""
-        known = self._checked
-        key = self._check_key(text, is_owner, sender)
-        plan = known.get(key)
-        if plan is None:
-            plan = check_subscription(text, self._tdefs, is_owner, sender)
-            if len(known) >= CHECKED_PLANS:
-                del known[next(iter(known))]
-            known[key] = plan
-        return plan
-
-    def _unsubscribe(self, session: Session, msg: Unsubscribe) -> list[Out]:
-        subset = session.subs.get(msg.subscription)
-        if subset is None or subset.until is not None:
-            return [(session, encode(ErrorMessage(msg.id, f"no live subscription with id {msg.subscription}")))]
-        if not self._slot_free():
-            return self._wait(session, msg)
-        now = self.db.last_offset
-        subset.until = now
-        session.signature = None
-        job = UnsubscribeJob(msg.id, msg.subscription, self._inputs(subset.qids), subset.qids,
-                             self.subscriptions.engine, self.db.codecs, ReadView(now), self.limits.budget)
-        self.subscriptions.release(subset.qids)
-        return self._begin(session, msg, job)
-
     def _sql(self, session: Session, msg: OneOffQuery) -> list[Out]:
         if self.db.write_failure is not None and self.db.revert_pending:
             # A read after a failure sees what is on disk: everything waiting is answered, the
@@ -486,108 +339,18 @@ class Host:
             session.in_flight += 1
             reply = OneOffResult(msg.id, [], [], [], None, res.affected)
             return self._queue(_PendingMsg(res.tx.offset, session, encode(reply), True))
-        if not self._slot_free():
-            return self._wait(session, msg)
-        plan, pp = prepared
-        job = SelectJob(msg.id, plan, pp, self.db.tables, ReadView(self.db.last_offset), self.limits.budget)
-        return self._begin(session, msg, job)
+        return self._queries.select(session, msg, *prepared)
 
     # -- evaluations in slices ------------------------------------------------------------
     @property
     def busy(self) -> bool:
         """Evaluations are under way: call ``work`` again soon (the network adapter, once per loop turn)."""
-        return bool(self._running)
+        return self._queries.busy
 
     def work(self, seconds: float = SLICE_SECONDS) -> list[Out]:
         """Go on with the evaluations under way, taking turns, for about ``seconds``; returns what
         may go out now: send it. Call again while ``busy``, letting other clients be served in between."""
-        out: list[Out] = []
-        deadline = time.perf_counter() + seconds
-        running = self._running
-        while running:
-            session = running[0]
-            running.rotate(-1)
-            out += self._step(session, deadline)
-            if time.perf_counter() >= deadline:
-                break
-        return out
-
-    def _slot_free(self) -> bool:
-        return len(self._running) < self.limits.max_running_queries
-
-    def _wait(self, session: Session, msg: ClientMessage) -> list[Out]:
-        """No evaluation slot is free: ``msg`` is handled again when one is, before the session's others."""
-        session.backlog.appendleft((msg, 0))
-        session.waiting = True
-        self._waiting.append(session)
-        return []
-
-    def _inputs(self, qids: list[int]) -> list[QueryInput]:
-        """The distinct queries of ``qids`` (a request's, repeats included), each with its count."""
-        inputs: dict[int, QueryInput] = {}
-        for qid in qids:
-            q = inputs.get(qid)
-            if q is None:
-                inputs[qid] = QueryInput(qid, self.subscriptions.plan(qid))
-            else:
-                q.times += 1
-        return list(inputs.values())
-
-    def _begin(self, session: Session, msg: ClientMessage, job: Job) -> list[Out]:
-        session.job, session.request = job, msg
-        self._running.append(session)
-        return self._step(session, time.perf_counter() + FIRST_SLICE_SECONDS)
-
-    def _step(self, session: Session, deadline: float) -> list[Out]:
-        """One slice of the session's job; once it is done, its answer and the session's next requests."""
-        job = session.job
-        assert job is not None
-        if not job.run(deadline):
-            return []
-        if isinstance(job, CheckJob) and job.error is None:
-            job.close()
-            assert isinstance(session.request, Subscribe)
-            session.job = self._subscribe_job(session.request.id, job.plans, session.identity)
-            return self._step(session, deadline)
-        self._running.remove(session)
-        job.close()
-        request = session.request
-        session.job = session.request = None
-        out = self._answer(session, job, request) + self._drain(session)
-        while self._waiting and self._slot_free():
-            nxt = self._waiting.popleft()
-            nxt.waiting = False
-            out += self._drain(nxt)
-        return out
-
-    def _answer(self, session: Session, job: Job, request: ClientMessage | None) -> list[Out]:
-        if isinstance(job, SelectJob):
-            if job.frame is None:
-                return [(session, encode(OneOffResult(job.request_id, [], [], [], job.error)))]
-            session.in_flight += 1
-            return self._queue(_PendingMsg(job.view.offset, session, job.frame, True))
-        if isinstance(job, CheckJob):
-            assert isinstance(request, Subscribe) and job.error is not None
-            return [(session, encode(SubscriptionError(request.id, job.error)))]
-        assert isinstance(job, RowsJob)
-        if isinstance(job, SubscribeJob):
-            if job.frame is None:
-                self.subscriptions.release(job.order)
-                return [(session, encode(SubscriptionError(job.request_id, f"{job.error}; nothing was subscribed")))]
-            # Live from now: the changes committed while it ran are in its rows already (catch_up).
-            since = self.db.last_offset
-            assert isinstance(request, Subscribe)
-            subset = Subscription(job.request_id, list(job.order), list(request.queries), since)
-            session.subs[job.request_id] = subset
-            self.subscriptions.watch(session, subset.qids)
-            session.signature = None
-            session.in_flight += 1
-            return self._queue(_PendingMsg(since, session, job.frame, True, True))
-        if job.frame is None:
-            return [(session, encode(ErrorMessage(
-                job.request_id, f"unsubscribed, but the rows to drop were not sent: {job.error}")))]
-        session.in_flight += 1
-        return self._queue(_PendingMsg(job.view.offset, session, job.frame, True, True))
+        return self._queries.work(seconds)
 
     def _drain(self, session: Session) -> list[Out]:
         """Handle the session's queued requests in order, until one needs an evaluation that goes on."""
@@ -599,17 +362,11 @@ class Host:
 
     # -- commits and durability -------------------------------------------------------------
     def _on_commit(self, tx: TxData) -> None:
-        for session in self._running:
-            assert session.job is not None
-            session.job.view.apply(tx)
+        self._queries.apply(tx)
         deltas = self.subscriptions.evaluate(tx)
-        if not deltas:
-            return
-        for session in self._running:
-            assert session.job is not None
-            if isinstance(session.job, SubscribeJob):
-                session.job.catch_up(deltas)
-        self._outbox.commit(tx, deltas)
+        if deltas:
+            self._queries.catch_up(deltas)
+            self._outbox.commit(tx, deltas)
 
     def on_durable(self, offset: int) -> list[Out]:
         """The log is durable up to ``offset``: release everything waiting on it, in order. Send
@@ -634,7 +391,7 @@ class Host:
             session, frame = item.session, item.frame
             if item.counts_in_flight:
                 session.in_flight -= 1
-            msg = decode_server(frame) if item.offset > durable else None  # else: a read after a revert
+            msg = decode_server(bytes(frame)) if item.offset > durable else None  # else: a read after a revert
             if isinstance(msg, ReducerResult):
                 text = f"{cause}; this call was not saved and changed nothing"
                 frame = encode_result(msg.id, "internal_error", text, -1, 0)
@@ -652,30 +409,11 @@ class Host:
                 frame = encode(SubscriptionError(msg.id, text) if isinstance(msg, SubscribeApplied)
                                else ErrorMessage(msg.id, text))
             out.append((session, frame))
-        out += self._cancel_all(f"{cause}; this request was cancelled, send it again to read what is saved")
+        out += self._queries.cancel_all(f"{cause}; this request was cancelled, send it again to read what is saved")
         self.db.revert_undurable()
         out += self._outbox.release()  # e.g. the module log's line about the revert, to followers
         for session in list(self.sessions.values()):
             out += self._drain(session)
-        return out
-
-    def _cancel_all(self, text: str) -> list[Out]:
-        """Answer every evaluation under way, or waiting for its turn, with ``text`` and drop it
-        (the tables are about to change under their views)."""
-        out: list[Out] = []
-        for session in list(self._running):
-            job, request = session.job, session.request
-            self._cancel(session)
-            if isinstance(job, SelectJob):
-                out.append((session, encode(OneOffResult(job.request_id, [], [], [], text))))
-            elif isinstance(job, (SubscribeJob, CheckJob)):
-                assert isinstance(request, Subscribe)
-                out.append((session, encode(SubscriptionError(request.id, text))))
-            elif request is not None:
-                out.append((session, encode(ErrorMessage(getattr(request, "id", None), text))))
-            session.request = None
-        for session in list(self._waiting):
-            self._cancel(session)
         return out
 
 

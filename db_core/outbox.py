@@ -35,6 +35,9 @@ class Recipient(Hashable, Protocol):
 
 R = TypeVar("R", bound=Recipient)
 
+# An outgoing payload: a query's answer is built in a bytearray and sent as it is (never copied).
+Payload = bytes | bytearray
+
 
 @dataclasses.dataclass(slots=True)
 class PendingTx:
@@ -51,7 +54,7 @@ class PendingMsg(Generic[R]):
 
     offset: int
     session: R
-    frame: bytes
+    frame: Payload
     counts_in_flight: bool
     # Ordered messages (identity, subscribe and unsubscribe answers) must go out before the
     # updates that follow them; replies (results, query answers, log lines) only after the
@@ -89,7 +92,7 @@ class Outbox(Generic[R]):
         header = wire_tx(tx.offset, int(tx.timestamp), tx.reducer, bytes(tx.caller_identity))
         self._pending.append(PendingTx(tx.offset, header, wire))
 
-    def send(self, item: PendingMsg[R]) -> list[tuple[R, bytes]]:
+    def send(self, item: PendingMsg[R]) -> list[tuple[R, Payload]]:
         """Queue a message; returns what may go out now (it too, if its offset is durable and
         nothing older waits). Send what it returns."""
         self._pending.append(item)
@@ -99,13 +102,13 @@ class Outbox(Generic[R]):
         """Queue a message without releasing anything now: it goes with the next ``release``."""
         self._pending.append(item)
 
-    def on_durable(self, offset: int) -> list[tuple[R, bytes]]:
+    def on_durable(self, offset: int) -> list[tuple[R, Payload]]:
         """The log is durable up to ``offset``: returns everything that releases, in order. Send it."""
         if offset > self._durable:
             self._durable = offset
         return self.release()
 
-    def release(self) -> list[tuple[R, bytes]]:
+    def release(self) -> list[tuple[R, Payload]]:
         """Whatever is ready to go now (e.g. messages ``hold`` queued). Send what it returns."""
         pending = self._pending
         durable = self._durable
@@ -123,9 +126,9 @@ class Outbox(Generic[R]):
         self._pending.clear()
         return items
 
-    def _deliver(self, batch: list[PendingTx | PendingMsg[R]]) -> list[tuple[R, bytes]]:
+    def _deliver(self, batch: list[PendingTx | PendingMsg[R]]) -> list[tuple[R, Payload]]:
         """Frames for a batch in order: per session, its transaction updates coalesced between its other messages."""
-        out: list[tuple[R, bytes]] = []
+        out: list[tuple[R, Payload]] = []
         txs = [item for item in batch if isinstance(item, PendingTx)]
         personal: dict[R, list[PendingMsg[R]]] = {}
         for item in batch:
@@ -178,7 +181,7 @@ class Outbox(Generic[R]):
 
     @staticmethod
     def _interleave(session: R, batch: list[PendingTx | PendingMsg[R]], mine: list[PendingMsg[R]],
-                    frames: dict[tuple[Any, ...], bytes], out: list[tuple[R, bytes]]) -> None:
+                    frames: dict[tuple[Any, ...], bytes], out: list[tuple[R, Payload]]) -> None:
         """A session's frames of ``batch`` when its subscriptions change within it, or an ordered
         message must go out between its updates: runs of updates coalesced between its messages."""
         run: list[PendingTx] = []

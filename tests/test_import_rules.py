@@ -36,9 +36,11 @@ LAYERS = {
     "module": 7, "evaluation": 7,
     "outbox": 7,
     "database": 8,
-    "host": 9,
+    "session": 8,
+    "queries": 9,
+    "host": 10,
     "__init__": 10,
-    "hosting": 10,
+    "hosting": 11,
 }
 
 

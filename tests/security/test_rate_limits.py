@@ -39,7 +39,10 @@ def test_token_bucket_refills_at_its_rate() -> None:
     assert len(keyed) == 1
 
 
-def limited(requests: Rate = Rate(0, 0), identity: Rate = Rate(0, 0), **more: object) -> Limits:
+NONE_ALLOWED = Rate(0, 0)
+
+
+def limited(requests: Rate = NONE_ALLOWED, identity: Rate = NONE_ALLOWED, **more: object) -> Limits:
     return dataclasses.replace(Limits(), connection_requests=requests, identity_requests=identity, **more)
 
 
