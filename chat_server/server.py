@@ -16,19 +16,15 @@ import asyncio
 import collections
 import dataclasses
 import http
-import ipaddress
 import logging
-import math
 import re
 import ssl
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
@@ -41,6 +37,7 @@ from db_core.protocol import SUBPROTOCOL
 from db_core.ratelimit import KeyedBuckets, Rate, TokenBucket
 from db_core.types import Identity
 
+from .admission import Admission, token_from
 from .auth import InvalidToken, TokenAuthority
 from .client import DB_NAME_RULE, check_database_name, valid_database_name
 from .frames import BIG_PAYLOAD, DEFAULT_CONTROL_FRAMES, FastConnection, ws_header
@@ -130,9 +127,8 @@ class ChatServer:
                                identity_buckets=KeyedBuckets(config.limits.identity_requests),
                                wake=self._wake_durable, wake_failed=self._wake_failed, wake_admin=self._wake_admin)
         self.clients: dict[Session, _Client] = {}  # every websocket a database serves
-        self._connects = KeyedBuckets(config.connects_per_address)
-        self._new_identities = KeyedBuckets(config.new_identities_per_address)
-        self._open_per_address: dict[str, int] = {}
+        self._admission = Admission(config.connections_per_address, config.connects_per_address,
+                                    config.new_identities_per_address)
         self._turn: list[_Client] = []  # clients with messages in this turn of the loop (see _on_message)
         self._holding = False  # commits are held until the loop's next turn (see _handle_message)
         self._working = False  # a _work call is scheduled on the loop
@@ -280,7 +276,7 @@ class ChatServer:
             if failures:
                 return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "".join(f"{f}\n" for f in failures))
             return connection.respond(http.HTTPStatus.OK, "ok\n")
-        refusal = self._address_refusal(connection, request, url.query)
+        refusal = self._admission.refusal(connection, request, url.query)
         if refusal is not None:
             return refusal
         m = PATH_RE.match(path)
@@ -294,37 +290,15 @@ class ChatServer:
             return connection.respond(http.HTTPStatus.UPGRADE_REQUIRED, "this endpoint speaks websocket\n")
         return None
 
-    def _address_refusal(self, connection: ServerConnection, request: Request, query: str) -> Response | None:
-        """HTTP 429 with Retry-After if the client's address is over one of its limits."""
-        address = address_key(connection.remote_address)
-        now = time.monotonic()
-        wait = self._connects.take(address, now)
-        text = f"too many connections from {address}; retry in {wait:.1f} s\n"
-        if not wait and self._open_per_address.get(address, 0) >= self.config.connections_per_address:
-            wait, text = 1.0, (f"too many open connections from {address} (limit"
-                               f" {self.config.connections_per_address}); close some first\n")
-        if not wait and not _presents_token(request.headers, query):
-            wait = self._new_identities.take(address, now)
-            text = (f"too many new identities from {address}; connect with your saved token,"
-                    f" or retry in {max(1, math.ceil(wait))} s\n")
-        if not wait:
-            return None
-        response = connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS, text)
-        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
-        return response
-
     # -- websocket -------------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
         self._busy = True  # connects and disconnects are work a long pause would delay too
-        address = address_key(ws.remote_address)
-        self._open_per_address[address] = self._open_per_address.get(address, 0) + 1
+        address = self._admission.opened(ws.remote_address)
         try:
             await self._serve_connection(ws)
         finally:
             self._busy = True
-            left = self._open_per_address.pop(address) - 1
-            if left:
-                self._open_per_address[address] = left
+            self._admission.closed(address)
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
         assert ws.request is not None
@@ -336,7 +310,7 @@ class ChatServer:
         assert m is not None
         name, hooks = m.group(1), m.group(2) == "subscribe"
         try:
-            token = _token_from(ws.request.headers, url.query)
+            token = token_from(ws.request.headers, url.query)
             if token:
                 identity = self.auth.verify(token)
             else:
@@ -531,21 +505,6 @@ class ChatServer:
         self._dispatch(self.hosting.work())
 
 
-def address_key(remote: Any) -> str:
-    """Whose limits a connection counts against: its IPv4 address, or the /64 of its IPv6 address
-    (one host often holds a whole /64)."""
-    host = remote[0] if isinstance(remote, tuple) and remote else str(remote)
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return str(host)
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
-
-
 def _make_private(data_dir: Path) -> None:
     """Create the data directory 0700, or tighten an older one that others may read (module.log holds
     every message; the tokens' key is there too)."""
@@ -558,30 +517,3 @@ def _make_private(data_dir: Path) -> None:
         except OSError as exc:
             log.warning("data directory %s is open to others (mode %03o) and cannot be tightened: %s",
                         data_dir, mode, exc.strerror or exc)
-
-
-def _presents_token(headers: Headers, query: str) -> bool:
-    """Whether the request carries a token (valid or not: the handler judges it) rather than
-    asking for a new identity."""
-    try:
-        return _token_from(headers, query) is not None
-    except InvalidToken:
-        return True
-
-
-def _token_from(headers: Headers, query: str) -> str | None:
-    """The token a client presents (section 2.3 of docs/protocol.md): the value of a non-empty
-    ``Authorization: Bearer``, else a non-empty ``?token=``, else None (anonymous).
-    InvalidToken if one of the two places holds several: which one was meant cannot be told."""
-    bearers = []
-    for value in headers.get_all("Authorization"):
-        scheme, _, credentials = value.strip().partition(" ")
-        if scheme.lower() == "bearer" and credentials.strip():
-            bearers.append(credentials.strip())
-    queried = parse_qs(query).get("token", [])  # parse_qs leaves out empty values
-    for found in (bearers, queried):
-        if len(found) > 1:
-            raise InvalidToken(f"{len(found)} tokens in one request; send one")
-        if found:
-            return found[0]
-    return None
