@@ -60,8 +60,6 @@ from .subscription import Subscriptions
 from .tx import TxData
 from .types import ConnectionId, Identity
 
-__all__ = ["Host", "Limits", "Out", "Session"]
-
 
 class Host:
     """The sessions of one database."""

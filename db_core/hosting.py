@@ -29,7 +29,8 @@ from .authority import Action, refusal
 from .commitlog.fsio import PRIVATE_DIR, private_opener
 from .database import Database
 from .errors import DbError, StorageError
-from .host import Host, Limits, Out, Session
+from .host import Host
+from .session import Limits, Out, Session
 from .protocol import (
     ClientMessage,
     DeleteDatabase,

@@ -90,7 +90,7 @@ def test_a_closed_connection_leaves_the_collector_nothing_of_the_server(tmp_path
     from chat_server.client import ws_url
     from chat_server.frames import FastConnection
     from chat_server.server import _Client
-    from db_core.host import Session
+    from db_core.session import Session
     from db_core.protocol import SUBPROTOCOL
 
     from .server_harness import in_process_server, run, wait_for

@@ -205,7 +205,7 @@ def test_unknown_database_and_wrong_subprotocol(tmp_path: Path) -> None:
 
 
 def test_too_many_in_flight(tmp_path: Path) -> None:
-    from db_core.host import Limits
+    from db_core.session import Limits
 
     async def main() -> None:
         async with in_process_server(tmp_path, limits=Limits(max_in_flight=2)) as srv:

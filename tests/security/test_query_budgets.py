@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 
 from chat_server.client import Client, ClientError, ws_url
 from db_core.evaluation import Budget
-from db_core.host import Limits
+from db_core.session import Limits
 from db_core.protocol import (
     SUBPROTOCOL,
     CallReducer,

@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 
 from chat_server.client import Client, ConnectFailed, ws_url
 from chat_server.reconnect import Reconnector
-from db_core.host import Limits
+from db_core.session import Limits
 from db_core.protocol import SUBPROTOCOL, ErrorMessage, ReducerResult
 from db_core.ratelimit import KeyedBuckets, Rate, TokenBucket
 
