@@ -1,7 +1,7 @@
 """Every limit the server enforces on its clients, as options of ``chat-server start``.
 
 One table (``LIMITS``): the option, where the value lives in a ``ServerConfig`` (its defaults are
-the dataclasses' own: ``ServerConfig``, ``db_core.host.Limits``, ``db_core.evaluation.Budget``,
+the dataclasses' own: ``ServerConfig``, ``db_core.session.Limits``, ``db_core.evaluation.Budget``,
 ``db_core.ratelimit.Rate``) and what it means. ``add_options`` puts them on a parser,
 ``apply`` builds the config from the parsed values; README's Security section lists them.
 """

@@ -19,11 +19,13 @@ from .types import ConnectionId, Identity, Timestamp
 
 FORMAT = 1
 
+WireRows = tuple[list[Any], list[Any]]  # one table's (inserts, deletes), each row a tuple of wire values
+
 
 class TableCodec:
     """Encode/decode the rows of one table."""
 
-    __slots__ = ("tdef", "encode", "decode", "decode_columns", "ncols")
+    __slots__ = ("tdef", "encode", "decode", "decode_columns", "ncols", "_last")
 
     def __init__(self, tdef: TableDef) -> None:
         self.tdef = tdef
@@ -68,6 +70,23 @@ class TableCodec:
 
         self.decode = decode
         self.decode_columns = decode_columns
+        # The last update encoded, with its wire rows (one tuple: read and replaced atomically).
+        self._last: tuple[TableUpdate, WireRows] | None = None
+
+    def encode_update(self, upd: TableUpdate) -> WireRows:
+        """``upd``'s inserts and deletes as wire values.
+
+        The commit log encodes each update as it appends it; delivery asks again for the same
+        update right after (the commit listeners run next) and gets the very same lists, so rows
+        are encoded once for the log and the wire. Only the latest update is remembered.
+        """
+        last = self._last
+        if last is not None and last[0] is upd:
+            return last[1]
+        enc = self.encode
+        rows = ([enc(r) for r in upd.inserts], [enc(r) for r in upd.deletes])
+        self._last = (upd, rows)
+        return rows
 
 
 def _bulk_builder(row_type: type, names: list[str]) -> Callable[..., list[Any]]:
@@ -134,11 +153,10 @@ class TxCodec:
         tables = self.tables
         changes = []
         for name, upd in tx.tables.items():
-            enc = tables[name].encode
-            wire = upd.wire = ([enc(r) for r in upd.inserts], [enc(r) for r in upd.deletes])
-            changes.append((name, *wire))
-        return self._packer.pack((tx.timestamp, tx.reducer, tx.caller_identity, tx.caller_connection_id,
-                                  args, changes, tx.sequences or None))
+            changes.append((name, *tables[name].encode_update(upd)))
+        record: bytes = self._packer.pack((tx.timestamp, tx.reducer, tx.caller_identity, tx.caller_connection_id,
+                                           args, changes, tx.sequences or None))
+        return record
 
     def decode(self, offset: int, payload: bytes) -> TxData:
         ts, reducer, caller, conn, args, changes, sequences = msgpack.unpackb(payload, raw=False, use_list=True)

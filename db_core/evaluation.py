@@ -108,7 +108,7 @@ def _converter(types: list[ColType]) -> Callable[[list[tuple[Any, ...]]], list[A
     convs = [t.to_wire for t in types]
     if all(c is _identity for c in convs):
         return lambda rows: rows
-    return lambda rows: [[c(v) for c, v in zip(convs, row)] for row in rows]
+    return lambda rows: [[c(v) for c, v in zip(convs, row, strict=True)] for row in rows]
 
 
 class SelectJob(Job):

@@ -1,38 +1,35 @@
 """Sans-I/O session logic for one hosted database: frames in, (session, frame) pairs out.
 
-The websocket adapter feeds it connects, frames and disconnects, and tells it
-when the commit log is durable up to an offset; it never touches a socket.
+The network adapter feeds it connects, frames and disconnects, and tells it when the commit log
+is durable up to an offset; it never touches a socket. Every entry point returns the frames that
+may go out now, in order, as (session, bytes) pairs: send them, then, while ``busy``, call
+``work`` once per turn of the loop::
 
-Every outgoing message waits behind an offset barrier: it is released only
-once the log is durable up to the last transaction it could reflect. Updates
-are evaluated once per distinct query at commit, encoded once per query, and
-a client's updates from one durable batch go out as one frame; clients with
-the same subscriptions get the very same bytes.
+    session, refusal, out = host.connect(identity, token)  # send out, or close with refusal
+    out = host.receive(session, frame) + host.release()     # per client frame
+    out = host.work()                                       # while host.busy
+    out = host.on_durable(db.durable_offset)                # the log's news
+    out = host.disconnect(session)                          # the socket closed
+
+A session's requests are handled in order; its queries are evaluated in slices, taking turns
+with the others (``work``). What the host sends waits in the ``Outbox`` until the log holds
+what it reflects; ``Subscriptions`` registers each distinct query once.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import time
 from collections.abc import Callable
-from typing import Any
 
 import msgpack
 
+from .authority import Action, refusal
 from .database import CallResult, Database
 from .errors import CallError, DbError, StorageError
-from .evaluation import (
-    Budget,
-    CheckJob,
-    Job,
-    QueryInput,
-    RowsJob,
-    SelectJob,
-    SubscribeJob,
-    UnsubscribeJob,
-)
 from .logs import LEVEL_RANK, LogRecord
+from .outbox import Outbox
+from .outbox import PendingMsg as _PendingMsg  # the name ``_call`` uses
 from .protocol import (
     CallReducer,
     ClientMessage,
@@ -55,121 +52,13 @@ from .protocol import (
     decode_server,
     encode,
     encode_result,
-    encode_transaction_update,
-    wire_rows,
-    wire_tx,
 )
-from .ratelimit import KeyedBuckets, Rate, TokenBucket
-from .readview import ReadView
-from .sql import check_subscription
-from .subscription import SubscriptionEngine
+from .queries import SLICE_SECONDS, Queries
+from .ratelimit import KeyedBuckets, TokenBucket
+from .session import RATE_PENALTY_SECONDS, Limits, Out, Session
+from .subscription import Subscriptions
 from .tx import TxData
 from .types import ConnectionId, Identity
-
-
-@dataclasses.dataclass(slots=True)
-class Limits:
-    """What one client may ask; each breach gets a clear error."""
-
-    max_args_bytes: int = 64 * 1024
-    max_in_flight: int = 256          # calls and queries awaiting their reply, per connection
-    max_queries_per_subscribe: int = 64
-    max_subscriptions: int = 256      # subscribe requests alive per connection
-    # Requests (calls, queries, subscriptions) per second: a busy human sends a few, a benchmark
-    # client a thousand; past the rate a request is refused with ``retry_after``.
-    connection_requests: Rate = Rate(2000, 2000)
-    identity_requests: Rate = Rate(4000, 4000)   # summed over the identity's connections
-    # A connection that goes on sending this many requests while refused is not listening: closed.
-    max_refused_in_a_row: int = 5000
-    budget: Budget = Budget()         # per one-off SELECT, subscribe or unsubscribe
-    max_running_queries: int = 4      # evaluated at once per database; more wait their turn
-
-
-# A query's first slice runs as soon as it arrives; most end within it. Longer ones go on in
-# ``Host.work``, at most SLICE_SECONDS at a time, so that no other client waits longer than that.
-FIRST_SLICE_SECONDS = 0.0005
-SLICE_SECONDS = 0.0005
-
-CHECKED_PLANS = 256  # subscription queries whose checked plan is remembered
-
-# After a rate-limit refusal a connection is refused at least this long, so that the requests it had
-# already sent (within a round trip) are refused too and its resends keep their order.
-RATE_PENALTY_SECONDS = 0.25
-
-
-@dataclasses.dataclass(eq=False, slots=True)
-class _SubSet:
-    """One subscribe request of one session: its queries, live from ``since`` (exclusive)."""
-
-    request_id: int
-    qids: list[int]
-    queries: list[str]
-    since: int
-    until: int | None = None  # set by unsubscribe: updates up to here still go out
-
-
-class Session:
-    """One client connection as the host sees it."""
-
-    __slots__ = ("connection_id", "identity", "subs", "in_flight", "closed", "signature", "hooks", "log_follow",
-                 "token", "bucket", "identity_bucket", "blocked_until", "blocked_by_connection", "refused_in_a_row", "close_reason",
-                 "job", "request", "backlog", "waiting")
-
-    def __init__(self, connection_id: ConnectionId, identity: Identity, hooks: bool = True, token: str = "") -> None:
-        self.connection_id = connection_id
-        self.identity = identity
-        self.hooks = hooks  # False: a CLI session, no lifecycle hooks, reducers see no connection id
-        self.log_follow: tuple[int, Callable[[LogRecord], None]] | None = None
-        self.token = token
-        self.subs: dict[int, _SubSet] = {}
-        self.in_flight = 0
-        self.closed = False
-        self.signature: tuple[int, ...] | None = ()
-        self.bucket: TokenBucket | None = None  # set by the host that serves the session
-        self.identity_bucket: TokenBucket | None = None  # shared by the identity's sessions, the same way
-        self.blocked_until = 0.0
-        self.blocked_by_connection = True  # which rate ``blocked_until`` enforces: the connection's or the identity's
-        self.refused_in_a_row = 0
-        self.close_reason: str | None = None  # set by the host: the adapter closes the connection (1008)
-        # A session's requests are handled in order: while a query of its own is being evaluated
-        # (``job``, for ``request``), or waits for its turn (``waiting``), the later ones queue here.
-        self.job: Job | None = None
-        self.request: ClientMessage | None = None
-        self.backlog: collections.deque[tuple[ClientMessage, int]] = collections.deque()
-        self.waiting = False
-
-    def __repr__(self) -> str:
-        return f"Session({self.identity.to_abbreviated_hex()}, {self.connection_id.hex()[:8]})"
-
-
-Out = tuple[Session, bytes]
-
-
-@dataclasses.dataclass(slots=True)
-class _PendingTx:
-    offset: int
-    header: dict[str, Any]                # wire_tx of the transaction
-    deltas: dict[int, list[Any]]          # query id -> its wire_rows
-
-
-@dataclasses.dataclass(slots=True)
-class _PendingMsg:
-    offset: int
-    session: Session
-    frame: bytes
-    counts_in_flight: bool
-    # Ordered messages (identity, subscribe and unsubscribe answers) must go out before the
-    # updates that follow them; replies (results, query answers, log lines) only after the
-    # updates that precede them, so they wait for the batch's one coalesced frame.
-    ordered: bool = False
-
-
-@dataclasses.dataclass(slots=True)
-class _QueryInfo:
-    qid: int
-    key: Any
-    plan: Any
-    users: int = 0
 
 
 class Host:
@@ -177,42 +66,37 @@ class Host:
 
     def __init__(self, db: Database, name: str, limits: Limits | None = None, *,
                  identity_buckets: KeyedBuckets | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        """``identity_buckets`` (shared by every database of a server) limits each identity's requests."""
+        """``identity_buckets`` (shared by every database of a server) limits each identity's requests.
+        Next: ``connect`` sessions; ``close`` the host before the database."""
         self.db = db
         self.name = name
         self.limits = limits or Limits()
         self.clock = clock
         self.identity_buckets = identity_buckets or KeyedBuckets(self.limits.identity_requests)
         self.sessions: dict[ConnectionId, Session] = {}
-        self._engine = SubscriptionEngine(db.tables)
-        self._queries_by_key: dict[Any, _QueryInfo] = {}
-        self._queries: dict[int, _QueryInfo] = {}
-        self._next_qid = 1
-        self._pending: collections.deque[_PendingTx | _PendingMsg] = collections.deque()
-        self._running: collections.deque[Session] = collections.deque()  # sessions whose job is under way
-        self._waiting: collections.deque[Session] = collections.deque()  # sessions whose job waits for a slot
-        # query id -> sessions holding it (live or awaiting their unsubscribe): who to consider at delivery
-        self._watchers: dict[int, dict[Session, int]] = {}
-        self._durable = db.durable_offset
-        self._tdefs = {name: t.tdef for name, t in db.tables.items() if not t.tdef.system}
-        self._checked: dict[tuple[str, bool, bytes | None], Any] = {}  # subscription plans by query text
-        self._codecs = db._codecs
-        # Set by the network adapter: handles publish and delete, which outlive this host.
+        self.subscriptions: Subscriptions[Session] = Subscriptions(db.tables)
+        self._outbox: Outbox[Session] = Outbox(self.subscriptions, db.codecs, db.durable_offset)
+        self._queries = Queries(db, self.limits, self.subscriptions, self._outbox, self._drain)
+        # Set by the hosting controller: publish and delete, which outlive this host, are its to run.
         self.on_admin: Callable[[Session, Publish | DeleteDatabase], None] | None = None
         db.add_commit_listener(self._on_commit)
 
     def close(self) -> None:
+        """Stop following the database's commits; next, close the database."""
         self.db.remove_commit_listener(self._on_commit)
 
     @property
     def owner(self) -> Identity | None:
+        """The database's owner."""
         return self.db.owner
 
     # -- connections --------------------------------------------------------------------
     def connect(self, identity: Identity, token: str, *, hooks: bool = True,
                 connection_id: ConnectionId | None = None) -> tuple[Session | None, str | None, list[Out]]:
         """Open a session. With ``hooks`` (a client), client_connected runs and may refuse:
-        then (None, reason, []). Without (the CLI), nothing runs and calls carry no connection id."""
+        then (None, reason, []): close the connection with the reason. Without (the CLI), nothing
+        runs and calls carry no connection id. Next: send the frames (the identity message, once
+        durable), then feed the session's frames to ``receive``."""
         if hooks:
             try:
                 result = self.db.connect_nowait(identity, connection_id)
@@ -241,25 +125,28 @@ class Host:
                                     self.db.schema()))
 
     def live_subscriptions(self, session: Session) -> list[tuple[int, list[str]]]:
-        """(request id, queries) of a session's live subscriptions (one being evaluated included)."""
+        """(request id, queries) of a session's live subscriptions (one being evaluated included):
+        what ``adopt`` on the next host subscribes again."""
         live = [(s.request_id, s.queries) for s in session.subs.values() if s.until is None]
         if isinstance(session.request, Subscribe):
             live.append((session.request.id, session.request.queries))
         return live
 
     def pending_requests(self, session: Session) -> list[ClientMessage]:
-        """The requests of a session still to be answered, other than its subscribes being evaluated."""
+        """The requests of a session still to be answered, other than its subscribes being evaluated:
+        what ``adopt`` on the next host answers."""
         first = [] if session.request is None or isinstance(session.request, Subscribe) else [session.request]
         return first + [msg for msg, _ in session.backlog]
 
     def adopt(self, session: Session, subscriptions: list[tuple[int, list[str]]],
               requests: list[ClientMessage] | None = None) -> list[Out]:
-        """Take over a live session from the host of the previous module version.
+        """Take over a live session from the host of the previous module version (``detach``ed there).
 
         Same identity and connection, no hooks run. The client is sent the new
         schema (an identity message: clients drop their cached rows on it), then
         each subscription's rows again, checked against the new schema, then the
-        answers to ``requests`` it was still waiting for.
+        answers to ``requests`` it was still waiting for. Next: send the frames; the
+        session's frames go to this host's ``receive`` from now on.
         """
         session.closed = False
         session.subs = {}
@@ -275,53 +162,43 @@ class Host:
             + self._drain(session)
 
     def release(self) -> list[Out]:
-        """Whatever is ready to go now (e.g. log lines queued while a reducer ran)."""
-        return self._release_ready()
+        """Whatever is ready to go now (e.g. log lines queued while a reducer ran): send it. Call
+        after each ``receive``."""
+        return self._outbox.release()
 
     def disconnect(self, session: Session) -> list[Out]:
-        """Run client_disconnected and forget the session; its pending frames are dropped."""
+        """The connection closed: run client_disconnected and forget the session; its pending frames
+        are dropped. Next: send what it returns (to the others)."""
         if session.closed:
             return []
         session.closed = True
         self.sessions.pop(session.connection_id, None)
-        self._cancel(session)
+        self._queries.cancel(session)
         if session.identity_bucket is not None:
             self.identity_buckets.release(session.identity_bucket)
             session.identity_bucket = None
         for subset in session.subs.values():
             if subset.until is None:
-                self._release_queries(subset.qids)
-            self._unwatch(session, subset)
+                self.subscriptions.release(subset.qids)
+            self.subscriptions.unwatch(session, subset.qids)
         session.subs.clear()
         self._stop_following(session)
         if not session.hooks:
             return []
         result = self.db.disconnect(session.connection_id, wait=False)
-        return self._release_ready() if result.offset <= self._durable else []
+        return self._outbox.release() if result.offset <= self._outbox.durable else []
 
     def detach(self, session: Session) -> None:
-        """Forget a session without running its disconnect hook (it moves to another host)."""
+        """Forget a session without running its disconnect hook: next, ``adopt`` it on another host."""
         session.closed = True
         self.sessions.pop(session.connection_id, None)
-        self._cancel(session)
+        self._queries.cancel(session)
         self._stop_following(session)
-
-    def _cancel(self, session: Session) -> None:
-        """Drop the session's query in progress (and its turn in the queue)."""
-        job = session.job
-        if job is not None:
-            self._running.remove(session)
-            job.close()
-            if isinstance(job, SubscribeJob):
-                self._release_queries(job.order)
-            session.job = None
-        if session.waiting:
-            self._waiting.remove(session)
-            session.waiting = False
 
     # -- requests -----------------------------------------------------------------------
     def receive(self, session: Session, frame: bytes) -> list[Out]:
-        """Handle one client frame; returns the frames that may go out now."""
+        """Handle one client frame; returns the frames that may go out now: send them, then those
+        of ``release``. If the session's ``close_reason`` is set now, close the connection (1008)."""
         try:
             msg = decode_client(frame)
         except ProtocolError as exc:
@@ -329,7 +206,8 @@ class Host:
             return [(session, encode(ErrorMessage(rid, str(exc))))]
         wait = self._rate_wait(session)
         if wait:
-            text = f"rate limited: too many requests from this {'connection' if wait[1] else 'identity'}; retry in {wait[0]:.2f} s"
+            text = (f"rate limited: too many requests from this {'connection' if wait[1] else 'identity'};"
+                    f" retry in {wait[0]:.2f} s")
             if isinstance(msg, CallReducer):
                 return [(session, encode(ReducerResult(msg.id, "refused", text, -1, 0, wait[0])))]
             return [(session, encode(ErrorMessage(msg.id, text, wait[0])))]
@@ -347,9 +225,9 @@ class Host:
         if isinstance(msg, CallReducer):
             return self._call(session, msg, frame_size)
         if isinstance(msg, Subscribe):
-            return self._subscribe(session, msg)
+            return self._queries.subscribe(session, msg)
         if isinstance(msg, Unsubscribe):
-            return self._unsubscribe(session, msg)
+            return self._queries.unsubscribe(session, msg)
         if isinstance(msg, OneOffQuery):
             return self._sql(session, msg)
         if isinstance(msg, Logs):
@@ -381,17 +259,15 @@ class Host:
             session.close_reason = "rate limit: the connection went on sending while refused"
         return wait, own
 
-    def _not_owner(self, session: Session, what: str) -> str | None:
-        if session.identity == self.owner:
-            return None
-        return f"Identity 0x{session.identity.hex()} is not authorized to {what} database `{self.name}`"
+    def _queue(self, item: _PendingMsg[Session]) -> list[Out]:
+        return self._outbox.send(item)
 
     def _logs(self, session: Session, msg: Logs) -> list[Out]:
-        refusal = self._not_owner(session, "read the logs of")
-        if refusal is not None:
-            return [(session, encode(ErrorMessage(msg.id, refusal)))]
+        refused = refusal(session.identity, Action.READ_LOGS, self.name, self.owner)
+        if refused is not None:
+            return [(session, encode(ErrorMessage(msg.id, refused)))]
         lines = self.db.logs.lines(msg.n, msg.level)
-        out = [(session, encode(LogLines(msg.id, lines)))]
+        out: list[Out] = [(session, encode(LogLines(msg.id, lines)))]
         if msg.follow:
             self._stop_following(session)
             floor = LEVEL_RANK[msg.level.upper()] if msg.level else 0
@@ -399,7 +275,7 @@ class Host:
             def follow(record: LogRecord) -> None:
                 if LEVEL_RANK[record.level] >= floor and not session.closed:
                     frame = encode(LogLines(msg.id, record.format().split("\n")))
-                    self._pending.append(_PendingMsg(self.db.last_offset, session, frame, False))
+                    self._outbox.hold(_PendingMsg(self.db.last_offset, session, frame, False))
 
             session.log_follow = (msg.id, follow)
             self.db.logs.add_listener(follow)
@@ -431,67 +307,6 @@ class Host:
         session.in_flight += 1
         return self._queue(_PendingMsg(result.offset, session, _result_frame(msg.id, result), True))
 
-    def _subscribe(self, session: Session, msg: Subscribe) -> list[Out]:
-        if len(msg.queries) > self.limits.max_queries_per_subscribe:
-            return [(session, encode(SubscriptionError(
-                msg.id, f"too many queries in one subscribe ({len(msg.queries)}; limit {self.limits.max_queries_per_subscribe})")))]
-        if len(session.subs) >= self.limits.max_subscriptions:
-            return [(session, encode(SubscriptionError(
-                msg.id, f"too many live subscriptions (limit {self.limits.max_subscriptions}); unsubscribe first")))]
-        if msg.id in session.subs:
-            return [(session, encode(SubscriptionError(msg.id, f"request id {msg.id} is already a live subscription")))]
-        is_owner = session.identity == self.owner
-        identity = session.identity
-        known = self._checked
-        plans = [known.get(self._check_key(text, is_owner, identity)) for text in msg.queries]
-        if not self._slot_free():
-            return self._wait(session, msg)
-        if None in plans:
-            # Checks to do (an attacker sends 64 new queries at a time): in slices, as rows are read.
-            job: Job = CheckJob(list(msg.queries), lambda text: self._check_subscription(text, is_owner, identity),
-                                ReadView(self.db.last_offset), self.limits.budget)
-            return self._begin(session, msg, job)
-        return self._begin(session, msg, self._subscribe_job(msg.id, list(zip(msg.queries, plans)), identity))
-
-    def _subscribe_job(self, request_id: int, plans: list[tuple[str, Any]], identity: Identity) -> SubscribeJob:
-        """Watch the checked queries and read their rows from now."""
-        order = [self._acquire_query(text, plan, identity).qid for text, plan in plans]
-        return SubscribeJob(request_id, None, self._inputs(order), order, self._engine, self._codecs,
-                            ReadView(self.db.last_offset), self.limits.budget)
-
-    @staticmethod
-    def _check_key(text: str, is_owner: bool, sender: Identity) -> tuple[Any, ...]:
-        """What a check depends on."""
-        return (text, is_owner, bytes(sender) if ":sender" in text else None)
-
-    def _check_subscription(self, text: str, is_owner: bool, sender: Identity) -> Any:
-        """``check_subscription``, remembered: clients mostly send the same few queries. Only the
-        latest 256 are kept: each plan is about 15 objects that every full collection walks, and
-        an attacker sends new queries."""
-        known = self._checked
-        key = self._check_key(text, is_owner, sender)
-        plan = known.get(key)
-        if plan is None:
-            plan = check_subscription(text, self._tdefs, is_owner, sender)
-            if len(known) >= CHECKED_PLANS:
-                del known[next(iter(known))]
-            known[key] = plan
-        return plan
-
-    def _unsubscribe(self, session: Session, msg: Unsubscribe) -> list[Out]:
-        subset = session.subs.get(msg.subscription)
-        if subset is None or subset.until is not None:
-            return [(session, encode(ErrorMessage(msg.id, f"no live subscription with id {msg.subscription}")))]
-        if not self._slot_free():
-            return self._wait(session, msg)
-        now = self.db.last_offset
-        subset.until = now
-        session.signature = None
-        job = UnsubscribeJob(msg.id, msg.subscription, self._inputs(subset.qids), subset.qids, self._engine,
-                             self._codecs, ReadView(now), self.limits.budget)
-        self._release_queries(subset.qids)
-        return self._begin(session, msg, job)
-
     def _sql(self, session: Session, msg: OneOffQuery) -> list[Out]:
         if self.db.write_failure is not None and self.db.revert_pending:
             # A read after a failure sees what is on disk: everything waiting is answered, the
@@ -509,110 +324,18 @@ class Host:
             session.in_flight += 1
             reply = OneOffResult(msg.id, [], [], [], None, res.affected)
             return self._queue(_PendingMsg(res.tx.offset, session, encode(reply), True))
-        if not self._slot_free():
-            return self._wait(session, msg)
-        plan, pp = prepared
-        job = SelectJob(msg.id, plan, pp, self.db.tables, ReadView(self.db.last_offset), self.limits.budget)
-        return self._begin(session, msg, job)
+        return self._queries.select(session, msg, *prepared)
 
     # -- evaluations in slices ------------------------------------------------------------
     @property
     def busy(self) -> bool:
         """Evaluations are under way: call ``work`` again soon (the network adapter, once per loop turn)."""
-        return bool(self._running)
+        return self._queries.busy
 
     def work(self, seconds: float = SLICE_SECONDS) -> list[Out]:
         """Go on with the evaluations under way, taking turns, for about ``seconds``; returns what
-        may go out now. Call again while ``busy``, letting other clients be served in between."""
-        out: list[Out] = []
-        deadline = time.perf_counter() + seconds
-        running = self._running
-        while running:
-            session = running[0]
-            running.rotate(-1)
-            out += self._step(session, deadline)
-            if time.perf_counter() >= deadline:
-                break
-        return out
-
-    def _slot_free(self) -> bool:
-        return len(self._running) < self.limits.max_running_queries
-
-    def _wait(self, session: Session, msg: ClientMessage) -> list[Out]:
-        """No evaluation slot is free: ``msg`` is handled again when one is, before the session's others."""
-        session.backlog.appendleft((msg, 0))
-        session.waiting = True
-        self._waiting.append(session)
-        return []
-
-    def _inputs(self, qids: list[int]) -> list[QueryInput]:
-        """The distinct queries of ``qids`` (a request's, repeats included), each with its count."""
-        inputs: dict[int, QueryInput] = {}
-        for qid in qids:
-            q = inputs.get(qid)
-            if q is None:
-                inputs[qid] = QueryInput(qid, self._queries[qid].plan)
-            else:
-                q.times += 1
-        return list(inputs.values())
-
-    def _begin(self, session: Session, msg: ClientMessage, job: Job) -> list[Out]:
-        session.job, session.request = job, msg
-        self._running.append(session)
-        return self._step(session, time.perf_counter() + FIRST_SLICE_SECONDS)
-
-    def _step(self, session: Session, deadline: float) -> list[Out]:
-        """One slice of the session's job; once it is done, its answer and the session's next requests."""
-        job = session.job
-        assert job is not None
-        if not job.run(deadline):
-            return []
-        if isinstance(job, CheckJob) and job.error is None:
-            job.close()
-            assert isinstance(session.request, Subscribe)
-            session.job = self._subscribe_job(session.request.id, job.plans, session.identity)
-            return self._step(session, deadline)
-        self._running.remove(session)
-        job.close()
-        request = session.request
-        session.job = session.request = None
-        out = self._answer(session, job, request) + self._drain(session)
-        while self._waiting and self._slot_free():
-            nxt = self._waiting.popleft()
-            nxt.waiting = False
-            out += self._drain(nxt)
-        return out
-
-    def _answer(self, session: Session, job: Job, request: ClientMessage | None) -> list[Out]:
-        if isinstance(job, SelectJob):
-            if job.frame is None:
-                return [(session, encode(OneOffResult(job.request_id, [], [], [], job.error)))]
-            session.in_flight += 1
-            return self._queue(_PendingMsg(job.view.offset, session, job.frame, True))
-        if isinstance(job, CheckJob):
-            assert isinstance(request, Subscribe) and job.error is not None
-            return [(session, encode(SubscriptionError(request.id, job.error)))]
-        assert isinstance(job, RowsJob)
-        if isinstance(job, SubscribeJob):
-            if job.frame is None:
-                self._release_queries(job.order)
-                return [(session, encode(SubscriptionError(job.request_id, f"{job.error}; nothing was subscribed")))]
-            # Live from now: the changes committed while it ran are in its rows already (catch_up).
-            since = self.db.last_offset
-            assert isinstance(request, Subscribe)
-            subset = _SubSet(job.request_id, list(job.order), list(request.queries), since)
-            session.subs[job.request_id] = subset
-            for qid in subset.qids:
-                watchers = self._watchers.setdefault(qid, {})
-                watchers[session] = watchers.get(session, 0) + 1
-            session.signature = None
-            session.in_flight += 1
-            return self._queue(_PendingMsg(since, session, job.frame, True, True))
-        if job.frame is None:
-            return [(session, encode(ErrorMessage(
-                job.request_id, f"unsubscribed, but the rows to drop were not sent: {job.error}")))]
-        session.in_flight += 1
-        return self._queue(_PendingMsg(job.view.offset, session, job.frame, True, True))
+        may go out now: send it. Call again while ``busy``, letting other clients be served in between."""
+        return self._queries.work(seconds)
 
     def _drain(self, session: Session) -> list[Out]:
         """Handle the session's queued requests in order, until one needs an evaluation that goes on."""
@@ -622,61 +345,18 @@ class Host:
             out += self._handle(session, msg, size)
         return out
 
-    # -- queries --------------------------------------------------------------------------
-    def _acquire_query(self, text: str, plan: Any, sender: Identity) -> _QueryInfo:
-        key = (" ".join(text.split()), bytes(sender) if ":sender" in text else None)
-        info = self._queries_by_key.get(key)
-        if info is None:
-            info = _QueryInfo(self._next_qid, key, plan)
-            self._next_qid += 1
-            self._queries_by_key[key] = info
-            self._queries[info.qid] = info
-            self._engine.add(info.qid, plan)
-        info.users += 1
-        return info
-
-    def _release_queries(self, qids: list[int]) -> None:
-        for qid in qids:
-            info = self._queries.get(qid)
-            if info is None:
-                continue
-            info.users -= 1
-            if info.users == 0:
-                self._engine.remove(qid)
-                del self._queries[qid]
-                del self._queries_by_key[info.key]
-
     # -- commits and durability -------------------------------------------------------------
     def _on_commit(self, tx: TxData) -> None:
-        for session in self._running:
-            assert session.job is not None
-            session.job.view.apply(tx)
-        deltas = self._engine.evaluate(tx) if len(self._engine) else {}
-        if not deltas:
-            return
-        for session in self._running:
-            assert session.job is not None
-            if isinstance(session.job, SubscribeJob):
-                session.job.catch_up(deltas)
-        wire: dict[int, list[Any]] = {}
-        for qid, delta in deltas.items():
-            rows = delta.whole.wire if delta.whole is not None else None
-            if rows is None:  # filtered, or not encoded by a commit log (an in-memory database)
-                enc = self._codecs[delta.table].encode
-                rows = ([enc(r) for r in delta.inserts], [enc(r) for r in delta.deletes])
-            wire[qid] = wire_rows(qid, delta.table, *rows)
-        header = wire_tx(tx.offset, int(tx.timestamp), tx.reducer, bytes(tx.caller_identity))
-        self._pending.append(_PendingTx(tx.offset, header, wire))
-
-    def _queue(self, item: _PendingMsg) -> list[Out]:
-        self._pending.append(item)
-        return self._release_ready() if item.offset <= self._durable else []
+        self._queries.apply(tx)
+        deltas = self.subscriptions.evaluate(tx)
+        if deltas:
+            self._queries.catch_up(deltas)
+            self._outbox.commit(tx, deltas)
 
     def on_durable(self, offset: int) -> list[Out]:
-        """The log is durable up to ``offset``: release everything waiting on it, in order."""
-        if offset > self._durable:
-            self._durable = offset
-        return self._release_ready()
+        """The log is durable up to ``offset``: release everything waiting on it, in order. Send
+        what it returns; call on each of the log's durable reports (on the database's thread)."""
+        return self._outbox.on_durable(offset)
 
     def on_storage_failure(self) -> list[Out]:
         """The commit log failed for good (``db.write_failure`` says why): call on the database's thread.
@@ -689,13 +369,14 @@ class Host:
         """
         out = self.on_durable(self.db.durable_offset)
         cause = f"the database {self.db.write_failure}"
-        for item in self._pending:
-            if isinstance(item, _PendingTx) or item.session.closed:
+        durable = self._outbox.durable
+        for item in self._outbox.abandon():
+            if item.session.closed:
                 continue
             session, frame = item.session, item.frame
             if item.counts_in_flight:
                 session.in_flight -= 1
-            msg = decode_server(frame) if item.offset > self._durable else None  # else: a read after a revert
+            msg = decode_server(bytes(frame)) if item.offset > durable else None  # else: a read after a revert
             if isinstance(msg, ReducerResult):
                 text = f"{cause}; this call was not saved and changed nothing"
                 frame = encode_result(msg.id, "internal_error", text, -1, 0)
@@ -706,173 +387,19 @@ class Host:
                 subset = session.subs.pop(msg.id if isinstance(msg, SubscribeApplied) else msg.subscription, None)
                 if subset is not None:
                     if subset.until is None:
-                        self._release_queries(subset.qids)
-                    self._unwatch(session, subset)
+                        self.subscriptions.release(subset.qids)
+                    self.subscriptions.unwatch(session, subset.qids)
                     session.signature = None
                 text = f"{cause}; this request was cancelled and the subscription dropped"
                 frame = encode(SubscriptionError(msg.id, text) if isinstance(msg, SubscribeApplied)
                                else ErrorMessage(msg.id, text))
             out.append((session, frame))
-        self._pending.clear()
-        out += self._cancel_all(f"{cause}; this request was cancelled, send it again to read what is saved")
+        out += self._queries.cancel_all(f"{cause}; this request was cancelled, send it again to read what is saved")
         self.db.revert_undurable()
-        out += self._release_ready()  # e.g. the module log's line about the revert, to followers
+        out += self._outbox.release()  # e.g. the module log's line about the revert, to followers
         for session in list(self.sessions.values()):
             out += self._drain(session)
         return out
-
-    def _cancel_all(self, text: str) -> list[Out]:
-        """Answer every evaluation under way, or waiting for its turn, with ``text`` and drop it
-        (the tables are about to change under their views)."""
-        out: list[Out] = []
-        for session in list(self._running):
-            job, request = session.job, session.request
-            self._cancel(session)
-            if isinstance(job, SelectJob):
-                out.append((session, encode(OneOffResult(job.request_id, [], [], [], text))))
-            elif isinstance(job, (SubscribeJob, CheckJob)):
-                assert isinstance(request, Subscribe)
-                out.append((session, encode(SubscriptionError(request.id, text))))
-            elif request is not None:
-                out.append((session, encode(ErrorMessage(getattr(request, "id", None), text))))
-            session.request = None
-        for session in list(self._waiting):
-            self._cancel(session)
-        return out
-
-    def _release_ready(self) -> list[Out]:
-        pending = self._pending
-        durable = self._durable
-        batch: list[_PendingTx | _PendingMsg] = []
-        while pending and pending[0].offset <= durable:
-            batch.append(pending.popleft())
-        if not batch:
-            return []
-        return self._deliver(batch)
-
-    def _deliver(self, batch: list[_PendingTx | _PendingMsg]) -> list[Out]:
-        """Frames for a batch in order: per session, its transaction updates coalesced between its other messages."""
-        out: list[Out] = []
-        txs = [item for item in batch if isinstance(item, _PendingTx)]
-        personal: dict[Session, list[_PendingMsg]] = {}
-        for item in batch:
-            if isinstance(item, _PendingMsg) and not item.session.closed:
-                personal.setdefault(item.session, []).append(item)
-        frames: dict[tuple[Any, ...], bytes] = {}
-        by_signature: dict[tuple[int, ...], bytes | None] = {}
-        first = txs[0].offset if txs else None
-        candidates: dict[Session, None] = {}
-        touched = {qid for tx in txs for qid in tx.deltas} if len(txs) > 1 else txs[0].deltas if txs else ()
-        for qid in touched:
-            watchers = self._watchers.get(qid)
-            if watchers:
-                candidates.update(dict.fromkeys(watchers))
-        # Sessions with replies (callers) last, as a hand-rolled server answers after its broadcast:
-        # answered first, callers send their next requests while the others are still being written
-        # to, and compete with them for the CPU; answered together, their next requests also arrive
-        # together and share a batch.
-        for session in personal:
-            candidates.pop(session, None)
-            candidates[session] = None
-        for session in candidates:
-            if session.closed:
-                continue
-            mine = personal.get(session)
-            if not mine and (first is None or not session.subs):
-                continue
-            if (mine is None or not any(item.ordered for item in mine)) and self._steady(session, first):
-                # The common case: the same subscriptions as many others and nothing in this batch
-                # that must go out between its updates (a caller's result follows them), so the
-                # frame is built once per signature and the bytes are shared.
-                signature = session.signature
-                assert signature is not None
-                if signature in by_signature:
-                    frame = by_signature[signature]
-                else:
-                    frame = by_signature[signature] = self._frame_for(session, txs, frames)
-                if frame is not None:
-                    out.append((session, frame))
-                if mine:
-                    for item in mine:
-                        if item.counts_in_flight:
-                            session.in_flight -= 1
-                        out.append((session, item.frame))
-                continue
-            run: list[_PendingTx] = []
-            replies: list[_PendingMsg] = []
-            queue = collections.deque(mine or ())
-
-            def flush() -> None:
-                if run:
-                    frame = self._frame_for(session, run, frames)
-                    if frame is not None:
-                        out.append((session, frame))
-                    run.clear()
-                for reply in replies:
-                    out.append((session, reply.frame))
-                replies.clear()
-
-            for item in batch:
-                if isinstance(item, _PendingTx):
-                    run.append(item)
-                elif queue and item is queue[0]:
-                    queue.popleft()
-                    if item.counts_in_flight:
-                        session.in_flight -= 1
-                    if item.ordered:
-                        flush()
-                        out.append((session, item.frame))
-                    else:
-                        replies.append(item)
-            flush()
-            self._prune(session)
-        return out
-
-    def _steady(self, session: Session, first: int | None) -> bool:
-        if session.signature is None:
-            if any(s.until is not None or (first is not None and s.since >= first) for s in session.subs.values()):
-                return False
-            session.signature = tuple(sorted(q for s in session.subs.values() for q in s.qids))
-        return True
-
-    def _frame_for(self, session: Session, txs: list[_PendingTx], cache: dict[tuple[Any, ...], bytes]) -> bytes | None:
-        """One ``tx`` frame of the updates ``session`` should see from ``txs`` (None if none)."""
-        parts: list[tuple[int, tuple[int, ...]]] = []
-        for tx in txs:
-            qids: list[int] = []
-            for s in session.subs.values():
-                if s.since < tx.offset and (s.until is None or tx.offset <= s.until):
-                    qids.extend(q for q in s.qids if q in tx.deltas)
-            if qids:
-                parts.append((tx.offset, tuple(qids)))
-        if not parts:
-            return None
-        key = tuple(parts)
-        frame = cache.get(key)
-        if frame is None:
-            by_offset = {tx.offset: tx for tx in txs}
-            frame = cache[key] = encode_transaction_update(
-                [(by_offset[off].header, [by_offset[off].deltas[q] for q in qids]) for off, qids in parts]
-            )
-        return frame
-
-    def _unwatch(self, session: Session, subset: _SubSet) -> None:
-        for qid in subset.qids:
-            watchers = self._watchers.get(qid)
-            if watchers is None or session not in watchers:
-                continue
-            watchers[session] -= 1
-            if watchers[session] <= 0:
-                del watchers[session]
-                if not watchers:
-                    del self._watchers[qid]
-
-    def _prune(self, session: Session) -> None:
-        for rid, s in list(session.subs.items()):
-            if s.until is not None and s.until <= self._durable:
-                del session.subs[rid]
-                self._unwatch(session, s)
-                session.signature = None
 
 
 def _result_frame(request_id: int, r: CallResult) -> bytes:

@@ -1,7 +1,9 @@
-"""Incremental subscriptions: registered queries, and per-query deltas from one TxData.
+"""Incremental subscriptions: registered queries, who watches them, and per-query deltas from one TxData.
 
-Each distinct query is registered once however many clients want it, and is
-evaluated once per transaction. Deltas come from the transaction's own
+``Subscriptions`` is a database's one registry: each distinct query is registered
+once however many clients want it (one count of its users), and is evaluated
+once per transaction; it also knows which clients watch each query, so delivery
+considers only those. ``SubscriptionEngine`` below it indexes the queries. Deltas come from the transaction's own
 inserts and deletes (plus index lookups for joins), never from rescanning a
 table. Queries with an equality on a column (``WHERE sender = 0x…``) are kept
 in a hash index by that constant, so a changed row is tested only against
@@ -13,14 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from .readview import LiveView
 from .sql.execute import CHUNK, LIVE, Meter, chunks
 from .table import Table
 from .tx import TableUpdate, TxData
+from .types import Identity
+
+W = TypeVar("W", bound=Hashable)  # a watcher: the host's session
 
 
 class Plan(Protocol):
@@ -274,3 +279,92 @@ def _old(new_rows: list[Any], inserted: list[Any] | None, deleted: list[Any] | N
         else:
             old.append(row)
     return old + list(deleted or ())
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class Subscription:
+    """One subscribe request of one client: its queries, live from ``since`` (exclusive)."""
+
+    request_id: int
+    qids: list[int]
+    queries: list[str]
+    since: int
+    until: int | None = None  # set by unsubscribe: updates up to here still go out
+
+
+class Subscriptions(Generic[W]):
+    """The subscribed queries of one database and who watches them.
+
+    ``acquire`` a checked query for each one a subscribe lists (equal queries share one id and
+    one registration; each acquire counts one user), ``release`` each when its subscribe ends or
+    fails; ``watch`` once its rows went out, ``unwatch`` once its last update did. ``evaluate``
+    each committed transaction, then hand the deltas to the outbox.
+    """
+
+    def __init__(self, tables: dict[str, Table]) -> None:
+        self._engine = SubscriptionEngine(tables)
+        self._ids: dict[tuple[str, bytes | None], int] = {}  # equal queries -> their one id
+        self._keys: dict[int, tuple[str, bytes | None]] = {}
+        self._next_qid = 1
+        # query id -> watchers holding it (live, or awaiting their unsubscribe) and how many times
+        self._watchers: dict[int, dict[W, int]] = {}
+
+    def __len__(self) -> int:
+        """Distinct queries registered."""
+        return len(self._engine)
+
+    @property
+    def engine(self) -> SubscriptionEngine:
+        """The index of the registered queries (its keys are the query ids)."""
+        return self._engine
+
+    def acquire(self, text: str, plan: Plan, sender: Identity) -> int:
+        """The id of query ``text`` (checked: ``plan``) for ``sender``, with one more user; next,
+        read its rows (``engine.initial_chunks``) and ``release`` it if the subscribe fails."""
+        key = (" ".join(text.split()), bytes(sender) if ":sender" in text else None)
+        qid = self._ids.get(key)
+        if qid is None:
+            qid = self._ids[key] = self._next_qid
+            self._keys[qid] = key
+            self._next_qid += 1
+        self._engine.add(qid, plan)
+        return qid
+
+    def release(self, qids: Iterable[int]) -> None:
+        """One user fewer of each query; a query nobody uses is dropped."""
+        for qid in qids:
+            if self._engine.remove(qid):
+                del self._ids[self._keys.pop(qid)]
+
+    def plan(self, qid: int) -> Plan:
+        """The checked plan of a registered query."""
+        query = self._engine.get(qid)
+        assert query is not None, f"query {qid} is not registered"
+        return query.plan
+
+    def evaluate(self, tx: TxData) -> dict[int, QueryDelta]:
+        """Each affected query's delta for one committed transaction (by query id): hand them to
+        the outbox (and to the subscribes still reading their rows)."""
+        return self._engine.evaluate(tx) if len(self._engine) else {}
+
+    def watch(self, watcher: W, qids: Iterable[int]) -> None:
+        """``watcher`` receives the updates of ``qids`` from now on (a query listed twice, twice)."""
+        for qid in qids:
+            watchers = self._watchers.setdefault(qid, {})
+            watchers[watcher] = watchers.get(watcher, 0) + 1
+
+    def unwatch(self, watcher: W, qids: Iterable[int]) -> None:
+        """Undo one ``watch`` of ``qids``."""
+        for qid in qids:
+            watchers = self._watchers.get(qid)
+            if watchers is None or watcher not in watchers:
+                continue
+            watchers[watcher] -= 1
+            if watchers[watcher] <= 0:
+                del watchers[watcher]
+                if not watchers:
+                    del self._watchers[qid]
+
+    def watchers(self, qid: int) -> dict[W, int] | None:
+        """Who watches query ``qid`` (None: nobody)."""
+        return self._watchers.get(qid)

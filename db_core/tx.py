@@ -23,9 +23,6 @@ class TableUpdate:
     table: str
     inserts: list[Any]
     deletes: list[Any]
-    # The rows as wire values (inserts, deletes), once the commit log has encoded them: the
-    # host sends the same values to subscribers of the whole table instead of encoding again.
-    wire: tuple[list[Any], list[Any]] | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclasses.dataclass(slots=True)

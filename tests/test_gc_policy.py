@@ -90,7 +90,7 @@ def test_a_closed_connection_leaves_the_collector_nothing_of_the_server(tmp_path
     from chat_server.client import ws_url
     from chat_server.frames import FastConnection
     from chat_server.server import _Client
-    from db_core.host import Session
+    from db_core.session import Session
     from db_core.protocol import SUBPROTOCOL
 
     from .server_harness import in_process_server, run, wait_for
@@ -100,7 +100,6 @@ def test_a_closed_connection_leaves_the_collector_nothing_of_the_server(tmp_path
 
     async def main() -> tuple[int, int]:
         async with in_process_server(tmp_path) as srv:
-            hosted = srv.databases["quickstart-chat"]
             gc.collect()
             gc.disable()  # from here on, only reference counting frees anything
             try:
@@ -110,7 +109,7 @@ def test_a_closed_connection_leaves_the_collector_nothing_of_the_server(tmp_path
                 await ws.recv()
                 assert alive() > before
                 await ws.close()
-                await wait_for(lambda: not hosted.clients)
+                await wait_for(lambda: not srv.clients)
                 await asyncio.sleep(0.05)
                 return before, alive()
             finally:
@@ -134,7 +133,6 @@ def test_a_closed_socket_leaves_the_collector_nothing_either(tmp_path) -> None: 
 
     async def main() -> int:
         async with in_process_server(tmp_path) as srv:
-            hosted = srv.databases["quickstart-chat"]
 
             def server_side() -> int:  # the server's transports, closed or not, that are still alive
                 return sum(1 for o in gc.get_objects() if issubclass(type(o), asyncio.Transport)
@@ -152,7 +150,7 @@ def test_a_closed_socket_leaves_the_collector_nothing_either(tmp_path) -> None: 
                 writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert (await reader.readline()).startswith(b"HTTP/1.1 200")
                 writer.close()
-                await wait_for(lambda: not hosted.clients)
+                await wait_for(lambda: not srv.clients)
                 await asyncio.sleep(0.05)
                 return server_side() - before
             finally:

@@ -211,3 +211,41 @@ def test_a_subscribe_of_new_queries_is_checked_in_slices(quickstart_path: Path) 
         (error,) = frames_for(out, attacker)
         assert error.error.endswith("in query: SELECT * FROM nowhere"), error
         assert 3 not in attacker.subs
+
+
+def test_rows_are_encoded_once_for_the_log_and_every_subscriber(tmp_path: Path, quickstart_path: Path) -> None:
+    """The commit log's encoding of a whole-table update is what subscribers get (nothing rides on
+    the TxData): one encode per row however many watch the table."""
+    with Database.open(tmp_path / "d", quickstart_path) as db:
+        host = Host(db, "quickstart-chat")
+        sessions = subscribed_to_messages(host, db, 3)
+        codec = db.codecs["message"]
+        encoded = []
+        plain = codec.encode
+
+        def counting(row: object) -> object:
+            encoded.append(row)
+            return plain(row)
+
+        codec.encode = counting
+        host.receive(sessions[0], encode(CallReducer(2, "send_message", ["once"])))
+        db.wait_durable(db.last_offset)
+        out = host.on_durable(db.last_offset)
+        updates = [m for s in sessions for m in frames_for(out, s) if isinstance(m, TransactionUpdate)]
+        assert len(updates) == 3 and len(encoded) == 1
+
+
+def test_one_owner_check_for_logs_publish_and_delete() -> None:
+    from db_core.authority import Action, refusal
+
+    owner, publisher, stranger = Identity.random(), Identity.random(), Identity.random()
+    mine = frozenset({publisher})
+    assert refusal(owner, Action.READ_LOGS, "db", owner) is None
+    assert refusal(stranger, Action.READ_LOGS, "db", owner) == (
+        f"Identity 0x{stranger.hex()} is not authorized to read the logs of database `db`")
+    assert refusal(publisher, Action.CREATE, "new", None, exists=False, server_owner=owner, publishers=mine) is None
+    assert refusal(publisher, Action.PUBLISH_OVER, "db", owner, server_owner=owner, publishers=mine) is not None
+    assert refusal(publisher, Action.DELETE, "p", publisher, server_owner=owner, publishers=mine) is None
+    assert refusal(owner, Action.DELETE, "p", publisher, server_owner=owner, publishers=mine) is None
+    why = refusal(stranger, Action.CREATE, "new", None, exists=False, server_owner=owner, publishers=mine)
+    assert why is not None and why.endswith("(see `chat-server start --publisher`)")

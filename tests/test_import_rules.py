@@ -26,17 +26,21 @@ def test_db_core_imports_no_network_ui_or_other_packages() -> None:
 # Inside db_core, dependencies run one way: a module may import only lower layers.
 LAYERS = {
     "errors": 0, "types": 0, "ratelimit": 0, "visible": 0,
+    "authority": 1,
     "commitlog": 1, "schema": 1, "logs": 1, "dirlock": 1,
     "table": 2, "migration": 2, "system": 2,
     "tx": 3,
     "readview": 4,
     "codec": 5, "sql": 5,
     "subscription": 6, "cache": 6, "protocol": 6, "durability": 6,
-    "module": 7, "evaluation": 7, "datastore": 7,
+    "module": 7, "evaluation": 7, "datastore": 7, "outbox": 7,
     "calls": 8, "recovery": 8,
     "database": 9,
-    "host": 10,
-    "__init__": 11,
+    "session": 10,
+    "queries": 11,
+    "host": 12,
+    "hosting": 13,
+    "__init__": 13,
 }
 
 

@@ -157,7 +157,8 @@ def test_malformed_input_gets_clear_errors_and_server_keeps_serving(tmp_path: Pa
             m = await reply(msgpack.packb([1, 2]))
             assert isinstance(m, ErrorMessage) and "must be a msgpack map" in m.error
             m = await reply(msgpack.packb({"t": "call", "id": 8, "reducer": "send_message", "args": [1, 2]}))
-            assert isinstance(m, ReducerResult) and m.status == "refused" and "takes 1 argument (text: str), got 2" in m.error
+            assert isinstance(m, ReducerResult) and m.status == "refused"
+            assert "takes 1 argument (text: str), got 2" in m.error
             m = await reply(msgpack.packb({"t": "call", "id": 9, "reducer": "send_message", "args": [3]}))
             assert "argument `text` must be str" in m.error
             m = await reply(msgpack.packb({"t": "call", "id": 10, "reducer": "send_mesage", "args": ["x"]}))
@@ -204,7 +205,7 @@ def test_unknown_database_and_wrong_subprotocol(tmp_path: Path) -> None:
 
 
 def test_too_many_in_flight(tmp_path: Path) -> None:
-    from db_core.host import Limits
+    from db_core.session import Limits
 
     async def main() -> None:
         async with in_process_server(tmp_path, limits=Limits(max_in_flight=2)) as srv:
@@ -253,7 +254,8 @@ def test_sql_dml_reaches_subscribers_and_private_tables_hide(tmp_path: Path) -> 
             assert r.rows == [[1, "psst"]]
             # a non-owner: private tables do not exist for it, and DML is refused
             r = await other.sql("SELECT * FROM secret")
-            assert r.error == "no such table: `secret`. If the table exists, it may be marked private. (at line 1, column 15)"
+            assert r.error == ("no such table: `secret`. If the table exists, it may be marked private."
+                               " (at line 1, column 15)")
             with pytest.raises(ClientError, match="no such table: `secret`"):
                 await other.subscribe(["SELECT * FROM secret"])
             r = await other.sql("DELETE FROM note")
@@ -339,11 +341,11 @@ def test_text_frames_are_refused(tmp_path: Path) -> None:
 def test_frames_written_directly_match_websockets_own() -> None:
     from websockets.frames import Frame, Opcode
 
-    from chat_server.server import _ws_header
+    from chat_server.frames import ws_header
 
     for n in (0, 1, 125, 126, 127, 65535, 65536, 70000):
         payload = bytes(range(256)) * (n // 256) + bytes(n % 256)
-        assert _ws_header(n) + payload == Frame(Opcode.BINARY, payload).serialize(mask=False)
+        assert ws_header(n) + payload == Frame(Opcode.BINARY, payload).serialize(mask=False)
 
 
 def test_early_and_fragmented_requests_are_handled_in_order(tmp_path: Path) -> None:

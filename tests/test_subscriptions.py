@@ -99,7 +99,8 @@ def fresh(db: Database, query: str) -> Counter:
     return Counter(db.sql(query).rows)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(st.lists(op, min_size=1, max_size=4), max_size=10))
 def test_incremental_updates_equal_fresh_evaluation(module_path: Path, txs: list) -> None:
     with Database.open(None, module_path) as db:
@@ -111,7 +112,7 @@ def test_incremental_updates_equal_fresh_evaluation(module_path: Path, txs: list
             engine.add(q, plan)
         held = {q: Counter(as_tuple(db, p.table, r) for r in engine.initial_rows(p)) for q, p in plans.items()}
         cache = ClientCache({"item": lambda r: r[0], "grp": lambda r: r[0], "tag": None})
-        for q, plan in plans.items():
+        for plan in plans.values():
             cache.apply(plan.table, [as_tuple(db, plan.table, r) for r in engine.initial_rows(plan)])
         for q in QUERIES:
             assert held[q] == fresh(db, q), q
@@ -153,7 +154,8 @@ def test_distinct_equality_queries_are_indexed(module_path: Path) -> None:
         for key in [("g", g) for g in range(1000)]:
             q = engine.get(key)
             original = q.residual
-            q.residual = (lambda orig, k: (lambda row: (calls.update([k]), orig(row) if orig else True)[1]))(original, key)
+            q.residual = (lambda orig, k: (lambda row: (calls.update([k]), orig(row) if orig else True)[1]))(
+                original, key)
         out: dict = {}
         db.add_commit_listener(lambda tx: out.update(engine.evaluate(tx)))
         db.call("apply", [json.dumps(("item", 1, 7, 3))], sender=me)
@@ -164,7 +166,8 @@ def test_distinct_equality_queries_are_indexed(module_path: Path) -> None:
 def test_same_query_registered_once(module_path: Path) -> None:
     with Database.open(None, module_path) as db:
         engine = SubscriptionEngine(db.tables)
-        plan = check_subscription("SELECT * FROM item", {n: t.tdef for n, t in db.tables.items()}, True, Identity.random())
+        tdefs = {n: t.tdef for n, t in db.tables.items()}
+        plan = check_subscription("SELECT * FROM item", tdefs, True, Identity.random())
         for _ in range(100):
             engine.add("all", plan)
         assert len(engine) == 1

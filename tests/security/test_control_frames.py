@@ -57,8 +57,8 @@ def test_pongs_a_client_never_reads_cannot_pile_up(tmp_path: Path) -> None:
             sock.sendall((f"GET /v1/database/{DB}/subscribe HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
                           f"Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n").encode())
-            await wait_for(lambda: bool(srv.databases[DB].clients))
-            (client,) = srv.databases[DB].clients.values()
+            await wait_for(lambda: bool(srv.clients))
+            (client,) = srv.clients.values()
             transport = client.ws.transport
             burst = masked_ping() * 200
             sock.setblocking(False)
@@ -93,7 +93,7 @@ def test_a_ping_flooder_is_hung_up_on_not_read_until_the_close_timeout(tmp_path:
             sock.sendall((f"GET /v1/database/{DB}/subscribe HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
                           f"Sec-WebSocket-Protocol: {SUBPROTOCOL}\r\n\r\n").encode())
-            await wait_for(lambda: bool(srv.databases[DB].clients))
+            await wait_for(lambda: bool(srv.clients))
             sock.setblocking(False)
             burst = masked_ping() * 64
             loop = asyncio.get_running_loop()
@@ -109,6 +109,6 @@ def test_a_ping_flooder_is_hung_up_on_not_read_until_the_close_timeout(tmp_path:
                 await asyncio.sleep(0.001)
             sock.close()
             assert hung_up, "the server kept reading a flooder it had closed"
-            await wait_for(lambda: not srv.databases[DB].clients)
+            await wait_for(lambda: not srv.clients)
 
     run(main())

@@ -632,7 +632,7 @@ def frame_hiding_a_frame(outer_call: bytes, hidden: bytes) -> bytes:
     bin_length = len(hidden) - 5
     # Masked payload byte 4 is the hidden frame's mask byte 2: choose that mask byte to suit.
     prefix = bytes([outer_call[0] + 1, 0xA1, ord("x"), 0xC4, bin_length])
-    mask = bytes(a ^ b for a, b in zip(prefix[:4], hidden[:4]))
+    mask = bytes(a ^ b for a, b in zip(prefix[:4], hidden[:4], strict=True))
     assert hidden[4] == prefix[4] ^ mask[0], "the hidden frame's mask byte 2 must be chosen by the caller"
     body = bytes(hidden[k] ^ mask[k % 4] for k in range(5, len(hidden)))
     payload = prefix + body + fields

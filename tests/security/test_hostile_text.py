@@ -125,7 +125,7 @@ def test_the_hostile_corpus_through_the_tui(tmp_path: Path) -> None:
             async with app.run_test(size=SIZE) as pilot:
                 await until(pilot, lambda: app.status_bar.state == "online" and app.state.me is not None, "online")
                 strangers = []
-                for i, (_, text) in enumerate(CORPUS):
+                for _, text in CORPUS:
                     client = await Client.connect(url, "hostile")
                     strangers.append(client)
                     for reducer, arg in (("set_name", text), ("send_message", text)):

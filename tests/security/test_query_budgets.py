@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 
 from chat_server.client import Client, ClientError, ws_url
 from db_core.evaluation import Budget
-from db_core.host import Limits
+from db_core.session import Limits
 from db_core.protocol import (
     SUBPROTOCOL,
     CallReducer,
@@ -95,7 +95,7 @@ def test_a_subscribe_of_64_full_scans_is_refused_before_it_is_built(tmp_path: Pa
             grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before  # KiB
             assert grown < 50_000, f"{grown} KiB"  # the old code built 64 copies: ~175 MB here
             # nothing stays subscribed: the database's query registry is empty again
-            assert len(srv.databases[DB].host._engine) == 0
+            assert len(srv.databases[DB].host.subscriptions) == 0
             sub = await client.subscribe(["SELECT * FROM message WHERE sent < 0"])
             assert sub and client.rows("message") == []
             await client.close()

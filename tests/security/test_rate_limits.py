@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 
 from chat_server.client import Client, ConnectFailed, ws_url
 from chat_server.reconnect import Reconnector
-from db_core.host import Limits
+from db_core.session import Limits
 from db_core.protocol import SUBPROTOCOL, ErrorMessage, ReducerResult
 from db_core.ratelimit import KeyedBuckets, Rate, TokenBucket
 
@@ -39,7 +39,10 @@ def test_token_bucket_refills_at_its_rate() -> None:
     assert len(keyed) == 1
 
 
-def limited(requests: Rate = Rate(0, 0), identity: Rate = Rate(0, 0), **more: object) -> Limits:
+NONE_ALLOWED = Rate(0, 0)
+
+
+def limited(requests: Rate = NONE_ALLOWED, identity: Rate = NONE_ALLOWED, **more: object) -> Limits:
     return dataclasses.replace(Limits(), connection_requests=requests, identity_requests=identity, **more)
 
 
@@ -170,7 +173,7 @@ def test_open_connections_and_connects_per_address_are_limited(tmp_path: Path) -
             with pytest.raises(ConnectFailed, match=r"HTTP 429 too many open connections from 127.0.0.1 \(limit 3\)"):
                 await Client.connect(url, DB, token=srv.owner_token)
             await held.pop().close()
-            await wait_for(lambda: sum(len(h.clients) for h in srv.databases.values()) == 2)
+            await wait_for(lambda: len(srv.clients) == 2)
             held.append(await Client.connect(url, DB, token=srv.owner_token))
             for c in held:
                 await c.close()

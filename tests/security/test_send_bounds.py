@@ -44,14 +44,13 @@ def test_a_non_reading_client_never_holds_more_than_the_bound(tmp_path: Path) ->
             await slow.send(encode(Subscribe(1, ["SELECT * FROM message"])))
             await slow.recv()
             slow.transport.pause_reading()  # and never reads again
-            hosted = srv.databases["big"]
             most = 0
             watching = True
 
             async def watch() -> None:
                 nonlocal most
                 while watching:
-                    for client in list(hosted.clients.values()):
+                    for client in list(srv.clients.values()):
                         most = max(most, client.ws.transport.get_write_buffer_size())
                     await asyncio.sleep(0)
 
