@@ -13,10 +13,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from chat_server.modules import QUICKSTART_CHAT  # noqa: E402
-from db_core.durability import SWITCH_INTERVAL  # noqa: E402
-
-# Servers run in-process here: what ChatServer sets at start (db_core no longer does) is set for them.
-sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
 
 
 @pytest.fixture

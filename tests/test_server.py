@@ -475,3 +475,25 @@ def test_any_framing_and_chunking_of_requests_is_understood_in_order(tmp_path: P
                 await ws.close()
 
     run(main())
+
+
+def test_the_switch_interval_is_the_servers_while_it_runs_and_the_processs_after(tmp_path: Path) -> None:
+    """Process-wide state: the server shortens it (the log thread hands out results after each
+    fsync) and gives it back; opening a database as a library leaves it alone."""
+    import sys
+
+    from db_core import Database
+    from db_core.durability import SWITCH_INTERVAL
+
+    from .conftest import QUICKSTART_CHAT
+
+    before = sys.getswitchinterval()
+    with Database.open(tmp_path / "lib", QUICKSTART_CHAT):
+        assert sys.getswitchinterval() == before
+
+    async def main() -> float:
+        async with in_process_server(tmp_path / "srv"):
+            return sys.getswitchinterval()
+
+    assert run(main()) == pytest.approx(min(before, SWITCH_INTERVAL))
+    assert sys.getswitchinterval() == before
