@@ -39,7 +39,7 @@ async def pipelined(server: str, seconds: float, make: Any, in_flight: int) -> d
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
-            ws = await connect(url(server), subprotocols=[SUBPROTOCOL], max_size=None,  # type: ignore[list-item]
+            ws = await connect(url(server), subprotocols=[SUBPROTOCOL], max_size=None,
                                compression=None)
         except (InvalidStatus, OSError):
             stats["refused"] += 1
@@ -76,8 +76,8 @@ async def pipelined(server: str, seconds: float, make: Any, in_flight: int) -> d
 async def ping_flood(server: str, seconds: float) -> dict[str, Any]:
     """Send masked ping frames as fast as the socket takes them and never read the pongs; when the
     server hangs up, connect again (with the same token: one identity)."""
-    first = await connect(url(server), subprotocols=[SUBPROTOCOL], compression=None)  # type: ignore[list-item]
-    token = decode_server(await first.recv()).token  # type: ignore[union-attr]
+    first = await connect(url(server), subprotocols=[SUBPROTOCOL], compression=None)
+    token = decode_server(await first.recv()).token
     await first.close()
     host, port = server.rsplit(":", 1)
     payload = b"x" * 125
@@ -121,7 +121,7 @@ async def churn(server: str, seconds: float, parallel: int = 8) -> dict[str, Any
     async def one() -> None:
         while time.monotonic() < end:
             try:
-                ws = await connect(url(server), subprotocols=[SUBPROTOCOL], compression=None)  # type: ignore[list-item]
+                ws = await connect(url(server), subprotocols=[SUBPROTOCOL], compression=None)
                 await ws.recv()
                 await ws.close()
                 stats["connected"] += 1

@@ -129,8 +129,8 @@ async def serve_echo(host: str, port: int) -> None:
     await run_server(handler, host, port)
 
 
-async def run_server(handler, host: str, port: int) -> None:  # type: ignore[no-untyped-def]
-    async with serve(handler, host, port, subprotocols=[SUBPROTOCOL], compression=None,  # type: ignore[list-item]
+async def run_server(handler, host: str, port: int) -> None:
+    async with serve(handler, host, port, subprotocols=[SUBPROTOCOL], compression=None,
                      max_size=1 << 20) as server:
         sock = next(iter(server.sockets))
         print(f"listening on ws://{host}:{sock.getsockname()[1]}", file=sys.stderr, flush=True)

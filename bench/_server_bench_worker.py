@@ -85,8 +85,8 @@ class RawWebSocket(asyncio.Protocol):
         self.fragments: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(self.request)  # type: ignore[attr-defined]
+        self.transport = transport
+        transport.write(self.request)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.opened.done():
@@ -105,7 +105,7 @@ class RawWebSocket(asyncio.Protocol):
             del buf[:end + 4]
             if " 101 " not in status + " ":
                 self.opened.set_exception(ConnectionError(f"no websocket upgrade: {status}"))
-                self.transport.close()  # type: ignore[union-attr]
+                self.transport.close()
                 return
             self.upgraded = True
             self.opened.set_result(None)
@@ -144,7 +144,7 @@ class RawWebSocket(asyncio.Protocol):
                     self.close_code = int.from_bytes(payload[:2], "big")
                     self.close_reason = payload[2:].decode(errors="replace")
                 self._write(0x8, payload[:2])
-                self.transport.close()  # type: ignore[union-attr]
+                self.transport.close()
                 break
         del buf[:pos]
 

@@ -65,7 +65,7 @@ def seed(data_dir: Path, n: int, users: int, spread_days: float, database: str =
             clock = itertools.count(end - step * (n + 3 * users), step)
             # The database stamps each transaction through this method; replace it on the instance
             # so the history looks accumulated over days rather than written in a few seconds.
-            db.store._next_timestamp = lambda: Timestamp(next(clock))  # type: ignore[method-assign]
+            db.store._next_timestamp = lambda: Timestamp(next(clock))
         rng = random.Random(1)
         ids = [Identity(bytes([i + 1]) * 32) for i in range(users)]
         conns = [db.connect(identity) for identity in ids]

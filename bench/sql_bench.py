@@ -142,7 +142,7 @@ def _listener_cost(db: Database, host: Host, sender: Identity, conn, repeat: int
     samples = []
     original = host._on_commit
 
-    def timed(tx):  # type: ignore[no-untyped-def]
+    def timed(tx):
         t = time.perf_counter()
         original(tx)
         samples.append(time.perf_counter() - t)

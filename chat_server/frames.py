@@ -221,7 +221,7 @@ class FastConnection(ServerConnection):
                 end = i + head + length
                 if end > n:
                     break
-                on_message(apply_mask(data[i + head:end], data[i + head - 4:i + head]))  # type: ignore[misc]
+                on_message(apply_mask(data[i + head:end], data[i + head - 4:i + head]))  # type: ignore[misc]  # fast: set
                 i = end
             else:
                 self._forward = head + length

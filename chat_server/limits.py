@@ -78,7 +78,7 @@ class LimitOption:
     help: str
 
     def default(self) -> Any:
-        value: Any = ServerConfig(data_dir=None)  # type: ignore[arg-type]
+        value: Any = ServerConfig(data_dir=None)  # type: ignore[arg-type]  # only the defaults are read
         for name in self.path:
             value = getattr(value, name)
         return value

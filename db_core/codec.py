@@ -31,7 +31,7 @@ class TableCodec:
         self.tdef = tdef
         names = [c.name for c in tdef.columns]
         self.ncols = len(names)
-        getter = attrgetter(*names)
+        getter: Callable[[Any], Any] = attrgetter(*names)
         to_wire = [c.type.to_wire for c in tdef.columns]
         from_wire = [c.type.from_wire for c in tdef.columns]
         defaults = [c.default for c in tdef.columns]
@@ -44,14 +44,14 @@ class TableCodec:
         if all(f is _identity for f in to_wire):
             self.encode: Callable[[Any], Any] = getter
         else:
-            self.encode = lambda row: tuple(f(v) for f, v in zip(to_wire, getter(row)))
+            self.encode = lambda row: tuple(f(v) for f, v in zip(to_wire, getter(row), strict=True))
 
         active = [(i, f) for i, f in enumerate(from_wire) if f is not _identity]
 
         def decode(values: Any) -> Any:
             if len(values) != ncols:
                 values = _pad(values, ncols, defaults, tdef.name)
-                return row_type(*(f(v) for f, v in zip(from_wire, values)))
+                return row_type(*(f(v) for f, v in zip(from_wire, values, strict=True)))
             if not active:
                 return row_type(*values)
             vals = list(values)
@@ -63,7 +63,7 @@ class TableCodec:
             # Column-wise decoding: one C-level map per column, then one constructor call per row.
             while len(columns) < ncols:
                 columns.append([to_wire[len(columns)](defaults[len(columns)])] * count)
-            cols = [_decode_column(col, f, count) for f, col in zip(from_wire, columns)]
+            cols = [_decode_column(col, f, count) for f, col in zip(from_wire, columns, strict=False)]  # extra: ignored
             return bulk(*cols) if count else []
 
         bulk = _bulk_builder(row_type, names)
@@ -111,16 +111,17 @@ def _bulk_builder(row_type: type, names: list[str]) -> Callable[..., list[Any]]:
     for i, name in enumerate(names):
         namespace[f"s{i}"] = row_type.__dict__[name].__set__
     exec(src, namespace)  # noqa: S102 - generated from column names we validated
-    return namespace["bulk"]
+    bulk: Callable[..., list[Any]] = namespace["bulk"]
+    return bulk
 
 
 def _pad(values: Any, ncols: int, defaults: list[Any], table: str) -> list[Any]:
-    values = list(values)
-    if len(values) > ncols:
-        raise ValueError(f"stored row of `{table}` has {len(values)} columns, the table has {ncols}")
-    for i in range(len(values), ncols):
-        values.append(defaults[i])
-    return values
+    padded: list[Any] = list(values)
+    if len(padded) > ncols:
+        raise ValueError(f"stored row of `{table}` has {len(padded)} columns, the table has {ncols}")
+    for i in range(len(padded), ncols):
+        padded.append(defaults[i])
+    return padded
 
 
 def _default(obj: Any) -> Any:
@@ -149,7 +150,7 @@ class TxCodec:
         args: Any = tx.args
         encoders = self._arg_encoders.get(tx.reducer) if tx.reducer else None
         if encoders is not None:
-            args = [f(a) for f, a in zip(encoders, args)]
+            args = [f(a) for f, a in zip(encoders, args, strict=True)]
         tables = self.tables
         changes = []
         for name, upd in tx.tables.items():
@@ -214,15 +215,17 @@ def encode_snapshot(offset: int, schema: dict[str, Any], tables: Iterable[tuple[
         enc = codec.encode
         encoded = [enc(r) for r in rows]
         kinds = [c.type.kind for c in codec.tdef.columns]
-        columns = [list(c) for c in zip(*encoded)] if encoded else [[] for _ in range(codec.ncols)]
+        columns = [list(c) for c in zip(*encoded, strict=True)] if encoded else [[] for _ in range(codec.ncols)]
         out[codec.tdef.name] = {
             "count": len(rows),
-            "columns": [_encode_column(col, kind) for col, kind in zip(columns, kinds)],
+            "columns": [_encode_column(col, kind) for col, kind in zip(columns, kinds, strict=True)],
             "sequences": sequences,
         }
-    return msgpack.packb({"format": FORMAT, "offset": offset, "timestamp": timestamp, "schema": schema, "tables": out},
-                         **_packer_opts)
+    packed: bytes = msgpack.packb({"format": FORMAT, "offset": offset, "timestamp": timestamp, "schema": schema,
+                                   "tables": out}, **_packer_opts)
+    return packed
 
 
 def decode_snapshot(payload: bytes) -> dict[str, Any]:
-    return msgpack.unpackb(payload, raw=False, use_list=True)
+    snapshot: dict[str, Any] = msgpack.unpackb(payload, raw=False, use_list=True)
+    return snapshot

@@ -336,16 +336,6 @@ class Database:
         return self.durability.durable_offset
 
     @property
-    def codecs(self) -> dict[str, TableCodec]:
-        """Each table's row codec, by table name (read-only)."""
-        return self._codecs
-
-    @property
-    def reducers(self) -> dict[str, ReducerDef]:
-        """Every reducer of the module, lifecycle ones included, by name (read-only)."""
-        return self._reducers
-
-    @property
     def last_offset(self) -> int:
         """The offset of the last commit (-1: none yet)."""
         return self.store.last_offset

@@ -29,7 +29,7 @@ from .database import CallResult, Database
 from .errors import CallError, DbError, StorageError
 from .logs import LEVEL_RANK, LogRecord
 from .outbox import Outbox
-from .outbox import PendingMsg as _PendingMsg  # the name ``_call`` uses
+from .outbox import PendingMsg
 from .protocol import (
     CallReducer,
     ClientMessage,
@@ -111,7 +111,7 @@ class Host:
             session = Session(connection_id or ConnectionId.random(), identity, False, token)
             barrier = self.db.last_offset
         self._admit(session)
-        return session, None, self._queue(_PendingMsg(barrier, session, self._hello(session), False, True))
+        return session, None, self._outbox.send(PendingMsg(barrier, session, self._hello(session), False, True))
 
     def _admit(self, session: Session) -> None:
         self.sessions[session.connection_id] = session
@@ -158,7 +158,7 @@ class Host:
         session.backlog = collections.deque([(Subscribe(rid, queries), 0) for rid, queries in subscriptions]
                                             + [(msg, 0) for msg in requests or ()])
         self._admit(session)
-        return self._queue(_PendingMsg(self.db.last_offset, session, self._hello(session), False, True)) \
+        return self._outbox.send(PendingMsg(self.db.last_offset, session, self._hello(session), False, True)) \
             + self._drain(session)
 
     def release(self) -> list[Out]:
@@ -259,9 +259,6 @@ class Host:
             session.close_reason = "rate limit: the connection went on sending while refused"
         return wait, own
 
-    def _queue(self, item: _PendingMsg[Session]) -> list[Out]:
-        return self._outbox.send(item)
-
     def _logs(self, session: Session, msg: Logs) -> list[Out]:
         refused = refusal(session.identity, Action.READ_LOGS, self.name, self.owner)
         if refused is not None:
@@ -275,7 +272,7 @@ class Host:
             def follow(record: LogRecord) -> None:
                 if LEVEL_RANK[record.level] >= floor and not session.closed:
                     frame = encode(LogLines(msg.id, record.format().split("\n")))
-                    self._outbox.hold(_PendingMsg(self.db.last_offset, session, frame, False))
+                    self._outbox.hold(PendingMsg(self.db.last_offset, session, frame, False))
 
             session.log_follow = (msg.id, follow)
             self.db.logs.add_listener(follow)
@@ -293,8 +290,8 @@ class Host:
         try:
             rdef = self.db.reducer(msg.reducer)
         except CallError as exc:
-            text = self.db.no_such_reducer_message(msg.reducer, self.name) if msg.reducer not in self.db.reducers else str(exc)
-            return refuse(text)
+            unknown = msg.reducer not in self.db.reducers
+            return refuse(self.db.no_such_reducer_message(msg.reducer, self.name) if unknown else str(exc))
         # The arguments are part of the frame: only a frame over the limit needs them measured.
         size = len(msgpack.packb(msg.args, use_bin_type=True)) if frame_size > self.limits.max_args_bytes else 0
         if size > self.limits.max_args_bytes:
@@ -305,7 +302,7 @@ class Host:
         except (CallError, StorageError) as exc:
             return refuse(str(exc))
         session.in_flight += 1
-        return self._queue(_PendingMsg(result.offset, session, _result_frame(msg.id, result), True))
+        return self._outbox.send(PendingMsg(result.offset, session, _result_frame(msg.id, result), True))
 
     def _sql(self, session: Session, msg: OneOffQuery) -> list[Out]:
         if self.db.write_failure is not None and self.db.revert_pending:
@@ -323,7 +320,7 @@ class Host:
             assert res.tx is not None
             session.in_flight += 1
             reply = OneOffResult(msg.id, [], [], [], None, res.affected)
-            return self._queue(_PendingMsg(res.tx.offset, session, encode(reply), True))
+            return self._outbox.send(PendingMsg(res.tx.offset, session, encode(reply), True))
         return self._queries.select(session, msg, *prepared)
 
     # -- evaluations in slices ------------------------------------------------------------

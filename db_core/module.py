@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast, dataclass_transform, overload
 
 from .errors import ModuleLoadError, SchemaError
 from .logs import LogRecord
@@ -29,14 +29,22 @@ from .types import ConnectionId, Identity, Timestamp
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=type)
 
 
 # -- decorators ------------------------------------------------------------------
-def table(cls: type | None = None, *, name: str | None = None, public: bool = False) -> Any:
+@overload
+def table(cls: C, /) -> C: ...
+@overload
+def table(*, name: str | None = None, public: bool = False) -> Callable[[C], C]: ...
+# A type checker then knows a row's fields and constructor, as for a frozen dataclass.
+@dataclass_transform(frozen_default=True)
+def table(cls: C | None = None, *, name: str | None = None, public: bool = False) -> C | Callable[[C], C]:
     """Declare a table: the class becomes a frozen dataclass row type. Private unless ``public=True``."""
 
-    def wrap(c: type) -> type:
-        return build_table(c, name or c.__name__.lower(), public)
+    def wrap(c: C) -> C:
+        # dataclass(slots=True) returns a new class with the same fields: the type the author wrote
+        return cast(C, build_table(c, name or c.__name__.lower(), public))
 
     return wrap(cls) if cls is not None else wrap
 

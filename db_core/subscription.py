@@ -216,7 +216,8 @@ class SubscriptionEngine:
 
     def _join_delta(self, plan: Plan, tx: TxData) -> QueryDelta | None:
         """Old and new results for every join key the transaction touched; their difference."""
-        other_name, own_col, other_col = plan.join  # type: ignore[misc]
+        assert plan.join is not None  # the caller checked: a join's plan
+        other_name, own_col, other_col = plan.join
         own_upd = tx.tables.get(plan.table)
         other_upd = tx.tables.get(other_name)
         get_own, get_other = attrgetter(own_col), attrgetter(other_col)

@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent
 
 
 def run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 60))  # type: ignore[arg-type]
+    return asyncio.run(asyncio.wait_for(coro, 60))
 
 
 @contextlib.asynccontextmanager

@@ -38,7 +38,7 @@ def payload_for(i: int) -> bytes:
 
 
 def make_log(directory: Path, n: int, **kwargs: object) -> None:
-    log = CommitLog.open(directory, **kwargs)  # type: ignore[arg-type]
+    log = CommitLog.open(directory, **kwargs)
     for i in range(n):
         log.append(i, payload_for(i))
     log.close()
@@ -100,7 +100,7 @@ def test_append_checks_offset_and_payload(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="must be 0"):
             log.append(1, b"x")
         buf = bytearray(b"mutable")
-        log.append(0, buf)  # type: ignore[arg-type]
+        log.append(0, buf)
         buf[:] = b"changed"  # the log copied it: later changes to the buffer do not leak in
         log.flush()
         assert read_all(log) == [(0, b"mutable")]

@@ -104,7 +104,7 @@ def test_a_closed_connection_leaves_the_collector_nothing_of_the_server(tmp_path
             gc.disable()  # from here on, only reference counting frees anything
             try:
                 before = alive()
-                ws = await connect(ws_url(f"127.0.0.1:{srv.port}", "quickstart-chat"),  # type: ignore[list-item]
+                ws = await connect(ws_url(f"127.0.0.1:{srv.port}", "quickstart-chat"),
                                    subprotocols=[SUBPROTOCOL])
                 await ws.recv()
                 assert alive() > before
@@ -142,7 +142,7 @@ def test_a_closed_socket_leaves_the_collector_nothing_either(tmp_path) -> None: 
             gc.disable()  # from here on, only reference counting frees anything
             try:
                 before = server_side()
-                ws = await connect(ws_url(f"127.0.0.1:{srv.port}", "quickstart-chat"),  # type: ignore[list-item]
+                ws = await connect(ws_url(f"127.0.0.1:{srv.port}", "quickstart-chat"),
                                    subprotocols=[SUBPROTOCOL])
                 await ws.recv()
                 await ws.close()

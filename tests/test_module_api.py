@@ -75,7 +75,7 @@ def test_table_makes_frozen_dataclass() -> None:
     p = Person(id=1, email="a@x", age=3)
     assert p.nick is None
     with pytest.raises(dataclasses.FrozenInstanceError):
-        p.age = 4  # type: ignore[misc]
+        p.age = 4
     assert Person.__table__.public is True
     assert Thing.__table__.public is False  # private by default
 
@@ -116,7 +116,7 @@ def test_reserved_prefix_and_index_names() -> None:
 def test_reducer_needs_annotations() -> None:
     with pytest.raises(SchemaError, match=r"parameter `x` needs a type annotation"):
         @reducer
-        def bad(ctx, x):  # type: ignore[no-untyped-def]
+        def bad(ctx, x):
             pass
 
 
@@ -141,7 +141,7 @@ def test_module_file_errors(tmp_path: Path) -> None:
 # -- type checks ---------------------------------------------------------------
 def test_wrong_typed_value_names_table_and_column(db: Database) -> None:
     def bad(ctx: ReducerContext) -> None:
-        ctx.db.person.insert(Person(id=0, email="x", age="old"))  # type: ignore[arg-type]
+        ctx.db.person.insert(Person(id=0, email="x", age="old"))
 
     r = run(db, bad)
     assert not r.ok and r.status == "internal_error"

@@ -45,7 +45,7 @@ def test_a_call_decodes_only_when_every_field_is_well_typed(rid, reducer, args, 
 def test_a_failed_pack_leaves_nothing_behind() -> None:
     """``encode`` reuses one msgpack Packer per thread: an object it cannot pack must not leave bytes in it."""
     with pytest.raises(TypeError):
-        encode_result(object(), "committed", None, 0, 0)  # type: ignore[arg-type]
+        encode_result(object(), "committed", None, 0, 0)
     assert encode_result(1, "committed", None, 1, 7) == msgpack.packb(
         {"t": "result", "id": 1, "status": "committed", "error": None, "offset": 1, "timestamp": 7}, use_bin_type=True)
 

@@ -136,7 +136,7 @@ def test_kill_and_restart_keeps_acknowledged_messages(tmp_path: Path) -> None:
 
 
 async def raw(port: int) -> object:
-    return await connect(ws_url(f"127.0.0.1:{port}", DB), subprotocols=[SUBPROTOCOL], compression=None)  # type: ignore[list-item]
+    return await connect(ws_url(f"127.0.0.1:{port}", DB), subprotocols=[SUBPROTOCOL], compression=None)
 
 
 def test_malformed_input_gets_clear_errors_and_server_keeps_serving(tmp_path: Path) -> None:
@@ -307,7 +307,7 @@ def test_publish_from_a_connection_opened_before_the_database_existed_is_refused
     async def main() -> None:
         async with in_process_server(tmp_path) as srv:
             cli_url = ws_url(f"127.0.0.1:{srv.port}", "fresh", "cli")
-            early = await connect(cli_url, subprotocols=[SUBPROTOCOL], compression=None)  # type: ignore[list-item]
+            early = await connect(cli_url, subprotocols=[SUBPROTOCOL], compression=None)
             await early.recv()  # identity (no such database yet)
             owner = await Client.connect(f"127.0.0.1:{srv.port}", "fresh", token=srv.owner_token, endpoint="cli")
             done = await owner.request(lambda rid: Publish(rid, PRIVATE_MODULE, "notes.py"))

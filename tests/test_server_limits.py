@@ -41,7 +41,7 @@ def test_a_client_that_stops_reading_is_disconnected_and_others_are_not_delayed(
         async with in_process_server(tmp_path, send_buffer_bytes=64 * 1024) as srv:
             srv.publish("big", BIG_MESSAGES)
             url = f"127.0.0.1:{srv.port}"
-            slow = await connect(ws_url(url, "big"), subprotocols=[SUBPROTOCOL], compression=None, max_queue=1)  # type: ignore[list-item]
+            slow = await connect(ws_url(url, "big"), subprotocols=[SUBPROTOCOL], compression=None, max_queue=1)
             await slow.recv()  # identity
             await slow.send(msgpack.packb({"t": "subscribe", "id": 1, "queries": ["SELECT * FROM message"]}))
             await asyncio.sleep(0.2)

@@ -76,7 +76,7 @@ class Event:
     what: str
 
 
-TDEFS = [Item.__table__, Person.__table__, Secret.__table__, A.__table__, B.__table__, Event.__table__]  # type: ignore[attr-defined]
+TDEFS = [Item.__table__, Person.__table__, Secret.__table__, A.__table__, B.__table__, Event.__table__]
 
 
 def make_module() -> types.ModuleType:
@@ -310,7 +310,7 @@ N = 100_000
 
 @pytest.fixture(scope="module")
 def big() -> dict[str, Table]:
-    tables = {"big": Table(Big.__table__), "small": Table(Small.__table__)}  # type: ignore[attr-defined]
+    tables = {"big": Table(Big.__table__), "small": Table(Small.__table__)}
     tables["big"].load([Big(i, -i, i % 1000, i % 7) for i in range(N)])
     tables["small"].load([Small(i, i, i) for i in range(10)])
     return tables
@@ -524,7 +524,7 @@ def test_subscription_plan_single_table(tables: dict[str, Table]) -> None:
     assert plan.table == "item" and plan.predicate is None and plan.equalities == []
     plan = check_subscription("SELECT * FROM item WHERE note = 'ripe' OR id = 1", tdefs, False, ALICE)
     assert plan.equalities == []
-    assert [r.code for r in tables["item"] if plan.predicate(r)] == ["apple", "plum"]  # type: ignore[misc]
+    assert [r.code for r in tables["item"] if plan.predicate(r)] == ["apple", "plum"]
     plan = check_subscription("SELECT * FROM item WHERE note = 'ripe'", tdefs, False, ALICE)
     assert plan.equalities == [("note", "ripe")]  # the inner value, as rows hold it
     engine = SubscriptionEngine(tables)
@@ -580,11 +580,11 @@ def test_compile_predicate(tables: dict[str, Table]) -> None:
     pred = compile_predicate(plan)
     assert [r.code for r in tables["item"] if pred(r)] == ["plum"]
     assert compile_predicate(plan.where) is not pred
-    everything = compile_predicate(check(parse("SELECT * FROM item"), tdefs, True))  # type: ignore[arg-type]
+    everything = compile_predicate(check(parse("SELECT * FROM item"), tdefs, True))
     assert all(everything(r) for r in tables["item"])
     join = check(parse("SELECT * FROM a JOIN b ON a.id = b.id"), tdefs, True)
     with pytest.raises(ValueError):
-        compile_predicate(join)  # type: ignore[arg-type]
+        compile_predicate(join)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -613,7 +613,7 @@ def test_format_reference_query_end_to_end() -> None:
         sent: Timestamp
         text: str
 
-    t = Table(Message.__table__)  # type: ignore[attr-defined]
+    t = Table(Message.__table__)
     t.add(Message(Identity.from_hex("93dda09db9a56d8fa6c024d843e805d8262191db3b4ba84c5efcd1ad451fed4e"),
                   Timestamp.parse("2025-04-08T15:47:46.935402Z"), "Hello, World!"))
     res = run_sql("SELECT * FROM message", tables={"message": t}, sender=ALICE, is_owner=False)
@@ -652,7 +652,7 @@ def test_json_rows(tables: dict[str, Table]) -> None:
         assert t.convert(obj[col]) == res.rows[0][res.columns.index(col)]
     joined = sql(tables, "SELECT * FROM a JOIN b ON a.id = b.id WHERE a.id = 1").to_json()
     assert joined == [{"id": 1, "x": 1, "id#2": 1, "y": 1}]
-    assert row_to_json(Person.__table__, Person(BOB, None, False)) == {  # type: ignore[attr-defined]
+    assert row_to_json(Person.__table__, Person(BOB, None, False)) == {
         "identity": "0x" + BOB.hex(), "name": {"none": []}, "online": False}
 
 

@@ -169,7 +169,7 @@ def query(draw: Any) -> tuple[str, int | None]:
 
 def build(t0: list[tuple[Any, ...]], t1: list[tuple[Any, ...]],
           t2: list[tuple[Any, ...]]) -> tuple[dict[str, Table], sqlite3.Connection]:
-    ours = {name: Table(cls.__table__) for name, cls in ROW_TYPES.items()}  # type: ignore[attr-defined]
+    ours = {name: Table(cls.__table__) for name, cls in ROW_TYPES.items()}
     tx = Transaction()
     for name, data in (("t0", t0), ("t1", t1), ("t2", t2)):
         for values in data:

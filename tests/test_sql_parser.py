@@ -22,15 +22,15 @@ def col(name: str, table: str | None = None) -> ColumnRef:
 
 
 def lit(kind: str, value: object) -> Literal:
-    return Literal(kind, value)  # type: ignore[arg-type]
+    return Literal(kind, value)
 
 
 def cmp(left: object, op: str, right: object) -> Compare:
-    return Compare(op, left, right)  # type: ignore[arg-type]
+    return Compare(op, left, right)
 
 
 def select_star(table: str = "t", **kw: object) -> Select:
-    return Select(Star(None), TableRef(table), **kw)  # type: ignore[arg-type]
+    return Select(Star(None), TableRef(table), **kw)
 
 
 # --------------------------------------------------------------------------- SELECT
@@ -217,7 +217,7 @@ def test_positions() -> None:
     assert format_position(sql, second.left.pos) == "line 3, column 25"
     c = parse("SELECT COUNT(*) AS n FROM t")
     assert isinstance(c, Select) and isinstance(c.projection, CountStar) and c.projection.pos == 7
-    assert parse("INSERT INTO t (a, b) VALUES (:sender, 1)").columns[1].pos == 18  # type: ignore[union-attr]
+    assert parse("INSERT INTO t (a, b) VALUES (:sender, 1)").columns[1].pos == 18
 
 
 def test_positions_do_not_affect_equality_and_nodes_are_hashable() -> None:
@@ -228,7 +228,7 @@ def test_positions_do_not_affect_equality_and_nodes_are_hashable() -> None:
     assert len({a, b, parse("SELECT * FROM t WHERE a = 2")}) == 2
     assert ColumnRef(None, "a", 5) == ColumnRef(None, "a", 9)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        a.limit = 3  # type: ignore[misc]
+        a.limit = 3
 
 
 def test_format_position() -> None:
@@ -538,7 +538,7 @@ def test_limits_keep_recursion_bounded() -> None:
     assert info.value.message == f"unsupported: parentheses nested more than {MAX_NESTING} deep"
     assert info.value.position == len("SELECT * FROM t WHERE ") + MAX_NESTING
     chain = " OR ".join(["a = 1"] * MAX_COMPARISONS)
-    assert to_sql(where(chain)) == chain  # type: ignore[arg-type]
+    assert to_sql(where(chain)) == chain
     with pytest.raises(SqlError) as info:
         parse("SELECT * FROM t WHERE " + " OR ".join(["a = 1"] * 10_000))
     assert info.value.message == f"unsupported: more than {MAX_COMPARISONS} comparisons in one statement"

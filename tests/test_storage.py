@@ -185,7 +185,7 @@ def vars_of(row: object) -> tuple:
     def plain(v: object) -> object:
         return v.name if isinstance(v, enum.Enum) else v
 
-    return tuple((name, plain(getattr(row, name))) for name in row.__dataclass_fields__)  # type: ignore[attr-defined]
+    return tuple((name, plain(getattr(row, name))) for name in row.__dataclass_fields__)
 
 
 # -- snapshots written by a forked child: the serving thread keeps the GIL ------------------------------

@@ -220,7 +220,7 @@ def started_server(listen: str, data: Path, env: dict[str, str], ready: re.Patte
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert proc.stdout is not None
     lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)  # type: ignore[union-attr]
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)
     reader.start()
     try:
         seen = []
@@ -334,7 +334,7 @@ def test_server_refuses_an_invalid_name_at_the_upgrade(name: str, endpoint: str,
         async with in_process_server(tmp_path) as srv:
             url = f"ws://127.0.0.1:{srv.port}/v1/database/{name}/{endpoint}"
             try:
-                ws = await connect(url, subprotocols=[SUBPROTOCOL], compression=None)  # type: ignore[list-item]
+                ws = await connect(url, subprotocols=[SUBPROTOCOL], compression=None)
             except InvalidStatus as exc:
                 response = exc.response
             else:
@@ -350,9 +350,9 @@ def test_server_refuses_an_invalid_name_at_the_upgrade(name: str, endpoint: str,
 
 async def _hello(port: int, headers: list[tuple[str, str]], query: str = "") -> IdentityToken:
     url = f"ws://127.0.0.1:{port}/v1/database/{DB}/subscribe{query}"
-    async with connect(url, subprotocols=[SUBPROTOCOL], additional_headers=headers,  # type: ignore[list-item]
+    async with connect(url, subprotocols=[SUBPROTOCOL], additional_headers=headers,
                        compression=None) as ws:
-        hello = decode_server(await ws.recv())  # type: ignore[arg-type]
+        hello = decode_server(await ws.recv())
     assert isinstance(hello, IdentityToken)
     return hello
 

@@ -25,7 +25,7 @@ DB = "quickstart-chat"
 def test_a_ping_flood_is_closed(tmp_path: Path) -> None:
     async def main() -> None:
         async with in_process_server(tmp_path, control_frames=Rate(10, 20)) as srv:
-            ws = await connect(ws_url(f"127.0.0.1:{srv.port}", DB), subprotocols=[SUBPROTOCOL])  # type: ignore[list-item]
+            ws = await connect(ws_url(f"127.0.0.1:{srv.port}", DB), subprotocols=[SUBPROTOCOL])
             await ws.recv()
             for _ in range(5):  # a few keepalives are fine
                 await (await ws.ping())

@@ -160,7 +160,7 @@ async def through_fast_connection(chunks: list[bytes], *, deliver_at: int = 0, e
     ``server_closing`` the server has sent its close frame first and waits for the client's.
     """
     transport = RecordingTransport()
-    conn = FastConnection(ServerProtocol(max_size=MAX), NoServer())  # type: ignore[arg-type]
+    conn = FastConnection(ServerProtocol(max_size=MAX), NoServer())
     conn.connection_made(transport)
     messages: list[bytes | str] = []
     if not pipelined:
@@ -552,7 +552,7 @@ def test_deliver_to_recv_queues_every_message_for_recv() -> None:
     stream = b"".join(frames)
 
     async def main() -> list[bytes | str]:
-        conn = FastConnection(ServerProtocol(max_size=MAX), NoServer())  # type: ignore[arg-type]
+        conn = FastConnection(ServerProtocol(max_size=MAX), NoServer())
         conn.connection_made(RecordingTransport())
         conn.data_received(REQUEST)
         await conn.handshake()
@@ -578,7 +578,7 @@ class RawClient:
     async def connect(cls, port: int) -> RawClient:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/v1/database/quickstart-chat/subscribe"),
-                                  subprotocols=[SUBPROTOCOL])  # type: ignore[list-item]
+                                  subprotocols=[SUBPROTOCOL])
         protocol.send_request(protocol.connect())
         client = cls(reader, writer, protocol)
         await client.write(b"".join(protocol.data_to_send()))

@@ -112,7 +112,7 @@ def test_long_queries_do_not_hold_up_other_clients(tmp_path: Path) -> None:
             victim = await Client.connect(url, DB)
             # The attacker shares this process: it reads its replies as bytes, not decoding 60,000-row
             # answers on the loop the victim is timed on.
-            attacker = await connect(ws_url(url, DB), subprotocols=[SUBPROTOCOL], max_size=None)  # type: ignore[list-item]
+            attacker = await connect(ws_url(url, DB), subprotocols=[SUBPROTOCOL], max_size=None)
             await attacker.recv()
             idle = []
             for _ in range(20):
@@ -124,7 +124,7 @@ def test_long_queries_do_not_hold_up_other_clients(tmp_path: Path) -> None:
             await attacker.send(encode(OneOffQuery(10, SELF_JOIN)))
 
             async def replies() -> list[bytes]:
-                return [await attacker.recv() for _ in range(11)]  # type: ignore[misc]
+                return [await attacker.recv() for _ in range(11)]
 
             answers = asyncio.create_task(replies())
             busy = []
@@ -150,7 +150,7 @@ def test_a_query_is_dropped_when_its_client_goes(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with in_process_server(data, limits=budget(rows_scanned=10**12, rows_returned=10**9, seconds=60)) as srv:
-            ws = await connect(ws_url(f"127.0.0.1:{srv.port}", DB), subprotocols=[SUBPROTOCOL])  # type: ignore[list-item]
+            ws = await connect(ws_url(f"127.0.0.1:{srv.port}", DB), subprotocols=[SUBPROTOCOL])
             await ws.recv()
             await ws.send(encode(OneOffQuery(1, SELF_JOIN)))
             host = srv.databases[DB].host
@@ -204,7 +204,7 @@ def test_a_connections_requests_are_answered_in_order(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with in_process_server(data) as srv:
-            ws = await connect(ws_url(f"127.0.0.1:{srv.port}", DB), subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            ws = await connect(ws_url(f"127.0.0.1:{srv.port}", DB), subprotocols=[SUBPROTOCOL],
                                max_size=None)
             await ws.recv()
             await ws.send(encode(OneOffQuery(1, "SELECT COUNT(*) AS n FROM message WHERE text != 'x'")))
@@ -229,7 +229,7 @@ def test_a_module_update_during_a_query_answers_it_from_the_new_module(tmp_path:
 
     async def main() -> None:
         async with in_process_server(data) as srv:
-            ws = await connect(ws_url(f"127.0.0.1:{srv.port}", DB), subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+            ws = await connect(ws_url(f"127.0.0.1:{srv.port}", DB), subprotocols=[SUBPROTOCOL],
                                max_size=None)
             await ws.recv()
             await ws.send(encode(OneOffQuery(1, "SELECT * FROM message")))

@@ -141,7 +141,7 @@ def test_a_connection_that_ignores_refusals_is_closed(tmp_path: Path) -> None:
 async def http_status(url: str, token: str | None = None) -> int:
     headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
-        ws = await connect(url, subprotocols=[SUBPROTOCOL], additional_headers=headers)  # type: ignore[list-item]
+        ws = await connect(url, subprotocols=[SUBPROTOCOL], additional_headers=headers)
     except InvalidStatus as exc:
         return exc.response.status_code
     await ws.close()
@@ -193,7 +193,7 @@ def test_a_pipelined_flood_takes_turns_with_everyone_else(tmp_path: Path) -> Non
     async def main() -> None:
         async with in_process_server(tmp_path) as srv:
             url = f"127.0.0.1:{srv.port}"
-            flood = await connect(ws_url(url, DB), subprotocols=[SUBPROTOCOL])  # type: ignore[list-item]
+            flood = await connect(ws_url(url, DB), subprotocols=[SUBPROTOCOL])
             await flood.recv()
             victim = await Client.connect(url, DB)
             for i in range(256):

@@ -38,7 +38,7 @@ def test_a_non_reading_client_never_holds_more_than_the_bound(tmp_path: Path) ->
         async with in_process_server(tmp_path, send_buffer_bytes=LIMIT) as srv:
             srv.publish("big", BIG_MESSAGES)
             url = f"127.0.0.1:{srv.port}"
-            slow = await connect(ws_url(url, "big"), subprotocols=[SUBPROTOCOL], max_queue=1,  # type: ignore[list-item]
+            slow = await connect(ws_url(url, "big"), subprotocols=[SUBPROTOCOL], max_queue=1,
                                  max_size=None)
             await slow.recv()
             await slow.send(encode(Subscribe(1, ["SELECT * FROM message"])))

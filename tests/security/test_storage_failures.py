@@ -367,7 +367,7 @@ def test_a_damaged_final_record_that_a_snapshot_covers_opens_from_the_snapshot(t
         for i in range(5, 8):
             assert db.call("add", f"n{i}", sender=me).ok
     finally:
-        db.durability.log.flush()  # type: ignore[union-attr]
+        db.durability.log.flush()
         db._release()  # a crash: no snapshot at close, the next start replays the new segment
     # The covered segment is kept aside, not deleted; the live ones stay contiguous.
     assert (data / "log" / (segment.name + ".covered")).is_file()
