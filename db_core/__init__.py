@@ -12,7 +12,8 @@ What an embedder uses::
     with Database.open("data/", "my_module.py") as db: ...
 """
 
-from .database import CallResult, CallStatus, Database, RecoveryWarning
+from typing import TYPE_CHECKING, Any
+
 from .errors import (CallError, ConnectionRejected, CorruptLogError, DatabaseLocked, DbError, InvalidArguments,
                      MigrationError, ModuleLoadError, NoSuchReducer, NoSuchRow, NotCallable, ReducerError,
                      SchemaError, StorageError, UniqueConstraintViolation)
@@ -20,6 +21,24 @@ from .module import ReducerContext, client_connected, client_disconnected, init,
 from .schema import AutoInc, Index, PrimaryKey, Unique
 from .tx import TableUpdate, TxData
 from .types import ConnectionId, Identity, Timestamp
+
+if TYPE_CHECKING:
+    from .database import CallResult, CallStatus, Database, RecoveryWarning
+
+# The embedder's names load the datastore, durability and SQL on first use: a client that only
+# needs the types and the cache (chat-tui, through the SDK) starts without them.
+_LAZY = {"CallResult": "database", "CallStatus": "database", "Database": "database", "RecoveryWarning": "database"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'db_core' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "AutoInc", "CallError", "CallResult", "CallStatus", "ConnectionId", "ConnectionRejected", "CorruptLogError",
