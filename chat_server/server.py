@@ -1,7 +1,7 @@
 """The websockets adapter: moves frames between sockets and the hosting controller (``db_core.hosting``).
 
-It owns only what needs I/O: the sockets, the event loop's turns (a client's share of one turn,
-commits held until the next, long queries sliced across turns) and the writes. One endpoint
+It owns only what needs I/O: the sockets, the event loop's turns (a client's share of one turn and
+the commits held until the next are in ``turns``; long queries are sliced across turns) and the writes. One endpoint
 per database, ``/v1/database/<name>/subscribe``, speaking the ``qc.msgpack.v1`` subprotocol;
 ``/health`` answers plain HTTP (503 naming each database that cannot write to disk). Reducers
 run on the event loop (a transaction takes microseconds); the commit log's thread reports
@@ -13,7 +13,6 @@ anyone else.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import http
 import logging
@@ -47,6 +46,7 @@ from .frames import BIG_PAYLOAD, DEFAULT_CONTROL_FRAMES, FastConnection, ws_head
 from .gc_policy import GcPolicy
 from .modules import QUICKSTART_CHAT
 from .tokens import write_private
+from .turns import Peer, Turns
 
 log = logging.getLogger("chat_server")
 OPEN = State.OPEN
@@ -81,33 +81,7 @@ class ServerConfig:
     control_frames: Rate = DEFAULT_CONTROL_FRAMES  # pings and pongs per connection; past it, closed (1008)
 
 
-# A client's share of one turn of the event loop: the messages past it wait for the next turn
-# (and its socket is not read meanwhile), so a client that pipelines hundreds of requests delays
-# the others' by a few of its own, not by all of them.
-MESSAGES_PER_TURN = 8
-IDLE_CHECK_SECONDS = 0.05
-
-
-
-class _Client:
-    """One websocket: its session, and why it is being closed (if it is)."""
-
-    __slots__ = ("ws", "session", "wake", "closing", "close_code", "turn", "deferred")
-
-    def __init__(self, ws: ServerConnection, session: Session) -> None:
-        self.ws = ws
-        self.session = session
-        self.wake = asyncio.Event()
-        self.closing: str | None = None
-        self.close_code = 1001
-        self.turn = 0  # messages handled in this turn of the loop
-        self.deferred: collections.deque[bytes | str] | None = None  # past this turn's share
-
-    def close_soon(self, reason: str, code: int = 1001) -> None:
-        """Have the writer task close the websocket with ``code`` and ``reason``."""
-        if self.closing is None:
-            self.closing, self.close_code = reason, code
-            self.wake.set()
+IDLE_CHECK_SECONDS = 0.05  # how often the server looks for a pause in the traffic (``GcPolicy.idle``)
 
 
 class ChatServer:
@@ -130,13 +104,11 @@ class ChatServer:
                                limits=config.limits, publishers=lambda: self.config.publishers,
                                identity_buckets=KeyedBuckets(config.limits.identity_requests),
                                wake=self._wake_durable, wake_failed=self._wake_failed, wake_admin=self._wake_admin)
-        self.clients: dict[Session, _Client] = {}  # every websocket a database serves
+        self.clients: dict[Session, Peer] = {}  # every websocket a database serves
         self._admission = Admission(config.connections_per_address, config.connects_per_address,
                                     config.new_identities_per_address)
-        self._turn: list[_Client] = []  # clients with messages in this turn of the loop (see _on_message)
-        self._holding = False  # commits are held until the loop's next turn (see _handle_message)
         self._working = False  # a _work call is scheduled on the loop
-        self._busy = False  # a message, connect or disconnect since the last idle check
+        self._turns = Turns(self.hosting, self._dispatch)  # each client's share of the loop's turns
         self._idle_timer: asyncio.TimerHandle | None = None
         self.failures: list[str] = []  # set by ``stop``: one line per database that could not write to disk
 
@@ -314,12 +286,12 @@ class ChatServer:
 
     # -- websocket -------------------------------------------------------------------------
     async def _handle(self, ws: ServerConnection) -> None:
-        self._busy = True  # connects and disconnects are work a long pause would delay too
+        self._turns.busy = True  # connects and disconnects are work a long pause would delay too
         address = self._admission.opened(ws.remote_address)
         try:
             await self._serve_connection(ws)
         finally:
-            self._busy = True
+            self._turns.busy = True
             self._admission.closed(address)
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
@@ -350,17 +322,18 @@ class ChatServer:
         if session is None:
             await ws.close(1008, (reason or "connection rejected")[:120])
             return
-        client = _Client(ws, session)
+        client = Peer(ws, session)
         self.clients[session] = client
         self._dispatch(out)
-        writer = asyncio.create_task(self._writer(client))
+        closer = asyncio.create_task(client.closer())
+        on_message = self._turns.on_message
         try:
             if isinstance(ws, FastConnection):
-                ws.deliver_directly(lambda message: self._on_message(client, message))
+                ws.deliver_directly(lambda message: on_message(client, message))
                 await ws.wait_closed()
             else:
                 async for frame in ws:
-                    self._on_message(client, frame)
+                    on_message(client, frame)
         except ConnectionClosed:
             pass
         finally:
@@ -369,77 +342,18 @@ class ChatServer:
                 if session in self.hosting:
                     self._dispatch(self.hosting.disconnect(session))
                     self._gc.disconnected()
-            await asyncio.sleep(0)  # let the writer send what is queued (e.g. a close reason)
-            writer.cancel()
+            await asyncio.sleep(0)  # let the closer send what is queued (e.g. a close reason)
+            closer.cancel()
             if isinstance(ws, FastConnection):
                 ws.stop_delivering()  # its callback holds the client, which holds it: a cycle for the collector
-
-    def _on_message(self, client: _Client, message: bytes | str) -> None:
-        """One message from a client, straight from its connection's ``data_received``."""
-        if client.deferred is not None:
-            client.deferred.append(message)
-            return
-        if not client.turn:
-            self._in_turn(client)
-            self._busy = True
-        client.turn += 1
-        if client.turn > MESSAGES_PER_TURN:
-            client.deferred = collections.deque([message])
-            client.ws.transport.pause_reading()
-            return
-        self._handle_message(client, message)
-
-    def _in_turn(self, client: _Client) -> None:
-        """Count the client's messages in this turn of the loop (one callback a turn ends them all)."""
-        if not self._turn:
-            asyncio.get_running_loop().call_soon(self._next_turn)
-        self._turn.append(client)
 
     def _check_idle(self) -> None:
         # No message for a whole check interval: nobody would wait out a long pause now.
         assert self._loop is not None
-        if not self._busy:
+        if not self._turns.busy:
             self._gc.idle()
-        self._busy = False
+        self._turns.busy = False
         self._idle_timer = self._loop.call_later(IDLE_CHECK_SECONDS, self._check_idle)
-
-    def _next_turn(self) -> None:
-        """A new turn of the loop: every count starts again; deferred messages go first, a share each,
-        then those clients' sockets are read again."""
-        clients, self._turn = self._turn, []
-        for client in clients:
-            client.turn = 0
-            deferred = client.deferred
-            if deferred is None:
-                continue
-            self._in_turn(client)
-            while deferred and client.turn < MESSAGES_PER_TURN and not client.closing:
-                client.turn += 1
-                self._handle_message(client, deferred.popleft())
-            if not deferred or client.closing:
-                client.deferred = None
-                client.ws.transport.resume_reading()
-
-    def _handle_message(self, client: _Client, message: bytes | str) -> None:
-        session = client.session
-        if not self._holding:
-            # The other requests that arrived with this one (this turn of the loop) join its fsync:
-            # one batch, one frame to each client, instead of a batch for the first and one for the rest.
-            self._holding = True
-            asyncio.get_running_loop().call_soon(self._release_commits)
-        try:
-            out = self.hosting.receive(session, message)  # type: ignore[arg-type]  # str: refused there
-        except Exception:
-            log.exception("handling a message from %s failed", session)
-            client.close_soon("internal error", 1011)
-            return
-        self._dispatch(out)
-        if session.close_reason is not None:
-            client.close_soon(session.close_reason, 1008)
-
-    def _release_commits(self) -> None:
-        self._holding = False
-        self.hosting.release_commits()
 
     async def _handle_absent(self, ws: ServerConnection, name: str, identity: Identity, token: str) -> None:
         """A CLI connection to a database that does not exist yet: only publish is possible."""
@@ -456,15 +370,6 @@ class ChatServer:
         except ConnectionClosed:
             pass
 
-    async def _writer(self, client: _Client) -> None:
-        """Closes the socket when asked to (frames themselves are written synchronously)."""
-        try:
-            await client.wake.wait()
-            if client.closing:
-                await client.ws.close(client.close_code, client.closing)
-        except ConnectionClosed:
-            return
-
     def _dispatch(self, out: Iterable[Out]) -> None:
         """Write frames straight into each client's transport, as ``websockets.broadcast`` does.
 
@@ -479,7 +384,7 @@ class ChatServer:
             asyncio.get_running_loop().call_soon(self._work)
         clients = self.clients
         framed: dict[int, bytes] = {}  # id(payload) -> its websocket frame; ``out`` keeps the payloads alive
-        pieces: dict[_Client, list[bytes | bytearray]] = {}
+        pieces: dict[Peer, list[bytes | bytearray]] = {}
         for session, payload in out:
             client = clients.get(session)
             if client is None or client.closing:

@@ -1,6 +1,7 @@
 """``chat-tui``: the Textual app. Composition, key bindings and message routing only:
-the meaning of input is in ``commands``, the chat's state in ``chat``, the network
-in ``connection``, the persistence in ``profiles``, the command line in ``cli``
+the meaning of input is in ``commands``, the chat's state in ``chat``, what the views show
+and when in ``feeds``, the network in ``connection``, the persistence in ``profiles``, the
+command line in ``cli``
 (``main`` is imported here for the ``chat-tui`` script and ``python -m chat_tui.app``)."""
 
 from __future__ import annotations
@@ -22,16 +23,15 @@ from chat_tui.cli import main
 from chat_tui.chat import ChatState
 from chat_tui.connection import CallDone, Changes, ChatConnection, ConnState, Older, Status, Welcome
 from chat_tui.entries import LogEntry
+from chat_tui.feeds import LogFeed, UsersFeed
 from chat_tui.profiles import Profile
 from chat_tui.screens import HelpScreen, PasteScreen, QuitScreen
 from chat_tui.widgets.composer import Composer
 from chat_tui.widgets.message_log import MessageLog
 from chat_tui.widgets.status_bar import StatusBar
 from chat_tui.widgets.user_list import UserList
-from db_core.visible import visible
 
 NARROW = 70
-FLUSH_EVERY = 0.1   # seconds: how long arriving messages may wait to be shown together
 
 
 def now_us() -> int:
@@ -72,9 +72,6 @@ class ChatApp(App[None]):
             auto_start=auto_start,
         )
         self._connect = connect
-        self._users_dirty = False
-        self._incoming: list[LogEntry] = []
-        self._flush_pending = False
         self._tune_gc = tune_gc
 
     def compose(self) -> ComposeResult:
@@ -85,6 +82,9 @@ class ChatApp(App[None]):
         self.composer = Composer(history=self.profile.history() if self.profile else [], id="composer",
                                  placeholder="Message, or /help")
         self.status_bar = StatusBar(id="status")
+        self.log_feed = LogFeed(self.log_view, self.state, self.connection, self.set_timer)
+        self.users_feed = UsersFeed(self.users_view, self.status_bar, self.composer, self.state, self.set_timer,
+                                    self._retitle)
         yield Header(show_clock=False, icon="◆")
         with Horizontal(id="main"):
             yield self.log_view
@@ -96,7 +96,7 @@ class ChatApp(App[None]):
         if self._tune_gc:
             # Rarer collections: full passes over the log's objects were the worst key-echo stalls.
             gc.set_threshold(20_000, 20, 100)
-        self.sub_title = self._who()
+        self._retitle()
         composer = self.composer
         composer.commands = [name for name, _, _ in commands.COMMANDS]
         self.status_bar.text = f"Connecting to {self.server}…"
@@ -109,49 +109,45 @@ class ChatApp(App[None]):
         bar = self.status_bar
         bar.state, bar.text = msg.state, msg.text
         if msg.state is ConnState.OFFLINE:
-            self._show(self.state.disconnected(msg.reason, now_us()))
+            self.log_feed.show(self.state.disconnected(msg.reason, now_us()))
         elif msg.state is ConnState.FAILED:
-            self._show([self.state.error_entry(now_us(), msg.text)])
+            self.log_feed.show([self.state.error_entry(now_us(), msg.text)])
 
     @on(Welcome)
     def _welcome(self, msg: Welcome) -> None:
-        self._show(self.state.welcome(msg.identity, msg.users, msg.messages, first=msg.first,
-                                      floor=self.connection.cutoff, time=now_us()))
+        self.log_feed.show(self.state.welcome(msg.identity, msg.users, msg.messages, first=msg.first,
+                                              floor=self.connection.cutoff, time=now_us()))
         if msg.first:
             # After the rows are in: an empty log is "at the top" and would page at once.
             self.log_view.set_has_older(msg.has_older)
             if self._tune_gc:
                 # What start-up built lives on: keep it out of the collector's full passes.
                 gc.freeze()
-        self._refresh_users()
+        self.users_feed.refresh()
 
     @on(Changes)
     def _changes(self, msg: Changes) -> None:
         entries = self.state.apply(msg.rows, msg.timestamp)
-        self._show(entries, soon=True)
+        self.log_feed.show(entries, soon=True)
         if any(e.highlight for e in entries):
             self.bell()   # someone mentioned you
         if any(e.table == "user" for e in msg.rows):
-            self._refresh_users_soon()
+            self.users_feed.refresh_soon()
 
     @on(Older)
     def _older(self, msg: Older) -> None:
-        self.log_view.add(self.state.older(msg.since, msg.messages))
-        self.log_view.set_has_older(msg.since is not None)
+        self.log_feed.older(msg.since, msg.messages)
 
     @on(MessageLog.LoadOlder)
     def _load_older(self) -> None:
-        if self.state.history_floor is not None:
-            self.connection.load_older(self.state.history_floor)
+        self.log_feed.load_older()
 
     @on(CallDone)
     def _call_done(self, msg: CallDone) -> None:
         self._update_queued()
-        self._flush_log()   # the sent message itself may be waiting to be shown
         unsent: LogEntry | None = msg.call.tag
-        if unsent is not None:
-            self.log_view.remove_entry(unsent.key)
-        self._show(self.state.call_done(msg.call.reducer, msg.call.args, msg.failure, unsent, now_us()))
+        self.log_feed.call_done(unsent, self.state.call_done(msg.call.reducer, msg.call.args, msg.failure, unsent,
+                                                             now_us()))
 
     # -- input ------------------------------------------------------------------------
     @on(Input.Submitted, "#composer")
@@ -170,7 +166,7 @@ class ChatApp(App[None]):
         try:
             action = commands.parse(line)
         except commands.InputRefused as exc:
-            self._show([self.state.error_entry(now_us(), str(exc))])
+            self.log_feed.show([self.state.error_entry(now_us(), str(exc))])
             if not from_paste and not composer.value:
                 composer.value = line   # give it back for editing
                 composer.cursor_position = len(line)
@@ -187,10 +183,7 @@ class ChatApp(App[None]):
             self.connection.call("set_name", action.name)
             self._update_queued()
         else:
-            unsent = self.state.unsent(action.text, now_us())
-            self.log_view.add([unsent])
-            self.log_view.scroll_to_end()
-            self.connection.call("send_message", action.text, tag=unsent)
+            self.log_feed.send(self.state.unsent(action.text, now_us()))
             self._update_queued()
 
     # -- actions ----------------------------------------------------------------------
@@ -237,52 +230,12 @@ class ChatApp(App[None]):
         self.exit()
 
     # -- helpers ----------------------------------------------------------------------
-    def _show(self, entries: list[LogEntry], *, soon: bool = False) -> None:
-        """Show ``entries``; with ``soon``, within FLUSH_EVERY, together with others that arrive
-        meanwhile (a busy room repaints a few times a second, not per message, so keys stay quick)."""
-        self._incoming += entries
-        if not soon:
-            self._flush_log()
-        elif self._incoming and not self._flush_pending:
-            self._flush_pending = True
-            self.set_timer(FLUSH_EVERY, self._flush_log)
-
-    def _flush_log(self) -> None:
-        self._flush_pending = False
-        if self._incoming:
-            entries, self._incoming = self._incoming, []
-            log = self.log_view
-            log.add(entries)
-            keep = self.state.keep(log.entry_count)
-            if keep is not None:
-                # A long session's memory stays bounded: the oldest entries go (while the reader
-                # follows the end), to be paged back in from the server like any older history.
-                floor = self.state.trimmed(log.trim(keep))
-                if floor is not None:
-                    self.connection.forget_before(floor)
-                    log.set_has_older(True)
-
     def _update_queued(self) -> None:
         self.status_bar.queued = sum(1 for o in self.connection.outbox if not o.in_flight)
 
-    def _refresh_users_soon(self) -> None:
-        # Presence storms (many clients at once) redraw the list once per 100 ms, not per change.
-        if not self._users_dirty:
-            self._users_dirty = True
-            self.set_timer(0.1, self._refresh_users)
-
-    def _refresh_users(self) -> None:
-        self._users_dirty = False
-        lines = self.state.user_lines()
-        self.users_view.show(lines)
-        self.status_bar.online = sum(1 for u in lines if u.online)
-        # Completion inserts a name as it is drawn: what you see is what you mention.
-        self.composer.names = [visible(u.name) for u in sorted(lines, key=lambda u: not u.online) if not u.me]
-        self.sub_title = self._who()
-
-    def _who(self) -> str:
+    def _retitle(self) -> None:
         where = self.server if self.database == "quickstart-chat" else f"{self.database} on {self.server}"
-        return self.state.title(self.profile.name if self.profile else None, where)
+        self.sub_title = self.state.title(self.profile.name if self.profile else None, where)
 
 
 if __name__ == "__main__":

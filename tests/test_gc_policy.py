@@ -89,14 +89,14 @@ def test_a_closed_connection_leaves_the_collector_nothing_of_the_server(tmp_path
 
     from chat_server.client import ws_url
     from chat_server.frames import FastConnection
-    from chat_server.server import _Client
+    from chat_server.turns import Peer
     from db_core.session import Session
     from db_core.protocol import SUBPROTOCOL
 
     from .server_harness import in_process_server, run, wait_for
 
     def alive() -> int:
-        return sum(1 for o in gc.get_objects() if type(o) in (_Client, Session, FastConnection))
+        return sum(1 for o in gc.get_objects() if type(o) in (Peer, Session, FastConnection))
 
     async def main() -> tuple[int, int]:
         async with in_process_server(tmp_path) as srv:

@@ -5,8 +5,10 @@ count at the widget's width, and only the rows on screen are rendered (as
 `Strip`s, cached per entry and width). A prefix sum of per-entry row counts maps a row
 to its entry with one bisect, so a huge backlog opens at once and a resize
 re-wraps in one linear pass. The records and their prefix sum (`LogRows`) and how one
-entry is laid out and drawn are in `log_rows`; the text wrapping in `chat_tui.wrap`. This
-widget keeps the view: which row is on top, following the end, the new-messages marker.
+entry is laid out and drawn are in `log_rows`; the text wrapping in `chat_tui.wrap`; the
+count of new messages below the view and its bar in `log_marker`; drawing and copying a
+selection in `log_selection`. This widget keeps the view: which row is on top, following
+the end, when the marker counts and shows.
 
 Scrolling: at the end the view follows new entries; scrolled up it stays put,
 counts new messages below it and shows ` ↓ N new messages (End) ` on its last
@@ -16,18 +18,15 @@ entries added later keep the reader's top row in place.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Hashable, Iterable
 from typing import ClassVar
 
 from rich.cells import cell_len
-from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.events import Resize
-from textual.geometry import Offset, Size
+from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.selection import Selection
@@ -36,7 +35,9 @@ from textual.widget import Widget
 
 from chat_tui.entries import EntryKind, LogEntry
 from chat_tui.widgets.log_rows import (SEPARATOR_WIDTH, TIME_WIDTH, Block, Item, LogRows, local_day, render_block,
-                                       shown_text, sort_key)
+                                       shown_text)
+from chat_tui.widgets.log_marker import Unseen
+from chat_tui.widgets.log_selection import highlight, selected_text
 from chat_tui.wrap import wrap_text
 from db_core.visible import visible
 
@@ -121,7 +122,7 @@ class MessageLog(ScrollView, can_focus=True):
         self._name_width = self.NAME_WIDTH_MIN
         self._width = 0  # the width the rows are wrapped at; 0 = not laid out yet
         self._following = True  # the reader is at the end: new entries scroll in
-        self._unseen: list[Item] = []  # new messages below the view, sorted
+        self._unseen = Unseen()  # new messages below the view
         self._has_older = False
         self._older_armed = True
         # A few screens' worth: a bigger cache keeps many small Strip objects alive, and the
@@ -139,7 +140,7 @@ class MessageLog(ScrollView, can_focus=True):
     @property
     def new_count(self) -> int:
         """New messages below the view; 0 once the view reaches the end."""
-        return len(self._unseen)
+        return len(self._unseen.items)
 
     @property
     def line_count(self) -> int:
@@ -164,6 +165,11 @@ class MessageLog(ScrollView, can_focus=True):
     def _view_height(self) -> int:
         # As `max_scroll_y` computes it; no screen lookup (render_line calls this).
         return self.container_size.height - self.scrollbar_size_horizontal
+
+    @property
+    def _bottom_row(self) -> int:
+        """The row of the log on the view's last row (where the new-messages marker shows)."""
+        return self.scroll_offset.y + self._view_height - 1
 
     @property
     def _view_width(self) -> int:
@@ -255,8 +261,7 @@ class MessageLog(ScrollView, can_focus=True):
         item = self._rows.by_key.pop(key, None)
         if item is None:
             return False
-        if item in self._unseen:
-            self._unseen.remove(item)
+        self._unseen.discard(item)
 
         def mutate() -> None:
             del self._rows.items[self._rows.index(item)]
@@ -288,7 +293,7 @@ class MessageLog(ScrollView, can_focus=True):
     def clear(self) -> None:
         """Remove every entry; `has_older` is reset too."""
         self._rows.clear()
-        self._unseen.clear()
+        self._unseen.items.clear()
         self._cache.clear()
         self._name_width = self.NAME_WIDTH_MIN
         self._has_older = False
@@ -312,7 +317,7 @@ class MessageLog(ScrollView, can_focus=True):
 
     def scroll_to_end(self) -> None:
         """Jump to the newest entry and clear the new-messages marker."""
-        self._unseen.clear()
+        self._unseen.items.clear()
         self._following = True
         if self._width:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
@@ -370,36 +375,13 @@ class MessageLog(ScrollView, can_focus=True):
             self.set_reactive(Widget.virtual_size, size)
             self._scroll_update(size)
 
-    def _first_hidden(self) -> tuple[int, int] | None:
-        """The sort key of the first item starting below the view (under the marker row)."""
-        bottom = self.scroll_offset.y + self._view_height - 1
-        # ends[k] >= bottom first at k, so items[k + 1] is the first to start at or below it.
-        rows = self._rows
-        index = 0 if bottom <= 0 else bisect_left(rows.ends, bottom) + 1
-        return rows.items[index].sort if index < len(rows.items) else None
-
     def _count_unseen(self, new: list[Item]) -> None:
-        threshold = self._first_hidden()
-        if threshold is None:
-            return
-        fresh = [it for it in new if it.entry.kind is EntryKind.MESSAGE and it.sort >= threshold]
-        if fresh:
-            self._unseen.extend(fresh)
-            self._unseen.sort(key=sort_key)
+        if self._unseen.arrived(new, self._rows, self._bottom_row):
             self.refresh()
 
     def _update_unseen(self) -> None:
-        """Forget unseen messages that scrolled into view."""
-        if not self._unseen:
-            return
-        if self._following:
-            self._unseen.clear()
-            self.refresh()
-            return
-        threshold = self._first_hidden()
-        seen = len(self._unseen) if threshold is None else bisect_left(self._unseen, threshold, key=sort_key)
-        if seen:
-            del self._unseen[:seen]
+        """Forget unseen messages that scrolled into view (every one, at the end)."""
+        if self._unseen.items and self._unseen.seen(self._rows, None if self._following else self._bottom_row):
             self.refresh()
 
     def _maybe_load_older(self) -> None:
@@ -462,19 +444,12 @@ class MessageLog(ScrollView, can_focus=True):
             self._cache[key] = block
         return block
 
-    def _marker_strip(self, width: int) -> Strip:
-        count = len(self._unseen)
-        label = f" ↓ {count} new message{'s' if count != 1 else ''} ({self.end_key}) "
-        return Strip([Segment(label.center(width), self._style("message-log--marker"))]).crop_extend(
-            0, width, self._style("message-log--marker")
-        )
-
     def render_line(self, y: int) -> Strip:
         """Render the view's row `y`: the marker bar, or a row of an entry."""
         width = self.size.width
         base = self.rich_style
-        if self._unseen and not self._following and y == self._view_height - 1:
-            return self._marker_strip(width)
+        if self._unseen.items and not self._following and y == self._view_height - 1:
+            return self._unseen.strip(width, self.end_key, self._style("message-log--marker"))
         line = self.scroll_offset.y + y
         if not self._width or line >= self.line_count:
             return Strip.blank(width, base)
@@ -483,30 +458,17 @@ class MessageLog(ScrollView, can_focus=True):
         strip = self._block(rows.items[index])[1][line - rows.start(index)]
         selection = self.text_selection
         if selection is not None and (span := selection.get_span(line)) is not None:
-            strip = self._select(strip, span)
+            strip = highlight(strip, span, self.screen.get_component_rich_style("screen--selection"), self.app.console)
         return strip.crop_extend(0, width, base).apply_offsets(0, line)
-
-    def _select(self, strip: Strip, span: tuple[int, int]) -> Strip:
-        text = Text(no_wrap=True, end="")
-        for segment in strip:
-            text.append(segment.text, segment.style)
-        start, end = span
-        text.stylize(self.screen.get_component_rich_style("screen--selection"), start, len(text) if end == -1 else end)
-        return Strip(text.render(self.app.console), strip.cell_length)
 
     def get_selection(self, selection: Selection) -> tuple[str, str] | None:
         """The selected text; only the selected rows are built."""
-        rows = self._rows
-        if not self._width or not rows.items:
+        if not self._width or not self._rows.items:
             return None
-        first = selection.start.y if selection.start is not None else 0
-        last = selection.end.y if selection.end is not None else self.line_count - 1
-        lines: list[str] = []
-        for line in range(max(0, first), min(last, self.line_count - 1) + 1):
-            index = rows.at(line)
-            lines.append(self._block(rows.items[index])[0][line - rows.start(index)])
-        shifted = Selection(
-            None if selection.start is None else Offset(selection.start.x, 0),
-            None if selection.end is None else Offset(selection.end.x, selection.end.y - first),
-        )
-        return shifted.extract("\n".join(lines)), "\n"
+        return selected_text(selection, self.line_count, self._row_text)
+
+    def _row_text(self, line: int) -> str:
+        """The plain text of row ``line`` (< ``line_count``)."""
+        rows = self._rows
+        index = rows.at(line)
+        return self._block(rows.items[index])[0][line - rows.start(index)]
