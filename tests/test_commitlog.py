@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from db_core.commitlog import CommitLog, SnapshotStore
-from db_core.commitlog import log as commitlog_log
+from db_core.commitlog import flusher as commitlog_flusher
 from db_core.errors import CorruptLogError, StorageError
 
 from .conftest import FRAME, SEG_HEADER, record_spans
@@ -318,14 +318,14 @@ def test_a_failed_rotation_leaves_no_new_segment_and_no_undurable_record(
     log = CommitLog.open(tmp_path, segment_bytes=64)
     log.append(0, b"x" * 80)
     log.flush()
-    real = commitlog_log.pwrite_all
+    real = commitlog_flusher.pwrite_all
 
     def full(fd: int, data: bytes, pos: int) -> None:
         if pos == 0:  # the new segment's header: the file exists, its first write finds the disk full
             raise OSError(errno.ENOSPC, "No space left on device")
         real(fd, data, pos)
 
-    monkeypatch.setattr(commitlog_log, "pwrite_all", full)
+    monkeypatch.setattr(commitlog_flusher, "pwrite_all", full)
     log.append(1, b"y" * 80)
     with pytest.raises(StorageError, match="No space left"):
         log.wait_durable(1, timeout=5)
@@ -342,7 +342,7 @@ def test_no_room_to_preallocate_is_not_a_failure(tmp_path: Path, monkeypatch: py
     def full(fd: int, start: int, end: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(commitlog_log, "write_zeros", full)
+    monkeypatch.setattr(commitlog_flusher, "write_zeros", full)
     with CommitLog.open(tmp_path) as log:
         for i in range(50):
             log.append(i, payload_for(i))
@@ -586,7 +586,7 @@ def test_zero_padded_tail_is_not_a_repair(tmp_path: Path) -> None:
 def test_reopen_after_a_kill_appends_after_the_last_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(commitlog_log, "PREALLOC_STEP", 4096)
+    monkeypatch.setattr(commitlog_flusher, "PREALLOC_STEP", 4096)
     src, dst = tmp_path / "src", tmp_path / "dst"
     log = CommitLog.open(src, segment_bytes=64 << 10)
     for i in range(30):
@@ -674,7 +674,7 @@ def test_sealed_segments_have_exact_sizes(tmp_path: Path) -> None:
 
 def test_preallocation_grows_in_steps_not_per_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     step = 16 << 10
-    monkeypatch.setattr(commitlog_log, "PREALLOC_STEP", step)
+    monkeypatch.setattr(commitlog_flusher, "PREALLOC_STEP", step)
     calls = {"extend": 0, "write": 0, "sync": 0}
 
     def counting(name: str, real: Callable[..., object]) -> Callable[..., object]:

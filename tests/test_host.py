@@ -94,14 +94,14 @@ def test_subscribe_answer_precedes_its_updates(quickstart_path: Path) -> None:
 # -- holding commits: what the server does while it handles one turn's requests ----------------------
 def test_held_commits_wait_and_then_share_one_fsync(tmp_path: Path, quickstart_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from db_core.commitlog import log as commitlog_log
+    from db_core.commitlog import flusher as commitlog_flusher
 
     with Database.open(tmp_path / "d", quickstart_path) as db:
         alice = Identity.random()
         db.call("send_message", "warm-up", sender=alice)
         syncs: list[int] = []
-        real = commitlog_log.datasync
-        monkeypatch.setattr(commitlog_log, "datasync", lambda fd: (syncs.append(fd), real(fd))[1])
+        real = commitlog_flusher.datasync
+        monkeypatch.setattr(commitlog_flusher, "datasync", lambda fd: (syncs.append(fd), real(fd))[1])
         before = db.durable_offset
         db.hold_commits()
         offsets = [db.submit("send_message", f"m{i}", sender=alice).offset for i in range(5)]

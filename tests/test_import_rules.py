@@ -31,7 +31,7 @@ LAYERS = {
     "table": 2, "migration": 2, "system": 2,
     "tx": 3,
     "readview": 4,
-    "codec": 5, "sql": 5,
+    "codec": 5, "sql": 5, "messages": 5,
     "subscription": 6, "cache": 6, "protocol": 6, "durability": 6,
     "module": 7, "evaluation": 7, "datastore": 7, "outbox": 7,
     "calls": 8, "recovery": 8,
