@@ -19,12 +19,24 @@ from chat_server.server import ChatServer, ServerConfig
 BIN = Path(sys.executable).parent
 
 
+TIMEOUT = 60.0  # seconds: for run(), for an async test, and for each start or stop of an async fixture
+
+
 def run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 60))
+    """``coro`` in an event loop of its own: for a plain test's async steps between blocking ones
+    (a child server process started, killed, restarted). An ``async def`` test needs none."""
+    return asyncio.run(asyncio.wait_for(coro, TIMEOUT))
+
+
+def run_in(runner: asyncio.Runner, coro: Awaitable[Any]) -> Any:
+    """``coro`` in ``runner``'s loop, the one an async test shares with its async fixtures."""
+    return runner.run(asyncio.wait_for(coro, TIMEOUT))
 
 
 @contextlib.asynccontextmanager
 async def in_process_server(data_dir: Path, **overrides: Any) -> AsyncIterator[ChatServer]:
+    """A started ChatServer on ``data_dir`` and an ephemeral port, with ``overrides`` of its
+    ServerConfig; stopped on leaving. With the defaults on ``tmp_path``: the ``srv`` fixture."""
     server = ChatServer(ServerConfig(data_dir=data_dir, port=0, **overrides))
     await server.start()
     try:

@@ -80,7 +80,7 @@ def test_stop_restores_the_default_policy() -> None:
     assert ref() is None
 
 
-def test_a_closed_connection_leaves_the_collector_nothing_of_the_server(tmp_path) -> None:  # noqa: ANN001
+async def test_a_closed_connection_leaves_the_collector_nothing_of_the_server(srv) -> None:  # noqa: ANN001
     """What a connection held (its session, its client, its websocket) is freed as soon as it ends,
     so the long pause of a reclaim is needed once per thousands of disconnects, not per hundreds."""
     import asyncio
@@ -93,33 +93,29 @@ def test_a_closed_connection_leaves_the_collector_nothing_of_the_server(tmp_path
     from db_core.session import Session
     from db_core.protocol import SUBPROTOCOL
 
-    from .server_harness import in_process_server, run, wait_for
+    from .server_harness import wait_for
 
     def alive() -> int:
         return sum(1 for o in gc.get_objects() if type(o) in (Peer, Session, FastConnection))
 
-    async def main() -> tuple[int, int]:
-        async with in_process_server(tmp_path) as srv:
-            gc.collect()
-            gc.disable()  # from here on, only reference counting frees anything
-            try:
-                before = alive()
-                ws = await connect(ws_url(f"127.0.0.1:{srv.port}", "quickstart-chat"),
-                                   subprotocols=[SUBPROTOCOL])
-                await ws.recv()
-                assert alive() > before
-                await ws.close()
-                await wait_for(lambda: not srv.clients)
-                await asyncio.sleep(0.05)
-                return before, alive()
-            finally:
-                gc.enable()
-
-    before, after = run(main())
+    gc.collect()
+    gc.disable()  # from here on, only reference counting frees anything
+    try:
+        before = alive()
+        ws = await connect(ws_url(f"127.0.0.1:{srv.port}", "quickstart-chat"),
+                           subprotocols=[SUBPROTOCOL])
+        await ws.recv()
+        assert alive() > before
+        await ws.close()
+        await wait_for(lambda: not srv.clients)
+        await asyncio.sleep(0.05)
+        after = alive()
+    finally:
+        gc.enable()
     assert after == before
 
 
-def test_a_closed_socket_leaves_the_collector_nothing_either(tmp_path) -> None:  # noqa: ANN001
+async def test_a_closed_socket_leaves_the_collector_nothing_either(srv) -> None:  # noqa: ANN001
     """asyncio's transport holds a bound method of itself: unbroken, every connection (refused ones
     too: connect churn makes thousands a second) left a cycle for the young collections."""
     import asyncio
@@ -129,34 +125,30 @@ def test_a_closed_socket_leaves_the_collector_nothing_either(tmp_path) -> None: 
     from chat_server.client import ws_url
     from db_core.protocol import SUBPROTOCOL
 
-    from .server_harness import in_process_server, run, wait_for
+    from .server_harness import wait_for
 
-    async def main() -> int:
-        async with in_process_server(tmp_path) as srv:
+    def server_side() -> int:  # the server's transports, closed or not, that are still alive
+        return sum(1 for o in gc.get_objects() if issubclass(type(o), asyncio.Transport)
+                   and (o.get_extra_info("sockname") or (None, None))[1] == srv.port)
 
-            def server_side() -> int:  # the server's transports, closed or not, that are still alive
-                return sum(1 for o in gc.get_objects() if issubclass(type(o), asyncio.Transport)
-                           and (o.get_extra_info("sockname") or (None, None))[1] == srv.port)
-
-            gc.collect()
-            gc.disable()  # from here on, only reference counting frees anything
-            try:
-                before = server_side()
-                ws = await connect(ws_url(f"127.0.0.1:{srv.port}", "quickstart-chat"),
-                                   subprotocols=[SUBPROTOCOL])
-                await ws.recv()
-                await ws.close()
-                reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)  # plain HTTP, no upgrade
-                writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-                assert (await reader.readline()).startswith(b"HTTP/1.1 200")
-                writer.close()
-                await wait_for(lambda: not srv.clients)
-                await asyncio.sleep(0.05)
-                return server_side() - before
-            finally:
-                gc.enable()
-
-    assert run(main()) == 0
+    gc.collect()
+    gc.disable()  # from here on, only reference counting frees anything
+    try:
+        before = server_side()
+        ws = await connect(ws_url(f"127.0.0.1:{srv.port}", "quickstart-chat"),
+                           subprotocols=[SUBPROTOCOL])
+        await ws.recv()
+        await ws.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)  # plain HTTP, no upgrade
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+        writer.close()
+        await wait_for(lambda: not srv.clients)
+        await asyncio.sleep(0.05)
+        left = server_side() - before
+    finally:
+        gc.enable()
+    assert left == 0
 
 
 def test_young_collections_are_rarer_while_installed_and_as_before_after() -> None:

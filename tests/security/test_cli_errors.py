@@ -21,10 +21,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
 from chat_server.client import parse_server
+from chat_server.server import ChatServer
 from chat_server.tokens import server_key
 from db_core.protocol import SUBPROTOCOL, IdentityToken, decode_server
 
-from ..server_harness import BIN, ServerProcess, in_process_server, run
+from ..server_harness import BIN, ServerProcess
 
 DB = "quickstart-chat"
 VERBS: dict[str, list[str]] = {  # each client verb with the arguments it needs after the database
@@ -329,23 +330,20 @@ def test_chat_tui_with_an_unusable_config_directory_is_one_line(tmp_path: Path, 
 
 @pytest.mark.parametrize(("name", "endpoint"), [("a" * 300, "cli"), ("a" * 65, "cli"), ("Upper", "subscribe"),
                                                 ("Upper", "cli"), ("x%2F..", "cli")])
-def test_server_refuses_an_invalid_name_at_the_upgrade(name: str, endpoint: str, tmp_path: Path) -> None:
-    async def main() -> None:
-        async with in_process_server(tmp_path) as srv:
-            url = f"ws://127.0.0.1:{srv.port}/v1/database/{name}/{endpoint}"
-            try:
-                ws = await connect(url, subprotocols=[SUBPROTOCOL], compression=None)
-            except InvalidStatus as exc:
-                response = exc.response
-            else:
-                await ws.close()
-                pytest.fail("the upgrade was accepted")
-            assert response.status_code == 400
-            assert response.body == (b"invalid database name: use 1-64 lowercase letters, digits and single dashes, "
-                                     b"e.g. quickstart-chat\n")
-            assert [p.name for p in (tmp_path / "databases").iterdir()] == [DB]
-
-    run(main())
+async def test_server_refuses_an_invalid_name_at_the_upgrade(name: str, endpoint: str, tmp_path: Path,
+                                                             srv: ChatServer) -> None:
+    url = f"ws://127.0.0.1:{srv.port}/v1/database/{name}/{endpoint}"
+    try:
+        ws = await connect(url, subprotocols=[SUBPROTOCOL], compression=None)
+    except InvalidStatus as exc:
+        response = exc.response
+    else:
+        await ws.close()
+        pytest.fail("the upgrade was accepted")
+    assert response.status_code == 400
+    assert response.body == (b"invalid database name: use 1-64 lowercase letters, digits and single dashes, "
+                             b"e.g. quickstart-chat\n")
+    assert [p.name for p in (tmp_path / "databases").iterdir()] == [DB]
 
 
 async def _hello(port: int, headers: list[tuple[str, str]], query: str = "") -> IdentityToken:
@@ -357,44 +355,36 @@ async def _hello(port: int, headers: list[tuple[str, str]], query: str = "") -> 
     return hello
 
 
-def test_token_places_follow_the_protocol_doc(tmp_path: Path) -> None:
-    async def main() -> None:
-        async with in_process_server(tmp_path) as srv:
-            port, token = srv.port, srv.owner_token
-            owner = bytes(srv.owner)
-            # An empty bearer value counts as absent: the query's token is used.
-            assert (await _hello(port, [("Authorization", "Bearer ")], f"?token={token}")).identity == owner
-            assert (await _hello(port, [("Authorization", "bearer    ")], f"?token={token}")).identity == owner
-            # Another scheme is no bearer header either.
-            assert (await _hello(port, [("Authorization", "Basic dXNlcjpwdw==")], f"?token={token}")).identity == owner
-            # A bearer token wins over the query's.
-            assert (await _hello(port, [("Authorization", f"Bearer {token}")], "?token=junk")).identity == owner
-            with pytest.raises(ConnectionClosedError) as caught:
-                await _hello(port, [("Authorization", "Bearer junk")], f"?token={token}")
-            assert caught.value.rcvd is not None and caught.value.rcvd.code == 1008
-            assert caught.value.rcvd.reason.startswith("invalid token: ")
-            # Empty in both places: anonymous, a fresh identity and its token.
-            fresh = await _hello(port, [("Authorization", "Bearer ")], "?token=")
-            assert fresh.identity != owner and fresh.token != token
-
-    run(main())
+async def test_token_places_follow_the_protocol_doc(srv: ChatServer) -> None:
+    port, token = srv.port, srv.owner_token
+    owner = bytes(srv.owner)
+    # An empty bearer value counts as absent: the query's token is used.
+    assert (await _hello(port, [("Authorization", "Bearer ")], f"?token={token}")).identity == owner
+    assert (await _hello(port, [("Authorization", "bearer    ")], f"?token={token}")).identity == owner
+    # Another scheme is no bearer header either.
+    assert (await _hello(port, [("Authorization", "Basic dXNlcjpwdw==")], f"?token={token}")).identity == owner
+    # A bearer token wins over the query's.
+    assert (await _hello(port, [("Authorization", f"Bearer {token}")], "?token=junk")).identity == owner
+    with pytest.raises(ConnectionClosedError) as caught:
+        await _hello(port, [("Authorization", "Bearer junk")], f"?token={token}")
+    assert caught.value.rcvd is not None and caught.value.rcvd.code == 1008
+    assert caught.value.rcvd.reason.startswith("invalid token: ")
+    # Empty in both places: anonymous, a fresh identity and its token.
+    fresh = await _hello(port, [("Authorization", "Bearer ")], "?token=")
+    assert fresh.identity != owner and fresh.token != token
 
 
 @pytest.mark.parametrize(("headers", "query"), [
     ([("Authorization", "Bearer {token}"), ("Authorization", "Bearer {token}")], ""),
     ([], "?token={token}&token={token}"),
 ])
-def test_two_tokens_in_one_place_are_refused_with_a_reason(headers: list[tuple[str, str]], query: str,
-                                                          tmp_path: Path) -> None:
-    async def main() -> None:
-        async with in_process_server(tmp_path) as srv:
-            token = srv.owner_token  # valid twice over: still refused, one of them is not "the" token
-            sent = [(k, v.format(token=token)) for k, v in headers]
-            with pytest.raises(ConnectionClosedError) as caught:
-                await _hello(srv.port, sent, query.format(token=token))
-            assert caught.value.rcvd is not None
-            assert (caught.value.rcvd.code, caught.value.rcvd.reason) == (
-                1008, "invalid token: 2 tokens in one request; send one")
-            assert (await _hello(srv.port, [])).identity != bytes(srv.owner)  # and the server still serves
-
-    run(main())
+async def test_two_tokens_in_one_place_are_refused_with_a_reason(headers: list[tuple[str, str]], query: str,
+                                                                srv: ChatServer) -> None:
+    token = srv.owner_token  # valid twice over: still refused, one of them is not "the" token
+    sent = [(k, v.format(token=token)) for k, v in headers]
+    with pytest.raises(ConnectionClosedError) as caught:
+        await _hello(srv.port, sent, query.format(token=token))
+    assert caught.value.rcvd is not None
+    assert (caught.value.rcvd.code, caught.value.rcvd.reason) == (
+        1008, "invalid token: 2 tokens in one request; send one")
+    assert (await _hello(srv.port, [])).identity != bytes(srv.owner)  # and the server still serves

@@ -18,7 +18,6 @@ import asyncio
 import dataclasses
 import itertools
 from collections.abc import Callable
-from pathlib import Path
 
 import msgpack
 import pytest
@@ -44,6 +43,7 @@ from websockets.uri import parse_uri
 from websockets.utils import apply_mask
 
 from chat_server.frames import FastConnection
+from chat_server.server import ChatServer
 from db_core.protocol import (
     SUBPROTOCOL,
     CallReducer,
@@ -54,7 +54,6 @@ from db_core.protocol import (
     encode,
 )
 
-from ..server_harness import in_process_server, run
 
 MAX = 70_000  # the size limit of these connections: 65,536-byte frames fit, a 64-bit length does not
 FILL = bytes(range(256)) * 300  # payload bytes after the interesting first ones: 76,800, more than MAX
@@ -510,22 +509,16 @@ async def check_every_split(name: str, frames: list[bytes]) -> Outcome:
     return expected
 
 
-def test_every_split_point_of_small_streams() -> None:
-    async def main() -> None:
-        for name, frames in SMALL_STREAMS.items():
-            await check_every_split(name, frames)
-
-    asyncio.run(main())
+async def test_every_split_point_of_small_streams() -> None:
+    for name, frames in SMALL_STREAMS.items():
+        await check_every_split(name, frames)
 
 
-def test_every_split_point_of_each_refusal() -> None:
-    async def main() -> None:
-        for name, (code, frames) in refused_streams().items():
-            expected = await check_every_split(name, frames)
-            assert expected.messages == [EVIL], name
-            assert expected.close_sent is not None and expected.close_sent.code == code, (name, expected.close_sent)
-
-    asyncio.run(main())
+async def test_every_split_point_of_each_refusal() -> None:
+    for name, (code, frames) in refused_streams().items():
+        expected = await check_every_split(name, frames)
+        assert expected.messages == [EVIL], name
+        assert expected.close_sent is not None and expected.close_sent.code == code, (name, expected.close_sent)
 
 
 def test_the_small_streams_say_what_they_claim() -> None:
@@ -546,23 +539,21 @@ def test_the_small_streams_say_what_they_claim() -> None:
     assert rsv.close_sent.code == CloseCode.PROTOCOL_ERROR
 
 
-def test_deliver_to_recv_queues_every_message_for_recv() -> None:
+async def test_deliver_to_recv_queues_every_message_for_recv() -> None:
     frames = [client_frame(BINARY, b"one", b"\x82\x80\0\0"), client_frame(TEXT, b"two", b"abcd", fin=False),
               client_frame(CONT, b"!", b"efgh"), client_frame(BINARY, FILL[:70_000], b"ijkl")]
     stream = b"".join(frames)
 
-    async def main() -> list[bytes | str]:
-        conn = FastConnection(ServerProtocol(max_size=MAX), NoServer())
-        conn.connection_made(RecordingTransport())
-        conn.data_received(REQUEST)
-        await conn.handshake()
-        conn.data_received(stream[:1])  # the start of a header: kept by the fast path
-        conn.deliver_to_recv()
-        for i in range(1, len(stream), 1000):
-            conn.data_received(stream[i:i + 1000])
-        return [await asyncio.wait_for(conn.recv(), 5) for _ in range(3)]
-
-    assert asyncio.run(main()) == [b"one", "two!", FILL[:70_000]]
+    conn = FastConnection(ServerProtocol(max_size=MAX), NoServer())
+    conn.connection_made(RecordingTransport())
+    conn.data_received(REQUEST)
+    await conn.handshake()
+    conn.data_received(stream[:1])  # the start of a header: kept by the fast path
+    conn.deliver_to_recv()
+    for i in range(1, len(stream), 1000):
+        conn.data_received(stream[i:i + 1000])
+    received = [await asyncio.wait_for(conn.recv(), 5) for _ in range(3)]
+    assert received == [b"one", "two!", FILL[:70_000]]
 
 
 # -- end to end: a real server, a raw TCP client -------------------------------------------------
@@ -641,7 +632,7 @@ def frame_hiding_a_frame(outer_call: bytes, hidden: bytes) -> bytes:
     return wire
 
 
-def test_split_header_and_payload_with_a_frame_hidden_in_the_payload(tmp_path: Path) -> None:
+async def test_split_header_and_payload_with_a_frame_hidden_in_the_payload(srv: ChatServer) -> None:
     outer = encode(CallReducer(1, "set_name", ["alice"]))
     hidden_call = encode(CallReducer(2, "send_message", ["the hidden frame ran"]))
     prefix4 = 0x85 ^ 0x82  # mask byte 0 that frame_hiding_a_frame will choose (outer map of 4 fields + "x")
@@ -650,21 +641,17 @@ def test_split_header_and_payload_with_a_frame_hidden_in_the_payload(tmp_path: P
     wire = frame_hiding_a_frame(outer, hidden)
     assert msgpack.unpackb(apply_mask(wire[6:], wire[2:6]))["reducer"] == "set_name"
 
-    async def main() -> None:
-        async with in_process_server(tmp_path) as srv:
-            client = await RawClient.connect(srv.port)
-            await client.next_frame()  # identity
-            await client.write(wire[:6])  # the header alone: the server reads it and waits
-            await asyncio.sleep(0.1)
-            await client.write(wire[6:])
-            result = await client.reply(1)
-            assert isinstance(result, ReducerResult) and result.status == "committed", result
-            await client.write(client_frame(BINARY, encode(OneOffQuery(3, "SELECT * FROM message")), b"mask"))
-            rows = await client.reply(3)
-            assert isinstance(rows, OneOffResult) and rows.error is None and rows.rows == []
-            await client.close()
-
-    run(main())
+    client = await RawClient.connect(srv.port)
+    await client.next_frame()  # identity
+    await client.write(wire[:6])  # the header alone: the server reads it and waits
+    await asyncio.sleep(0.1)
+    await client.write(wire[6:])
+    result = await client.reply(1)
+    assert isinstance(result, ReducerResult) and result.status == "committed", result
+    await client.write(client_frame(BINARY, encode(OneOffQuery(3, "SELECT * FROM message")), b"mask"))
+    rows = await client.reply(3)
+    assert isinstance(rows, OneOffResult) and rows.error is None and rows.rows == []
+    await client.close()
 
 
 @pytest.mark.parametrize(("frame", "code", "reason"), [
@@ -675,17 +662,14 @@ def test_split_header_and_payload_with_a_frame_hidden_in_the_payload(tmp_path: P
     (client_frame(BINARY, b"", b"mask", announced=(1 << 20) + 1), 1009,
      "frame with 1048577 bytes exceeds limit of 1048576 bytes"),
 ], ids=["text not UTF-8", "fragmented text not UTF-8", "unmasked", "over the size limit"])
-def test_refused_frames_close_with_the_documented_code(tmp_path: Path, frame: bytes, code: int, reason: str) -> None:
+async def test_refused_frames_close_with_the_documented_code(srv: ChatServer, frame: bytes, code: int,
+                                                             reason: str) -> None:
     # docs/protocol.md sections 2.4 and 11.4.
-    async def main() -> None:
-        async with in_process_server(tmp_path) as srv:
-            client = await RawClient.connect(srv.port)
-            await client.next_frame()  # identity
-            await client.write(frame)
-            answer = await client.next_frame()
-            assert answer.opcode is CLOSE
-            close = Close.parse(answer.data)
-            assert (close.code, close.reason) == (code, reason)
-            await client.close()
-
-    run(main())
+    client = await RawClient.connect(srv.port)
+    await client.next_frame()  # identity
+    await client.write(frame)
+    answer = await client.next_frame()
+    assert answer.opcode is CLOSE
+    close = Close.parse(answer.data)
+    assert (close.code, close.reason) == (code, reason)
+    await client.close()

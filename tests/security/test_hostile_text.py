@@ -25,12 +25,13 @@ from textual.pilot import Pilot
 
 from chat_server.client import Client
 from chat_server.modules import QUICKSTART_CHAT
+from chat_server.server import ChatServer
 from chat_tui.app import ChatApp
 from chat_tui.screens import PasteScreen
 from db_core.logs import CONTINUATION, LogRecord, ModuleLog, parse_line
 from db_core.visible import visible
 
-from ..server_harness import BIN, ServerProcess, in_process_server, run
+from ..server_harness import BIN, ServerProcess, run
 from .hostile import CORPUS, MARKUP, forbidden
 
 SIZE = (130, 60)
@@ -113,81 +114,78 @@ def user_list_rows(app: ChatApp) -> list[str]:
 
 
 # -- the TUI ------------------------------------------------------------------------
-def test_the_hostile_corpus_through_the_tui(tmp_path: Path) -> None:
+async def test_the_hostile_corpus_through_the_tui(srv: ChatServer) -> None:
     """Strangers with the corpus as names and messages, renaming, leaving, naming you, answering with
     hostile errors: nothing chat-tui draws contains a control, bidi, zero-width or invisible character
     or interpreted markup, each name is shown visibly, and the user list keeps one row per user."""
-    async def main() -> None:
-        async with in_process_server(tmp_path) as srv:
-            srv.publish("hostile", permissive_module(), filename="hostile.py")
-            url = f"127.0.0.1:{srv.port}"
-            app = ChatApp(server=url, database="hostile")
-            async with app.run_test(size=SIZE) as pilot:
-                await until(pilot, lambda: app.status_bar.state == "online" and app.state.me is not None, "online")
-                strangers = []
-                for _, text in CORPUS:
-                    client = await Client.connect(url, "hostile")
-                    strangers.append(client)
-                    for reducer, arg in (("set_name", text), ("send_message", text)):
-                        result = await client.call(reducer, arg)
-                        assert result.status == "committed", (reducer, result)
-                await strangers[0].call("name_someone", app.state.me, "\x1b]0;you got pwned\x07\u202e")
-                for client in strangers[::2]:
-                    await client.close()   # "... disconnected." lines
-                total = len(CORPUS) + 1
-                await until(pilot, lambda: len(app.state.users) == total
-                            and sum(u.online for u in app.state.users.values()) == total - len(strangers[::2])
-                            and len(app.state.seen) >= len(CORPUS), "everyone")
-                # A server-sent error for our own message, shown where we look.
-                await pilot.press(*"error please", "enter")
-                await until(pilot, lambda: "refused" in "\n".join(app.log_view.lines_text()), "the error line")
-                await until(pilot, lambda: app.users_view.option_count == total, "the user list")
-                await pilot.pause(0.3)   # the batched log and user-list refreshes
+    srv.publish("hostile", permissive_module(), filename="hostile.py")
+    url = f"127.0.0.1:{srv.port}"
+    app = ChatApp(server=url, database="hostile")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.status_bar.state == "online" and app.state.me is not None, "online")
+        strangers = []
+        for _, text in CORPUS:
+            client = await Client.connect(url, "hostile")
+            strangers.append(client)
+            for reducer, arg in (("set_name", text), ("send_message", text)):
+                result = await client.call(reducer, arg)
+                assert result.status == "committed", (reducer, result)
+        await strangers[0].call("name_someone", app.state.me, "\x1b]0;you got pwned\x07\u202e")
+        for client in strangers[::2]:
+            await client.close()   # "... disconnected." lines
+        total = len(CORPUS) + 1
+        await until(pilot, lambda: len(app.state.users) == total
+                    and sum(u.online for u in app.state.users.values()) == total - len(strangers[::2])
+                    and len(app.state.seen) >= len(CORPUS), "everyone")
+        # A server-sent error for our own message, shown where we look.
+        await pilot.press(*"error please", "enter")
+        await until(pilot, lambda: "refused" in "\n".join(app.log_view.lines_text()), "the error line")
+        await until(pilot, lambda: app.users_view.option_count == total, "the user list")
+        await pilot.pause(0.3)   # the batched log and user-list refreshes
 
-                assert raw_on_screen(app) == []
-                shown = "\n".join(screen_rows(app))
-                assert "␛]0;you got pwned␇<U+202E>" in shown   # the header: who you are
-                log = "\n".join(app.log_view.lines_text())
-                assert forbidden(log, allow="\n") == []
-                assert f'Failed to send message "error please": {visible(ERROR_TEXT)}' in log
-                assert "renamed to ␛]0;pwned␇." in log and "renamed to <U+202E>evil.exe<U+202C>." in log
-                assert "renamed to Alice␊Bob connected.." in log
-                for markup in MARKUP:   # literally, brackets and all: never parsed
-                    assert any(markup in str(option.prompt) for option in app.users_view.options), markup
-                    assert markup in log
-                # One row per user, each starting with its presence mark, names drawn visibly.
-                rows = [row for row in user_list_rows(app) if row]
-                assert len(rows) == total and all(row[:1] in "●○" for row in rows), rows
-                assert app.users_view.virtual_size.height == total
-                prompts = [str(option.prompt) for option in app.users_view.options]
-                for _, text in CORPUS:
-                    assert any(p[2:].startswith(visible(text)) for p in prompts), text
-                # Tab completion offers a name as it is drawn.
-                app.composer.value = "␛]0;pw"
-                app.composer.cursor_position = len(app.composer.value)
-                app.composer.action_complete()
-                assert app.composer.value == "␛]0;pwned␇: "
-                # A paste holding an escape sequence: the preview shows it, the terminal never gets it.
-                app.composer.value = ""
-                app.composer.post_message(events.Paste("look\x1b]52;c;cm0gLXJmIH4=\x07\nhere\u202e"))
-                await until(pilot, lambda: isinstance(app.screen, PasteScreen), "the paste dialog")
-                await pilot.pause()
-                assert raw_on_screen(app) == []
-                assert "look␛]52;c;cm0gLXJmIH4=␇" in "\n".join(screen_rows(app))
-                await pilot.press("escape")
-                # One line holding one asks too: the input itself would draw it raw.
-                await until(pilot, lambda: not isinstance(app.screen, PasteScreen), "the dialog closed")
-                app.composer.post_message(events.Paste("one\x1b[2J line\u202e"))
-                await until(pilot, lambda: isinstance(app.screen, PasteScreen), "the one-line paste dialog")
-                await pilot.pause()
-                assert raw_on_screen(app) == []
-                assert "one␛[2J line<U+202E>" in "\n".join(screen_rows(app))
-                await pilot.press("escape")
-                await until(pilot, lambda: not isinstance(app.screen, PasteScreen), "the dialog closed")
-                assert app.composer.value == ""
-                for client in strangers[1::2]:
-                    await client.close()
-    run(main())
+        assert raw_on_screen(app) == []
+        shown = "\n".join(screen_rows(app))
+        assert "␛]0;you got pwned␇<U+202E>" in shown   # the header: who you are
+        log = "\n".join(app.log_view.lines_text())
+        assert forbidden(log, allow="\n") == []
+        assert f'Failed to send message "error please": {visible(ERROR_TEXT)}' in log
+        assert "renamed to ␛]0;pwned␇." in log and "renamed to <U+202E>evil.exe<U+202C>." in log
+        assert "renamed to Alice␊Bob connected.." in log
+        for markup in MARKUP:   # literally, brackets and all: never parsed
+            assert any(markup in str(option.prompt) for option in app.users_view.options), markup
+            assert markup in log
+        # One row per user, each starting with its presence mark, names drawn visibly.
+        rows = [row for row in user_list_rows(app) if row]
+        assert len(rows) == total and all(row[:1] in "●○" for row in rows), rows
+        assert app.users_view.virtual_size.height == total
+        prompts = [str(option.prompt) for option in app.users_view.options]
+        for _, text in CORPUS:
+            assert any(p[2:].startswith(visible(text)) for p in prompts), text
+        # Tab completion offers a name as it is drawn.
+        app.composer.value = "␛]0;pw"
+        app.composer.cursor_position = len(app.composer.value)
+        app.composer.action_complete()
+        assert app.composer.value == "␛]0;pwned␇: "
+        # A paste holding an escape sequence: the preview shows it, the terminal never gets it.
+        app.composer.value = ""
+        app.composer.post_message(events.Paste("look\x1b]52;c;cm0gLXJmIH4=\x07\nhere\u202e"))
+        await until(pilot, lambda: isinstance(app.screen, PasteScreen), "the paste dialog")
+        await pilot.pause()
+        assert raw_on_screen(app) == []
+        assert "look␛]52;c;cm0gLXJmIH4=␇" in "\n".join(screen_rows(app))
+        await pilot.press("escape")
+        # One line holding one asks too: the input itself would draw it raw.
+        await until(pilot, lambda: not isinstance(app.screen, PasteScreen), "the dialog closed")
+        app.composer.post_message(events.Paste("one\x1b[2J line\u202e"))
+        await until(pilot, lambda: isinstance(app.screen, PasteScreen), "the one-line paste dialog")
+        await pilot.pause()
+        assert raw_on_screen(app) == []
+        assert "one␛[2J line<U+202E>" in "\n".join(screen_rows(app))
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, PasteScreen), "the dialog closed")
+        assert app.composer.value == ""
+        for client in strangers[1::2]:
+            await client.close()
 
 
 REJECTING = '''
@@ -199,18 +197,15 @@ def gate(ctx: ReducerContext) -> None:
 '''
 
 
-def test_a_hostile_refusal_reason_in_the_status_line(tmp_path: Path) -> None:
-    async def main() -> None:
-        async with in_process_server(tmp_path) as srv:
-            srv.publish("gate", REJECTING)
-            app = ChatApp(server=f"127.0.0.1:{srv.port}", database="gate")
-            async with app.run_test(size=(110, 24)) as pilot:
-                await until(pilot, lambda: "no entry" in app.status_bar.text, "the refusal")
-                await pilot.pause()
-                assert raw_on_screen(app) == []
-                assert "␛]2;pwned␇<U+202E>no entry␛[2J" in "\n".join(screen_rows(app))
-                await app.connection.close()
-    run(main())
+async def test_a_hostile_refusal_reason_in_the_status_line(srv: ChatServer) -> None:
+    srv.publish("gate", REJECTING)
+    app = ChatApp(server=f"127.0.0.1:{srv.port}", database="gate")
+    async with app.run_test(size=(110, 24)) as pilot:
+        await until(pilot, lambda: "no entry" in app.status_bar.text, "the refusal")
+        await pilot.pause()
+        assert raw_on_screen(app) == []
+        assert "␛]2;pwned␇<U+202E>no entry␛[2J" in "\n".join(screen_rows(app))
+        await app.connection.close()
 
 
 # -- the CLI ------------------------------------------------------------------------

@@ -53,28 +53,25 @@ def open_to_others(root: Path) -> list[str]:
     return found
 
 
-def test_a_server_creates_every_file_and_directory_private(tmp_path: Path, umask_022: None) -> None:
+async def test_a_server_creates_every_file_and_directory_private(tmp_path: Path, umask_022: None) -> None:
     data = tmp_path / "data"
 
-    async def main() -> None:
-        async with in_process_server(data) as server:
-            server.publish("notes", NOTES, filename="notes.py")
-            url = f"127.0.0.1:{server.port}"
-            alice = await Client.connect(url, "quickstart-chat")
-            for i in range(3):
-                assert (await alice.call("send_message", f"secret {i}")).status == "committed"
-            bob = await Client.connect(url, "notes")
-            assert (await bob.call("add", "private")).status == "committed"
-            await alice.close()
-            await bob.close()
-            for hosted in server.databases.values():
-                hosted.db.snapshot()
-                logs = hosted.db.logs
-                logs.max_bytes = 1  # the next write rotates module.log into module.log.1
-                logs.system("rotate now")
-                logs.flush()
-
-    run(main())
+    async with in_process_server(data) as server:
+        server.publish("notes", NOTES, filename="notes.py")
+        url = f"127.0.0.1:{server.port}"
+        alice = await Client.connect(url, "quickstart-chat")
+        for i in range(3):
+            assert (await alice.call("send_message", f"secret {i}")).status == "committed"
+        bob = await Client.connect(url, "notes")
+        assert (await bob.call("add", "private")).status == "committed"
+        await alice.close()
+        await bob.close()
+        for hosted in server.databases.values():
+            hosted.db.snapshot()
+            logs = hosted.db.logs
+            logs.max_bytes = 1  # the next write rotates module.log into module.log.1
+            logs.system("rotate now")
+            logs.flush()
     names = {p.name for p in data.rglob("*")}
     for expected in ("module.log", "module.log.1", "meta.json", "lock", "server.lock", "auth.key", "owner.token",
                      "notes.py", "quickstart_chat.py", f"{0:020d}.log"):
@@ -83,17 +80,14 @@ def test_a_server_creates_every_file_and_directory_private(tmp_path: Path, umask
     assert open_to_others(data) == []
 
 
-def test_an_old_data_directory_open_to_others_is_tightened_with_one_log_line(
+async def test_an_old_data_directory_open_to_others_is_tightened_with_one_log_line(
         tmp_path: Path, umask_022: None, caplog: pytest.LogCaptureFixture) -> None:
     data = tmp_path / "data"
     data.mkdir(mode=0o755)
 
-    async def main() -> None:
+    with caplog.at_level(logging.INFO, logger="chat_server"):
         async with in_process_server(data):
             pass
-
-    with caplog.at_level(logging.INFO, logger="chat_server"):
-        run(main())
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     lines = [r.getMessage() for r in caplog.records if "open to others" in r.getMessage()]
     assert lines == [f"data directory {data} was open to others (mode 755); it is now 0700"]

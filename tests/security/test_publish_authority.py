@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from chat_server.client import Client
+from chat_server.server import ChatServer
 from db_core.protocol import DeleteDatabase, Done, ErrorMessage, Publish
 
 from ..server_harness import ServerProcess, in_process_server, run
@@ -50,56 +51,49 @@ async def delete(url: str, name: str, token: str | None) -> Done | ErrorMessage:
         await client.close()
 
 
-def test_anonymous_and_non_owner_publish_is_refused_before_the_module_is_imported(tmp_path: Path) -> None:
+async def test_anonymous_and_non_owner_publish_is_refused_before_the_module_is_imported(tmp_path: Path) -> None:
     marker = tmp_path / "imported"
 
-    async def main() -> None:
-        async with in_process_server(tmp_path / "data") as srv:
-            url = f"127.0.0.1:{srv.port}"
-            _, stranger = srv.auth.mint()
-            for token in (None, stranger):
-                reply = await publish(url, "evil", marker_module(marker), token)
-                assert isinstance(reply, ErrorMessage)
-                assert "is not authorized to create database `evil`" in reply.error
-                assert "only the server's owner may publish" in reply.error
-                # over the bundled database too, and from a client connection rather than the CLI's
-                reply = await publish(url, "quickstart-chat", marker_module(marker), token)
-                assert isinstance(reply, ErrorMessage)
-                assert "is not authorized to publish over database `quickstart-chat`" in reply.error
-                reply = await delete(url, "quickstart-chat", token)
-                assert isinstance(reply, ErrorMessage)
-                assert "is not authorized to delete database `quickstart-chat`" in reply.error
-            assert not marker.exists()
-            assert "evil" not in srv.databases and not (tmp_path / "data" / "databases" / "evil").exists()
-            assert "quickstart-chat" in srv.databases
-            # the owner may
-            reply = await publish(url, "notes", NOTES, srv.owner_token)
-            assert isinstance(reply, Done) and reply.detail == ["created database `notes`"]
-            reply = await delete(url, "notes", srv.owner_token)
-            assert isinstance(reply, Done)
-
-    run(main())
-
-
-def test_a_named_publisher_may_create_and_manage_only_its_own_databases(tmp_path: Path) -> None:
-    async def main() -> None:
-        async with in_process_server(tmp_path) as srv:
-            publisher, token = srv.auth.mint()
-            srv.config.publishers = frozenset({publisher})
-            url = f"127.0.0.1:{srv.port}"
-            reply = await publish(url, "notes", NOTES, token)
-            assert isinstance(reply, Done)
-            assert srv.databases["notes"].db.owner == publisher
-            reply = await publish(url, "notes", NOTES + "\n# v2\n", token)
-            assert isinstance(reply, Done) and reply.detail[0] == "updated database `notes`"
-            reply = await publish(url, "quickstart-chat", NOTES, token)
-            assert isinstance(reply, ErrorMessage) and "not authorized to publish over" in reply.error
+    async with in_process_server(tmp_path / "data") as srv:
+        url = f"127.0.0.1:{srv.port}"
+        _, stranger = srv.auth.mint()
+        for token in (None, stranger):
+            reply = await publish(url, "evil", marker_module(marker), token)
+            assert isinstance(reply, ErrorMessage)
+            assert "is not authorized to create database `evil`" in reply.error
+            assert "only the server's owner may publish" in reply.error
+            # over the bundled database too, and from a client connection rather than the CLI's
+            reply = await publish(url, "quickstart-chat", marker_module(marker), token)
+            assert isinstance(reply, ErrorMessage)
+            assert "is not authorized to publish over database `quickstart-chat`" in reply.error
             reply = await delete(url, "quickstart-chat", token)
-            assert isinstance(reply, ErrorMessage) and "not authorized to delete" in reply.error
-            reply = await delete(url, "notes", token)
-            assert isinstance(reply, Done)
+            assert isinstance(reply, ErrorMessage)
+            assert "is not authorized to delete database `quickstart-chat`" in reply.error
+        assert not marker.exists()
+        assert "evil" not in srv.databases and not (tmp_path / "data" / "databases" / "evil").exists()
+        assert "quickstart-chat" in srv.databases
+        # the owner may
+        reply = await publish(url, "notes", NOTES, srv.owner_token)
+        assert isinstance(reply, Done) and reply.detail == ["created database `notes`"]
+        reply = await delete(url, "notes", srv.owner_token)
+        assert isinstance(reply, Done)
 
-    run(main())
+
+async def test_a_named_publisher_may_create_and_manage_only_its_own_databases(srv: ChatServer) -> None:
+    publisher, token = srv.auth.mint()
+    srv.config.publishers = frozenset({publisher})
+    url = f"127.0.0.1:{srv.port}"
+    reply = await publish(url, "notes", NOTES, token)
+    assert isinstance(reply, Done)
+    assert srv.databases["notes"].db.owner == publisher
+    reply = await publish(url, "notes", NOTES + "\n# v2\n", token)
+    assert isinstance(reply, Done) and reply.detail[0] == "updated database `notes`"
+    reply = await publish(url, "quickstart-chat", NOTES, token)
+    assert isinstance(reply, ErrorMessage) and "not authorized to publish over" in reply.error
+    reply = await delete(url, "quickstart-chat", token)
+    assert isinstance(reply, ErrorMessage) and "not authorized to delete" in reply.error
+    reply = await delete(url, "notes", token)
+    assert isinstance(reply, Done)
 
 
 def test_the_publisher_option_of_start(tmp_path: Path) -> None:
@@ -180,11 +174,8 @@ def test_a_module_that_exits_or_interrupts_fails_alone(tmp_path: Path) -> None:
     assert "Traceback" not in out
 
 
-def test_stop_closes_a_connection_waiting_on_a_database_that_does_not_exist(tmp_path: Path) -> None:
-    async def main() -> None:
-        async with in_process_server(tmp_path) as srv:
-            waiting = await Client.connect(f"127.0.0.1:{srv.port}", "nothing-here", endpoint="cli")
-        # leaving the block stopped the server: it must not wait for this client to hang up
-        await waiting.closed.wait()
-
-    run(main())
+async def test_stop_closes_a_connection_waiting_on_a_database_that_does_not_exist(tmp_path: Path) -> None:
+    async with in_process_server(tmp_path) as srv:
+        waiting = await Client.connect(f"127.0.0.1:{srv.port}", "nothing-here", endpoint="cli")
+    # leaving the block stopped the server: it must not wait for this client to hang up
+    await waiting.closed.wait()

@@ -302,19 +302,16 @@ def test_same_text_in_the_same_microsecond_or_after_the_clock_steps_back_is_stor
         assert len(sends(db)) == 4
 
 
-def test_two_pipelined_identical_sends_to_a_real_server_are_both_stored(tmp_path: Path, clock: Clock) -> None:
-    async def main() -> None:
-        async with in_process_server(tmp_path) as server:
-            url = f"127.0.0.1:{server.port}"
-            alice = await Client.connect(url, DB)
-            a, b = await asyncio.gather(alice.call("send_message", "twice"), alice.call("send_message", "twice"))
-            assert (a.status, b.status) == ("committed", "committed"), (a, b)
-            assert a.timestamp != b.timestamp
-            rows = await alice.sql("SELECT * FROM message")
-            assert [row[2] for row in rows.rows] == ["twice", "twice"]
-            await alice.close()
-
-    run(main())
+async def test_two_pipelined_identical_sends_to_a_real_server_are_both_stored(tmp_path: Path, clock: Clock) -> None:
+    async with in_process_server(tmp_path) as server:
+        url = f"127.0.0.1:{server.port}"
+        alice = await Client.connect(url, DB)
+        a, b = await asyncio.gather(alice.call("send_message", "twice"), alice.call("send_message", "twice"))
+        assert (a.status, b.status) == ("committed", "committed"), (a, b)
+        assert a.timestamp != b.timestamp
+        rows = await alice.sql("SELECT * FROM message")
+        assert [row[2] for row in rows.rows] == ["twice", "twice"]
+        await alice.close()
 
 
 # ---------------------------------------------------------------------------- the damaged final record
