@@ -41,7 +41,7 @@ from db_core.types import Identity
 
 from .admission import Admission, token_from
 from .auth import InvalidToken, TokenAuthority
-from .client import DB_NAME_RULE, check_database_name, valid_database_name
+from .address import DB_NAME_RULE, check_database_name, valid_database_name
 from .frames import BIG_PAYLOAD, DEFAULT_CONTROL_FRAMES, FastConnection, ws_header
 from .gc_policy import GcPolicy
 from .modules import QUICKSTART_CHAT

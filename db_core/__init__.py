@@ -22,24 +22,6 @@ from .schema import AutoInc, Index, PrimaryKey, Unique
 from .tx import TableUpdate, TxData
 from .types import ConnectionId, Identity, Timestamp
 
-if TYPE_CHECKING:
-    from .database import CallResult, CallStatus, Database, RecoveryWarning
-
-# The embedder's names load the datastore, durability and SQL on first use: a client that only
-# needs the types and the cache (chat-tui, through the SDK) starts without them.
-_LAZY = {"CallResult": "database", "CallStatus": "database", "Database": "database", "RecoveryWarning": "database"}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'db_core' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
 __all__ = [
     "AutoInc", "CallError", "CallResult", "CallStatus", "ConnectionId", "ConnectionRejected", "CorruptLogError",
     "Database",
@@ -48,3 +30,20 @@ __all__ = [
     "SchemaError", "StorageError", "TableUpdate", "Timestamp", "TxData", "Unique", "UniqueConstraintViolation",
     "client_connected", "client_disconnected", "init", "log", "reducer", "table",
 ]
+
+if TYPE_CHECKING:
+    from .database import CallResult, CallStatus, Database, RecoveryWarning
+
+# The embedder's names load the datastore, durability and SQL on first use: a client that only
+# needs the types and the cache (chat-tui, through the SDK) starts without them.
+_LAZY = frozenset({"CallResult", "CallStatus", "Database", "RecoveryWarning"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'db_core' has no attribute {name!r}")
+    from . import database
+
+    value = getattr(database, name)
+    globals()[name] = value
+    return value

@@ -26,8 +26,9 @@ from .errors import DbError
 from .protocol import SqlResultFrame, encode_query_rows_packed, pack, pack_items
 from .readview import ReadView
 from .schema import ColType, _identity
-from .sql.check import SelectPlan
-from .sql.execute import CHUNK, Meter, PhysicalPlan, select_chunks, whole_table
+from .sql.execute import CHUNK, Meter, select_chunks, whole_table
+from .sql.physical import PhysicalPlan
+from .sql.plan import SelectPlan
 from .subscription import Plan, QueryDelta, SubscriptionEngine
 from .table import Table
 

@@ -29,8 +29,8 @@ from .protocol import (
 from .readview import ReadView
 from .session import Limits, Out, Session
 from .sql import check_subscription
-from .sql.check import SelectPlan
-from .sql.execute import PhysicalPlan
+from .sql.physical import PhysicalPlan
+from .sql.plan import SelectPlan
 from .subscription import Plan, QueryDelta, Subscription, Subscriptions
 from .tx import TxData
 from .types import Identity

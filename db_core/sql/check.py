@@ -41,7 +41,7 @@ from db_core.sql.plan import (
 )
 from db_core.types import ConnectionId, Identity, Timestamp
 
-__all__ = ["check", "NotAuthorized", "COUNT_TYPE", "SelectPlan"]  # SelectPlan: evaluation.py imports it here
+__all__ = ["check", "NotAuthorized", "COUNT_TYPE"]
 
 COUNT_TYPE: ColType = col_type(int, "COUNT(*)")
 

@@ -29,7 +29,7 @@ from db_core.table import Table
 from db_core.tx import Transaction, TxData
 
 __all__ = ["Meter", "run_select", "select_chunks", "whole_table", "matching_rows", "run_dml", "chunks", "CHUNK", "LIVE",
-           "TICK", "PhysicalPlan"]  # PhysicalPlan: evaluation.py imports it from here
+           "TICK"]
 
 
 # --------------------------------------------------------------------------- running SELECT
