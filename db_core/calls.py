@@ -128,34 +128,34 @@ class Reducers:
             connection_id: ConnectionId | None, extra: Callable[[Transaction], None] | None = None) -> CallResult:
         """Run ``func(ctx, *args)`` (then ``extra(tx)``) as one transaction; raises only StorageError
         (nothing can be written). The result is not yet durable: wait for ``result.offset``."""
-        slot, view, identity, logs = self._slot, self._view, self._identity, self._logs
-
-        def body(tx: Transaction) -> None:
-            slot.tx = tx
-            sink = _log_sink
-            previous_sink = getattr(sink, "log", None)
-            sink.log = logs
-            try:
-                func(ReducerContext(sender, connection_id, tx.timestamp, view, identity), *args)
-                if extra is not None:
-                    extra(tx)
-            except BaseException as exc:  # noqa: BLE001 - even sys.exit() in a reducer is only its own panic
-                raise _Raised(exc) from None
-            finally:
-                slot.tx = None
-                sink.log = previous_sink
-
         store = self.store
         try:
-            tx = store.transaction(body, TxMeta(name, sender, connection_id, args))
+            tx = store.transaction(self._invoke, _Call(name, sender, connection_id, args, None, func, extra))
         except _Raised as raised:
             exc = raised.exc
             if isinstance(exc, ReducerError):
-                return CallResult(CallStatus.FAILED, str(exc), None, store.last_offset, connection_id)
+                return CallResult(CallStatus.FAILED, str(exc), None, store.next_offset - 1, connection_id)
             self._log_panic(name, exc)
             return CallResult(CallStatus.INTERNAL_ERROR, f"internal error: {_describe(exc)}", None,
-                              store.last_offset, connection_id)
-        return CallResult(CallStatus.COMMITTED, None, tx, store.last_offset, connection_id)
+                              store.next_offset - 1, connection_id)
+        return CallResult(CallStatus.COMMITTED, None, tx, store.next_offset - 1, connection_id)
+
+    def _invoke(self, tx: Transaction, call: _Call) -> None:
+        slot = self._slot
+        slot.tx = tx
+        sink = _log_sink
+        previous_sink = getattr(sink, "log", None)
+        sink.log = self._logs
+        try:
+            call.func(ReducerContext(call.caller, call.connection_id, tx.timestamp, self._view, self._identity),
+                      *call.args)
+            if call.extra is not None:
+                call.extra(tx)
+        except BaseException as exc:  # noqa: BLE001 - even sys.exit() in a reducer is only its own panic
+            raise _Raised(exc) from None
+        finally:
+            slot.tx = None
+            sink.log = previous_sink
 
     def _log_panic(self, name: str, exc: BaseException) -> None:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -186,3 +186,11 @@ def _describe(exc: BaseException) -> str:
 def noop(ctx: ReducerContext) -> None:
     """The hook of a lifecycle event the module does not handle."""
     return None
+
+
+@dataclasses.dataclass(slots=True)
+class _Call(TxMeta):
+    """A reducer call as its transaction's meta: what ``Reducers._invoke`` runs."""
+
+    func: Callable[..., Any] = noop
+    extra: Callable[[Transaction], None] | None = None

@@ -266,7 +266,7 @@ class Database:
     def call(self, name: str, *args: Any, sender: Identity, connection_id: ConnectionId | None = None) -> CallResult:
         """Run a reducer and return once its transaction is durable."""
         result = self.submit(name, *args, sender=sender, connection_id=connection_id)
-        self.wait_durable(result.offset)
+        self.durability.wait_for(result.offset)
         return result
 
     def transact(self, body: Callable[[Transaction], Any], *, sender: Identity) -> CallResult:

@@ -2,7 +2,7 @@
 
 Every write (a reducer, a lifecycle hook, SQL DML, a replayed log record) goes
 through ``Datastore.transaction(body, meta)``: one at a time under the lock, it
-runs ``body(tx)`` in a ``Transaction``, rolls back if it raises, and otherwise
+runs ``body(tx, meta)`` in a ``Transaction``, rolls back if it raises, and otherwise
 commits a ``TxData``, hands it to the durability, then to commit listeners
 (as tinydb's ``Table._update_table`` is the one path of every write).
 
@@ -15,7 +15,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from .durability import Durability, Image, InMemory
 from .errors import StorageError
@@ -45,6 +45,9 @@ class TxMeta:
         return cls(tx.reducer, tx.caller_identity, tx.caller_connection_id, tx.args, tx)
 
 
+M = TypeVar("M", bound=TxMeta)
+
+
 class Datastore:
     """Tables and their commit order. ``durability`` defaults to ``InMemory`` (bare tables)."""
 
@@ -70,8 +73,11 @@ class Datastore:
         self._commit_listeners.remove(callback)
 
     # -- writing ---------------------------------------------------------------------
-    def transaction(self, body: Callable[[Transaction], object], meta: TxMeta) -> TxData:
-        """Run ``body(tx)`` as one transaction and commit it; the TxData it made.
+    def transaction(self, body: Callable[[Transaction, M], object], meta: M) -> TxData:
+        """Run ``body(tx, meta)`` as one transaction and commit it; the TxData it made.
+
+        ``meta`` reaches the body so that a caller passes what the body needs in it (a
+        ``TxMeta`` subclass) instead of a closure made per call (measured: ~0.25 us a call).
 
         An exception from ``body`` rolls back and propagates; so does a refusal to write
         (``StorageError``: closed, or the durability failed). The result is not yet durable:
@@ -87,7 +93,7 @@ class Datastore:
         with self.lock:
             tx = Transaction(self._next_timestamp() if logged is None else logged.timestamp)
             try:
-                body(tx)
+                body(tx, meta)
             except BaseException:
                 tx.rollback()
                 raise
@@ -97,21 +103,20 @@ class Datastore:
 
     def writer(self, caller: Identity) -> Callable[[Callable[[Transaction], object]], TxData]:
         """A ``transact`` function for ``run_sql``: runs a body as a transaction by ``caller``."""
-        return lambda body: self.transaction(body, TxMeta(None, caller))
+        return lambda body: self.transaction(lambda tx, _meta: body(tx), TxMeta(None, caller))
 
     def replay(self, logged: TxData) -> None:
         """Apply one transaction read back from the log (at start-up, in offset order)."""
-        tables = self.tables
+        self.transaction(self._apply_logged, TxMeta.replay(logged))
 
-        def apply(_tx: Transaction) -> None:
-            for name, upd in logged.tables.items():
-                table = tables[name]
-                for row in upd.deletes:
-                    table.remove(row)
-                for row in upd.inserts:
-                    table.add(row)
-
-        self.transaction(apply, TxMeta.replay(logged))
+    def _apply_logged(self, _tx: Transaction, meta: TxMeta) -> None:
+        assert meta.replayed is not None
+        for name, upd in meta.replayed.tables.items():
+            table = self.tables[name]
+            for row in upd.deletes:
+                table.remove(row)
+            for row in upd.inserts:
+                table.add(row)
 
     def _replayed(self, logged: TxData) -> TxData:
         for name, seqs in logged.sequences.items():

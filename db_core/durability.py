@@ -63,9 +63,9 @@ class Durability(Protocol):
     def durable_offset(self) -> int:
         """Every transaction up to this offset is durable; -1 if none."""
 
-    @property
-    def failed(self) -> bool:
-        """Nothing is written any more (the log failed for good); ``refusal()`` says why."""
+    failed: bool
+    """Nothing is written any more (the log failed for good); ``refusal()`` says why. An attribute,
+    not a property: every transaction reads it."""
 
     @property
     def write_failure(self) -> str | None:
@@ -118,14 +118,11 @@ class InMemory:
     def __init__(self) -> None:
         self._durable = -1
         self._listeners: list[DurableListener] = []
+        self.failed = False
 
     @property
     def durable_offset(self) -> int:
         return self._durable
-
-    @property
-    def failed(self) -> bool:
-        return False
 
     @property
     def write_failure(self) -> str | None:
@@ -190,7 +187,7 @@ class LogDurability:
         self.snapshot_thread: threading.Thread | None = None
         self._durable_listeners: list[DurableListener] = []
         self._failure_listeners: list[FailureListener] = []
-        self._failed: BaseException | None = None
+        self.failed = False
         self.log = CommitLog.open(directory, segment_bytes=segment_bytes, sync=sync,
                                   on_durable=self._on_durable, on_error=self._on_error)
 
@@ -198,10 +195,6 @@ class LogDurability:
     @property
     def durable_offset(self) -> int:
         return self.log.durable_offset
-
-    @property
-    def failed(self) -> bool:
-        return self._failed is not None
 
     @property
     def write_failure(self) -> str | None:
@@ -255,7 +248,7 @@ class LogDurability:
             listener(offset)
 
     def _on_error(self, exc: BaseException) -> None:
-        self._failed = exc
+        self.failed = True
         logger.error("commit log failed: %s", exc)
         refusal = self.refusal()
         for listener in self._failure_listeners:
@@ -265,7 +258,7 @@ class LogDurability:
                 logger.exception("a failure listener failed")
 
     def undurable(self, before: int) -> list[TxData]:
-        if self._failed is None:
+        if not self.failed:
             return []
         # The log still holds the bytes of what it could not write: decoding them here costs
         # nothing until a failure, where keeping every TxData until durable cost each call
@@ -276,7 +269,7 @@ class LogDurability:
     # -- closing ---------------------------------------------------------------------
     def close(self) -> None:
         try:
-            if self._failed is None:
+            if not self.failed:
                 self.log.flush()
                 if self.snapshot_thread is not None:
                     self.snapshot_thread.join()
