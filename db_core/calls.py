@@ -80,7 +80,7 @@ def reducer_args(rdef: ReducerDef, values: Sequence[Any], *, wire: bool = False)
                 raise InvalidArguments(
                     f"reducer `{rdef.name}`: argument `{pname}` must be {ptype.name}: {exc}") from None
         return tuple(args)
-    for (pname, ptype), value in zip(params, values, strict=True):
+    for (pname, ptype), value in zip(params, values):  # noqa: B905 - the lengths were compared above
         if not ptype.check(value):
             raise InvalidArguments(
                 f"reducer `{rdef.name}`: argument `{pname}` must be {ptype.name},"

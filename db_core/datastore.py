@@ -141,15 +141,17 @@ class Datastore:
         if not txdata.tables:
             txdata.offset = offset - 1
             return txdata
-        try:
-            self.durability.append(txdata)
-        except BaseException:
-            tx.rollback()  # not durable-to-be means not committed: the tables must not keep it either
-            raise
+        durability = self.durability
+        if durability.writes:
+            try:
+                durability.append(txdata)
+            except BaseException:
+                tx.rollback()  # not durable-to-be means not committed: the tables must not keep it either
+                raise
         self.next_offset = offset + 1
         for listener in self._commit_listeners:
             listener(txdata)
-        self.durability.published(offset)
+        durability.published(offset)
         return txdata
 
     def undo(self, lost: list[TxData]) -> None:
