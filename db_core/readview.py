@@ -121,7 +121,7 @@ class ReadView(LiveView):
     def close(self) -> None:
         """The reader is done (or gone): its paused scans no longer need telling of changes."""
         for scan in self._scans:
-            scan.detach(copy=False)
+            scan.stop()
         self._scans.clear()
 
     def count(self, table: Table) -> int:
@@ -176,26 +176,40 @@ class ReadView(LiveView):
 
 class LazyScan:
     """The rows of one table as of now, read a chunk at a time (``take``) straight from the live
-    table until the table is about to change: then, told by the table (``detach``), it copies the
-    rows it has not given out yet and goes on from the copy."""
+    table until the table is about to change: then, told by the table (``detach``), it goes on
+    from a copy of the table's rows as they were, at the position it had reached."""
 
-    __slots__ = ("_table", "_it")
+    __slots__ = ("_table", "_it", "taken")
 
     def __init__(self, table: Table) -> None:
         self._table = table
         self._it: Iterator[Any] = iter(table.rows.values())
+        self.taken = 0  # rows given out: the position in the table's rows, or in the copy
         table.scans.append(self)
 
     def take(self, n: int) -> list[Any]:
         """The next ``n`` rows (fewer at the end; none once all are out)."""
-        return list(itertools.islice(self._it, n))
+        chunk = list(itertools.islice(self._it, n))
+        self.taken += len(chunk)
+        return chunk
 
     def __iter__(self) -> Iterator[Any]:
-        return self._it
+        while chunk := self.take(_CHUNK):
+            yield from chunk
 
-    def detach(self, copy: bool = True) -> None:
-        """Stop reading the live table: keep a copy of the rest (``copy``), or nothing (done)."""
-        self._it = iter(list(self._it)) if copy else iter(())
+    def detach(self, rows: list[Any] | None) -> None:
+        """The table is about to change (it forgot the scan): go on from ``rows``, the table's rows
+        as they are now, or stop if None (every scan is through)."""
+        if rows is None or self.taken >= len(rows):
+            self._it = iter(())
+            return
+        it: Any = iter(rows)
+        it.__setstate__(self.taken)  # a list iterator starts at any index: no copy, no skipping
+        self._it = it
+
+    def stop(self) -> None:
+        """The reader is done with it: stop reading and being told of changes."""
+        self._it = iter(())
         if self in self._table.scans:
             self._table.scans.remove(self)
 

@@ -143,7 +143,7 @@ class Table:
         self.sequences: dict[str, int] = {c: 0 for c in tdef.autoinc}
         self._check = _row_checker(tdef)
         # Scans paused half-way through ``rows`` (a query in slices): told before the next change,
-        # so that they copy what they have not read yet (see ``readview.LazyScan``).
+        # so that they go on from a copy of the rows as they were (see ``readview.LazyScan``).
         self.scans: list[Any] = []
 
     # -- reads ------------------------------------------------------------------
@@ -216,8 +216,17 @@ class Table:
 
     def _detach_scans(self) -> None:
         scans, self.scans = self.scans, []
+        rows = self.rows
+        if all(scan.taken >= len(rows) for scan in scans):
+            rest = None  # every one of them is through
+        else:
+            # One copy for all of them, made by the writer that is about to change the table: each
+            # began since the table last changed, so on these rows in this order (a dict iterates in
+            # insertion order), and goes on from where it is in the copy. A copy per scan made every
+            # write pay once per running query (2 ms a call beside 4 long subscribes, at 100k rows).
+            rest = list(rows.values())
         for scan in scans:
-            scan.detach()
+            scan.detach(rest)
 
     def load(self, rows: Iterable[Any]) -> None:
         """Bulk-load rows at start-up (no checks beyond duplicate keys)."""

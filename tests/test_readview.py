@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from db_core import Database, Identity
-from db_core.readview import ReadView
+from db_core.readview import LazyScan, ReadView
 from db_core.sql import execute
 from db_core.sql.check import check
 from db_core.sql.execute import CHUNK, Meter, select_chunks
@@ -146,3 +146,34 @@ def test_a_big_scan_pauses_every_chunk(tmp_path: Path) -> None:
     meter = Meter()
     chunks = list(select_chunks(plan, physical_plan(plan, db.tables), db.tables, ReadView(db.last_offset), meter))
     assert len(chunks) >= 10 and meter.scanned == CHUNK * 10  # no match, but it stopped between chunks
+
+
+@settings(max_examples=150, deadline=None)
+@example(before=[("put", i, 0, 0) for i in range(10)],
+         steps=[("scan",), ("take", 0, 3), ("scan",), ("take", 1, 1), ("write", [("put", 20, 1, 1), ("drop", 5)]),
+                ("take", 0, 2), ("scan",), ("write", [("drop", 0)])])
+@given(before=ops, steps=st.lists(st.one_of(
+    st.tuples(st.just("scan")),
+    st.tuples(st.just("take"), st.integers(0, 5), st.integers(1, 7)),
+    st.tuples(st.just("write"), ops),
+), max_size=30))
+def test_scans_begun_at_different_times_each_read_the_rows_of_their_start(
+        tmp_path_factory, before: list[tuple], steps: list[tuple]) -> None:  # noqa: ANN001
+    """Several paused scans of one table, each at its own position, then writes: each scan gives
+    exactly the rows the table held when it began (the table copies its rows once for them all)."""
+    path: Path = tmp_path_factory.mktemp("m")
+    db = Database.open(None, write_module(path, MODULE))
+    run(db, before)
+    item = db.tables["item"]
+    scans: list[tuple[LazyScan, list, list]] = []  # the scan, the rows at its start, what it gave
+    for step in steps:
+        if step[0] == "scan":
+            scans.append((LazyScan(item), list(item.rows.values()), []))
+        elif step[0] == "take" and scans:
+            scan, _, given_rows = scans[step[1] % len(scans)]
+            given_rows += scan.take(step[2])
+        elif step[0] == "write":
+            run(db, step[1])
+    for scan, start, given_rows in scans:
+        given_rows += list(scan)
+        assert sorted(given_rows, key=repr) == sorted(start, key=repr)
