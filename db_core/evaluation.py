@@ -65,7 +65,7 @@ class Job:
         """Work until ``deadline`` (``time.perf_counter()``) or the end; True once finished. A slice
         reads at least CHUNK rows before it stops, so a query that reads fewer ends in its first."""
         start = time.perf_counter()
-        self._slice_from = self.meter.scanned
+        self._slice_from = self.meter.scanned + self.meter.copied
         try:
             done = self._work(deadline)
         except BudgetExceeded as exc:
@@ -84,7 +84,8 @@ class Job:
 
     def _pause(self, deadline: float) -> bool:
         """Whether the slice is over (checked between chunks)."""
-        return self.meter.scanned - self._slice_from >= CHUNK and time.perf_counter() >= deadline
+        meter = self.meter
+        return meter.scanned + meter.copied - self._slice_from >= CHUNK and time.perf_counter() >= deadline
 
     def _foresee(self, rows: int) -> None:
         """Refuse now a query whose answer is known, before a row is read, to hold ``rows`` rows

@@ -43,12 +43,14 @@ TICK: Any = object()
 
 
 class Meter:
-    """Rows a running query has read from tables (index hits and join probes included)."""
+    """Rows a running query has read from tables (index hits and join probes included: the
+    budget's count), and rows it copied into a table's snapshot (progress, not in the budget)."""
 
-    __slots__ = ("scanned",)
+    __slots__ = ("scanned", "copied")
 
     def __init__(self) -> None:
         self.scanned = 0
+        self.copied = 0
 
 
 def chunks(rows: Iterable[Any], view: LiveView, meter: Meter) -> Iterable[Iterable[Any]]:
@@ -59,11 +61,14 @@ def chunks(rows: Iterable[Any], view: LiveView, meter: Meter) -> Iterable[Iterab
 
 
 def _sliced(rows: Iterable[Any], meter: Meter) -> Iterator[list[Any]]:
-    take = getattr(rows, "take", None)  # a LazyScan: reads the live table until it is about to change
+    take = getattr(rows, "take", None)  # a LazyScan: [] while it copies its table (a pause point), None at the end
     if take is None:
         it = iter(rows)
-        take = lambda n: list(itertools.islice(it, n))  # noqa: E731
-    while chunk := take(CHUNK):
+        while chunk := list(itertools.islice(it, CHUNK)):
+            meter.scanned += len(chunk)
+            yield chunk
+        return
+    while (chunk := take(CHUNK, meter)) is not None:
         meter.scanned += len(chunk)
         yield chunk
 
