@@ -4,9 +4,10 @@ A long query runs in slices, between which reducers commit. ``ReadView(tables, o
 every read (all rows, an index lookup, an index range, a count) as of ``offset``: the caller feeds
 it each later ``TxData`` (``apply``), and it corrects what the live tables say by the rows those
 transactions inserted (hidden) and deleted (shown again). A full scan reads a snapshot of its
-table that the readers copy, a piece per slice, and share until the next change, which only drops
-it: a writer never pays for a reader. ``LiveView`` has the same methods over the live
-tables, for readers that hold the writer off (an embedded call under the database's lock).
+table that the readers copy, a piece per slice, and share; the table keeps it, with the changes
+since, for later readers: a writer never pays for a reader beyond noting its change. ``LiveView``
+has the same methods over the live tables, for readers that hold the writer off (an embedded call
+under the database's lock).
 """
 
 from __future__ import annotations
@@ -91,9 +92,9 @@ class ReadView(LiveView):
         return net or None
 
     def rows(self, table: Table) -> Iterable[Any]:
-        # The table's snapshot, copied a piece per slice (shared with the other readers that start
-        # before the next change), corrected by the changes since the offset as they are when it is
-        # complete: the table is then exactly as the snapshot says.
+        # The table's snapshot (copied a piece per slice, or kept from an earlier reader with the
+        # changes since), corrected by the changes since the offset as they are when it is ready:
+        # the table is then exactly as the snapshot says.
         return LazyScan(table, self._corrections)
 
     def _corrections(self, table: Table) -> tuple[set[int], list[Any]]:
@@ -159,15 +160,16 @@ class ReadView(LiveView):
 
 
 class LazyScan:
-    """The rows of one table as of the moment its snapshot is complete, corrected by a view.
+    """The rows of one table as they are when its snapshot is ready, corrected by a view.
 
     ``take`` returns [] while the snapshot is being copied (``Table.snapshot_piece``, PIECE rows a
-    call: a pause point for the reader), then the rows a chunk at a time, then None. The snapshot
-    never changes, so the scan may pause anywhere; ``corrections(table)`` is asked once, when the
-    snapshot is complete: (ids of rows to hide, rows to add at the end).
+    call: a pause point for the reader), then the rows a chunk at a time (the snapshot's, less
+    those removed since, then those added since), then None. Nothing it reads changes, so the
+    scan may pause anywhere; ``corrections(table)`` is asked once, when the snapshot is ready:
+    (ids of rows to hide, rows to add at the end).
     """
 
-    __slots__ = ("_table", "_corrections", "_rows", "_pos", "_hidden", "_back")
+    __slots__ = ("_table", "_corrections", "_rows", "_pos", "_extra", "_hidden", "_back")
 
     def __init__(self, table: Table,
                  corrections: Callable[[Table], tuple[set[int], list[Any]]] | None = None) -> None:
@@ -175,6 +177,7 @@ class LazyScan:
         self._corrections = corrections
         self._rows: list[Any] | None = None
         self._pos = 0
+        self._extra: list[Any] = []  # the snapshot's added rows: read after its rows
         self._hidden: set[int] = set()
         self._back: list[Any] = []
 
@@ -183,18 +186,23 @@ class LazyScan:
         again; ``meter.copied`` counts the copying); None once all are out."""
         rows = self._rows
         if rows is None:
-            rows = self._table.snapshot_piece(PIECE)
+            snap = self._table.snapshot_piece(PIECE)
             if meter is not None:
                 meter.copied += PIECE
-            if rows is None:
+            if snap is None:
                 return []
-            self._rows = rows
+            rows, self._extra, hidden = snap
             if self._corrections is not None:
-                self._hidden, self._back = self._corrections(self._table)
+                since, self._back = self._corrections(self._table)
+                hidden = hidden | since if hidden else since
+            self._rows, self._hidden = rows, hidden
         pos = self._pos
-        if pos >= len(rows):
-            back, self._back = self._back, []
-            return back or None
+        while pos >= len(rows):
+            if not self._extra:
+                back, self._back = self._back, []
+                return back or None
+            rows, self._extra, pos = self._extra, [], 0
+            self._rows = rows
         chunk = rows[pos:pos + n]
         self._pos = pos + n
         hidden = self._hidden

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 from pathlib import Path
 
 from hypothesis import example, given, settings
@@ -18,6 +19,8 @@ from db_core.sql.physical import physical_plan
 from db_core.sql.parser import parse
 
 from .conftest import write_module
+
+table_module = importlib.import_module("db_core.table")  # the name ``db_core.table`` is the decorator
 
 MODULE = '''
 from typing import Annotated
@@ -154,16 +157,17 @@ def test_a_big_scan_pauses_every_chunk(tmp_path: Path) -> None:
          steps=[("scan",), ("take", 0, 3), ("scan",), ("take", 1, 1), ("write", [("put", 20, 1, 1), ("drop", 5)]),
                 ("take", 1, 2), ("take", 0, 2), ("scan",), ("write", [("drop", 0)]), ("take", 2, 1),
                 ("write", [("drop", 1)]), ("take", 2, 1), ("write", [("drop", 2)]), ("take", 2, 1),
-                ("write", [("drop", 3)]), ("take", 2, 1)])
-@given(before=ops, steps=st.lists(st.one_of(
+                ("write", [("drop", 3)]), ("take", 2, 1)], min_patch=1)
+@given(min_patch=st.sampled_from([1, 1024]), before=ops, steps=st.lists(st.one_of(
     st.tuples(st.just("scan")),
     st.tuples(st.just("take"), st.integers(0, 5), st.integers(1, 7)),
     st.tuples(st.just("write"), ops),
 ), max_size=30))
 def test_scans_in_slices_between_writes_read_the_rows_of_their_offset(
-        tmp_path_factory, before: list[tuple], steps: list[tuple]) -> None:  # noqa: ANN001
+        tmp_path_factory, min_patch: int, before: list[tuple], steps: list[tuple]) -> None:  # noqa: ANN001
     """Several scans of one table in slices, writes between any two slices, the snapshot copied
-    two rows a piece (so that writes cut its copying short, until it is done at once): each scan
+    two rows a piece (so that writes cut its copying short, until it is done at once) and kept
+    with the changes since (``min_patch`` of them at least before it is dropped): each scan
     gives exactly the rows of its view's offset."""
     path: Path = tmp_path_factory.mktemp("m")
     db = Database.open(None, write_module(path, MODULE))
@@ -171,6 +175,7 @@ def test_scans_in_slices_between_writes_read_the_rows_of_their_offset(
     item = db.tables["item"]
     scans: list[tuple[LazyScan, list, list]] = []  # the scan, the rows at its offset, what it gave
     saved, readview.PIECE = readview.PIECE, 2
+    saved_patch, table_module.MIN_PATCH = table_module.MIN_PATCH, min_patch
     try:
         for step in steps:
             if step[0] == "scan":
@@ -188,4 +193,4 @@ def test_scans_in_slices_between_writes_read_the_rows_of_their_offset(
             given_rows += list(scan)
             assert sorted(given_rows, key=repr) == sorted(start, key=repr)
     finally:
-        readview.PIECE = saved
+        readview.PIECE, table_module.MIN_PATCH = saved, saved_patch
