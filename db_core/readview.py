@@ -187,9 +187,9 @@ class LazyScan:
         rows = self._rows
         if rows is None:
             snap = self._table.snapshot_piece(PIECE)
-            if meter is not None:
-                meter.copied += PIECE
-            if snap is None:
+            if isinstance(snap, int):  # a piece copied, more to come: progress towards a pause
+                if meter is not None:
+                    meter.copied += snap
                 return []
             rows, self._extra, hidden = snap
             if self._corrections is not None:

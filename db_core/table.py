@@ -237,9 +237,10 @@ class Table:
             bidx.remove(row)
 
     # -- snapshots for readers in slices ---------------------------------------------
-    def snapshot_piece(self, n: int) -> Snapshot | None:
+    def snapshot_piece(self, n: int) -> Snapshot | int:
         """Go on building the list of all rows by up to ``n`` of them: once it is complete, the
-        rows as they are now as a ``Snapshot``, else None: call again after a pause.
+        rows as they are now as a ``Snapshot``, else the rows copied by this call (``n``): call
+        again after a pause.
 
         Readers pay for the copy, a piece per slice; a writer never copies for a reader (a copy of
         100k rows is ~2 ms, and a young collection walks it while it is new, ~5 ms more). A
@@ -260,7 +261,7 @@ class Table:
         self._building += piece
         if len(piece) < n:
             return self._complete(self._building)
-        return None
+        return n
 
     def _complete(self, rows: list[Any]) -> Snapshot:
         self._snapshot, self._building, self._build_it = rows, None, None
