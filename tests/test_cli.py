@@ -115,6 +115,36 @@ def test_logs_owner_only(server: ServerProcess, env: dict[str, str], tmp_path: P
     assert r.returncode != 0 and "is not authorized to read the logs of database `quickstart-chat`" in r.stderr
 
 
+LEVELS_MOD = NOTES + '''
+
+@reducer
+def complain(ctx: ReducerContext, text: str) -> None:
+    log.warn(f"warned {text}")
+    log.error(f"failed {text}")
+'''
+
+
+def test_logs_level_as_the_lines_print_it(server: ServerProcess, env: dict[str, str], tmp_path: Path) -> None:
+    mod = tmp_path / "levels_mod.py"
+    mod.write_text(LEVELS_MOD)
+    assert cli(server, env, "publish", "levels", "--module", str(mod)).returncode == 0
+    assert cli(server, env, "call", "levels", "add", "quietly").returncode == 0
+    assert cli(server, env, "call", "levels", "complain", "loudly").returncode == 0
+    for level in ("WARN", "warn", "Warning"):
+        r = cli(server, env, "logs", "levels", "--level", level)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert [line.split(": ", 1)[0].split()[-1] for line in lines] == ["WARN", "ERROR"], (level, lines)
+        assert "warned loudly" in lines[0] and "failed loudly" in lines[1]
+    r = cli(server, env, "logs", "levels", "--level", "ERROR")
+    assert r.returncode == 0 and [line.split()[1] for line in r.stdout.splitlines()] == ["ERROR:"]
+    r = cli(server, env, "logs", "levels", "--level", "loud")
+    assert r.returncode == 2 and r.stdout == "" and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[-1] == ("chat-server logs: error: argument --level: unknown level 'loud': "
+                                         "use one of TRACE, DEBUG, INFO, WARN, ERROR")
+    assert cli(server, env, "delete", "levels", "--yes").returncode == 0
+
+
 def test_subscribe_prints_json_lines(server: ServerProcess, env: dict[str, str]) -> None:
     exe = BIN / "chat-server"
     proc = subprocess.Popen([str(exe), "subscribe", "quickstart-chat", "SELECT * FROM message WHERE text = 'sub 1'",
