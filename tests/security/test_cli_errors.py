@@ -326,6 +326,19 @@ def test_chat_tui_refuses_bad_arguments_before_starting_the_ui(args: list[str], 
     assert proc.stdout == ""
 
 
+@pytest.mark.parametrize(("bad", "why"), [
+    ("example.com:3000", "'example.com:3000' is not a plain address on this machine, e.g. 127.0.0.1:3000"),
+    ("wss://127.0.0.1:3000", "'wss://127.0.0.1:3000' is not a plain address on this machine"),
+    ("ftp://x", "invalid server address 'ftp://x': unknown scheme 'ftp'"),
+])
+def test_chat_tui_refuses_a_local_server_address_it_cannot_start(bad: str, why: str, env: dict[str, str]) -> None:
+    proc = command("chat-tui", [], {**env, "QC_LOCAL_SERVER": bad})
+    assert "Traceback" not in proc.stderr and "\x1b[" not in proc.stderr + proc.stdout
+    usage, last = proc.stderr.splitlines()
+    assert usage.startswith("usage: chat-tui ") and last.startswith(f"chat-tui: error: QC_LOCAL_SERVER: {why}"), last
+    assert proc.returncode == 2
+
+
 def test_chat_tui_with_an_unusable_config_directory_is_one_line(tmp_path: Path, env: dict[str, str]) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
