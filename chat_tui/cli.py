@@ -47,10 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="whose identity to use (default: the first profile not in use by another chat-tui, "
                         "so each terminal is its own user)")
     args = parser.parse_args(argv)
-    args.local = args.server is None
-    if args.local:
+    if args.server is None:
         try:
-            args.server = local_server()
+            local_server()   # refused here, before the screen is taken, as a bad --server is
         except InvalidAddress as exc:
             parser.error(f"{LOCAL_SERVER_ENV}: {exc}")
     return args
@@ -70,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from chat_tui.app import ChatApp   # here: the app module imports this one
 
-    app = ChatApp(server=args.server, database=args.database, profile=profile, auto_start=args.local, tune_gc=True)
+    app = ChatApp(server=args.server or local_server(), database=args.database, profile=profile,
+                  auto_start=args.server is None, tune_gc=True)
     app.run()
     profile.release()
     return 0
