@@ -147,7 +147,7 @@ def _parse_server(text: str) -> ServerAddress:
     scheme, sep, rest = text.partition("://")
     if sep:
         if scheme.lower() not in _SCHEMES:
-            raise InvalidAddress(f"unknown scheme {scheme!r}: use ws://, wss://, http:// or https://")
+            raise InvalidAddress(f"unknown scheme {scheme!r}: use ws://, wss://, http://, https:// or a bare host:port")
         secure = _SCHEMES[scheme.lower()]
         default_port = 443 if secure else 80
     else:

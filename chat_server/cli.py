@@ -8,17 +8,20 @@ import ipaddress
 import logging
 import resource
 import signal
+import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 from db_core import DbError, Identity
+from db_core.dirlock import HolderUnknown, lock_holder
 
 from . import limits
 from .address import DEFAULT_SERVER, join_host_port, split_host_port
 from .commands import add_client_commands, add_command
 from .errors import InvalidAddress
-from .server import ChatServer, ListenError, ServerConfig
+from .server import LOCK_NAME, ChatServer, ListenError, ServerConfig
 from .tokens import default_data_dir, remember_owner
 
 
@@ -126,6 +129,79 @@ def cmd_start(args: argparse.Namespace) -> int:
         return 1
 
 
+STOP_POLL = 0.05  # seconds between looks at whether the server has gone
+
+
+def _exited(pid: int) -> bool | None:
+    """Whether process ``pid`` has exited (a zombie waiting for its parent counts); None if unknown."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # it exists, as another user
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None  # no /proc (not Linux): the released lock has to do
+    state = stat.rpartition(")")[2].split()[:1]
+    return state in (["Z"], ["X"])
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """stop the server running on a data directory
+
+    Find the server that holds DIR (the pid its lock records), send it SIGTERM (it disconnects
+    everyone, flushes the log and exits, as on Ctrl-C) and wait for it to exit. Exit status 0
+    once it has stopped; 1 if no server runs on DIR or it did not stop in time.
+
+    example: chat-server stop --data-dir ./chat-data
+    """
+    data = (Path(args.data_dir) if args.data_dir else default_data_dir()).expanduser().absolute()
+    deadline = time.monotonic() + args.timeout
+    while True:
+        try:
+            pid = lock_holder(data, LOCK_NAME)
+            break
+        except HolderUnknown:  # a server starting this very moment: its pid is next
+            if time.monotonic() >= deadline:
+                print(f"error: the server on {data} has not written its pid to {data / LOCK_NAME}", file=sys.stderr)
+                return 1
+            time.sleep(STOP_POLL)
+    if pid is None:
+        print(f"error: no server is running on {data}", file=sys.stderr)
+        return 1
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass  # gone already: the loop below sees its lock released
+    except PermissionError:
+        print(f"error: cannot stop the server on {data} (pid {pid}): it belongs to another user", file=sys.stderr)
+        return 1
+    while True:
+        try:
+            holder = lock_holder(data, LOCK_NAME)
+        except HolderUnknown:
+            holder = -1  # a new server took it at once: ours released it
+        if holder != pid and _exited(pid) is not False:
+            print(f"stopped the server on {data} (pid {pid})")
+            return 0
+        if time.monotonic() >= deadline:
+            print(f"error: the server on {data} (pid {pid}) did not stop within {args.timeout:g} s", file=sys.stderr)
+            return 1
+        time.sleep(STOP_POLL)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < seconds < 1e6:
+        raise argparse.ArgumentTypeError(f"must be more than 0 (and sensible), not {text}")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: ``start`` and the client verbs (``chat_server.commands``)."""
     parser = argparse.ArgumentParser(
@@ -148,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--no-uvloop", action="store_true",
                        help="use the plain asyncio loop even if uvloop is installed")
     start.set_defaults(func=cmd_start)
+    stop = add_command(sub, cmd_stop)
+    stop.add_argument("--data-dir", metavar="DIR", help=f"the server's data directory (default {default_data_dir()})")
+    stop.add_argument("--timeout", type=_positive_seconds, default=30.0, metavar="SECONDS",
+                      help="how long to wait for it to exit (default 30)")
+    stop.set_defaults(func=cmd_stop)
     add_client_commands(sub, DEFAULT_SERVER)
     return parser
 

@@ -76,7 +76,8 @@ def add_client_commands(sub: Subcommands, default_server: str) -> None:
     p = command(cmd_logs)
     p.add_argument("-n", "--num-lines", type=_count, metavar="N", help="only the last N lines")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    p.add_argument("--level", choices=[name.lower() for name in LEVELS], help="only this level and above")
+    p.add_argument("--level", type=parse_level, metavar="LEVEL",
+                   help=f"only this level and above: {', '.join(LEVELS)} (as the lines print them, in any case)")
 
     p = command(cmd_subscribe)
     p.add_argument("queries", nargs="+", metavar="QUERY")
@@ -135,6 +136,19 @@ def _fits_the_wire(value: Any) -> bool:
     if isinstance(value, dict):
         return all(_fits_the_wire(v) for v in value.values())
     return True
+
+
+# Python's name for WARN, accepted too.
+_LEVEL_ALIASES = {"WARNING": "WARN"}
+
+
+def parse_level(text: str) -> str:
+    """``--level L`` (argparse type): a level name as log lines print it (``WARN``), in any case; the name."""
+    name = text.strip().upper()
+    name = _LEVEL_ALIASES.get(name, name)
+    if name not in LEVELS:
+        raise argparse.ArgumentTypeError(f"unknown level {text!r}: use one of {', '.join(LEVELS)}")
+    return name
 
 
 def _count(text: str) -> int:
@@ -215,7 +229,7 @@ async def cmd_logs(args: argparse.Namespace) -> int:
 
     Print the module log of a database.
 
-    example: chat-server logs quickstart-chat -n 20 -f --level info
+    example: chat-server logs quickstart-chat -n 20 -f --level WARN
     """
     client = await _connect(args)
     try:

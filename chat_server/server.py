@@ -81,6 +81,7 @@ class ServerConfig:
     control_frames: Rate = DEFAULT_CONTROL_FRAMES  # pings and pongs per connection; past it, closed (1008)
 
 
+LOCK_NAME = "server.lock"  # in the data directory: one server per directory; holds its pid (chat-server stop)
 IDLE_CHECK_SECONDS = 0.05  # how often the server looks for a pause in the traffic (``GcPolicy.idle``)
 
 
@@ -92,7 +93,7 @@ class ChatServer:
         # Taken before anything is read or created: two servers started at once on a fresh
         # directory would otherwise each mint their own key and owner token.
         _make_private(config.data_dir)
-        self._lock_fd: int | None = lock_directory(config.data_dir, "server.lock")
+        self._lock_fd: int | None = lock_directory(config.data_dir, LOCK_NAME)
         self.auth = TokenAuthority.load_or_create(config.data_dir / "auth.key")
         self.owner, self.owner_token = self._owner_identity()
         self._server: Server | None = None

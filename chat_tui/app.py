@@ -24,7 +24,7 @@ from chat_tui.chat import ChatState
 from chat_tui.connection import CallDone, Changes, ChatConnection, ConnState, Older, Status, Welcome
 from chat_tui.entries import LogEntry
 from chat_tui.feeds import LogFeed, UsersFeed
-from chat_tui.profiles import Profile
+from chat_tui.profiles import Profile, screenshots_dir
 from chat_tui.screens import HelpScreen, PasteScreen, QuitScreen
 from chat_tui.widgets.composer import Composer
 from chat_tui.widgets.message_log import MessageLog
@@ -228,6 +228,20 @@ class ChatApp(App[None]):
         if self.profile is not None:
             self.profile.release()
         self.exit()
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """Textual's hook behind ctrl+p -> Screenshot (and ``action_screenshot``): into a folder that
+        exists (``screenshots_dir``) rather than a ~/Downloads that may not; Textual then says where."""
+        if path is None:
+            try:
+                path = str(screenshots_dir())
+            except OSError as exc:
+                self.notify(f"Cannot save a screenshot: {exc.strerror or exc}"
+                            + (f": {exc.filename}" if exc.filename else ""),
+                            title="Screenshot", severity="error", markup=False)
+                return None
+        return super().deliver_screenshot(filename, path, time_format)
 
     # -- helpers ----------------------------------------------------------------------
     def _update_queued(self) -> None:

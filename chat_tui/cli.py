@@ -4,10 +4,31 @@ one line and exit status 2), the profile claimed, then the app run."""
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
 import sys
 
-from chat_server.client import DEFAULT_SERVER, argument_type, check_database_name, parse_server
+from chat_server.client import DEFAULT_SERVER, InvalidAddress, argument_type, check_database_name, parse_server
 from chat_tui.profiles import ProfileBusy, claim_profile, validate_name
+
+
+LOCAL_SERVER_ENV = "QC_LOCAL_SERVER"
+"""The environment variable naming the local server's address (default 127.0.0.1:3000): used, and
+started if none answers, when there is no ``--server`` (tests use it to run on a free port)."""
+
+
+def local_server() -> str:
+    """The local server's address: ``$QC_LOCAL_SERVER`` or 127.0.0.1:3000. InvalidAddress unless it
+    is a plain ``ws://`` or ``host:port`` address on this machine (a server is started there)."""
+    text = os.environ.get(LOCAL_SERVER_ENV) or DEFAULT_SERVER
+    address = parse_server(text)
+    try:
+        loopback = ipaddress.ip_address(address.host).is_loopback
+    except ValueError:
+        loopback = address.host == "localhost"
+    if address.secure or address.prefix or not loopback:
+        raise InvalidAddress(f"{text!r} is not a plain address on this machine, e.g. 127.0.0.1:3000")
+    return text
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -25,7 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", metavar="NAME", type=argument_type(validate_name),
                         help="whose identity to use (default: the first profile not in use by another chat-tui, "
                         "so each terminal is its own user)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.server is None:
+        try:
+            local_server()   # refused here, before the screen is taken, as a bad --server is
+        except InvalidAddress as exc:
+            parser.error(f"{LOCAL_SERVER_ENV}: {exc}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,11 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot use the profile: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
               file=sys.stderr)
         return 1
-    server = args.server or DEFAULT_SERVER
     from chat_tui.app import ChatApp   # here: the app module imports this one
 
-    app = ChatApp(server=server, database=args.database, profile=profile, auto_start=args.server is None,
-                  tune_gc=True)
+    app = ChatApp(server=args.server or local_server(), database=args.database, profile=profile,
+                  auto_start=args.server is None, tune_gc=True)
     app.run()
     profile.release()
     return 0

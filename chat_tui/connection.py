@@ -117,6 +117,9 @@ class ChatConnection:
         self.recent = recent
         self.link = Reconnector(server, database, token, on_token=on_token, on_status=self._status,
                                 before_connect=self._start_server if auto_start else None)
+        # Starting a local server is for launch only: once connected, a lost server is waited for
+        # (reconnecting with backoff), never started again behind its owner's back (a `kill`).
+        self._may_start_server = auto_start
         self.cutoff: int | None = None       # the subscription's `sent >=` bound, fixed for the session
         self._cutoff_known = False
         self._connections = itertools.count()
@@ -178,12 +181,15 @@ class ChatConnection:
         self.post(CallDone(pending, CallStatus(result.status), result.error))
 
     async def _start_server(self) -> None:
+        if not self._may_start_server:
+            return
         try:
             await ensure_local_server(self.server, on_status=lambda text: self.post(Status(ConnState.STARTING, text)))
         except LaunchError as exc:
             raise ClientError(str(exc)) from None
 
     async def _session(self, client: Client) -> None:
+        self._may_start_server = False
         first = next(self._connections) == 0
         if not self._cutoff_known:
             self.cutoff = await self._find_cutoff(client, None, self.recent)

@@ -3,7 +3,9 @@
 Only the default local address is ever auto-started (see ``is_local_default``);
 an explicit ``--server`` never starts anything. The server is detached (its own
 session / process group) so it outlives chat-tui and keeps serving the other
-terminals; its output goes to ``<data dir>/server.log``.
+terminals; its output goes to ``<data dir>/server.log``. It is for launch only: chat-tui
+asks for it until its first connection, and after that only reconnects, so a server
+stopped on purpose (``chat-server stop``, a ``kill``) stays stopped.
 """
 
 from __future__ import annotations
@@ -48,9 +50,15 @@ def is_local_default(server: str) -> bool:
         return False
 
 
+# What a chat server's /health answers: 200 ``ok``, or 503 naming the databases that cannot write to
+# disk. Either way a server is running there (and holds its data directory): never start another.
+_HEALTH_STATUSES = (b"200", b"503")
+
+
 async def server_alive(server: str, timeout: float = 1.0) -> bool:
-    """True if ``GET http://host:port/health`` answers 200 within ``timeout`` seconds; False otherwise
-    (refused, timed out, not HTTP, bad address). Plain HTTP only: the auto-started server has no TLS."""
+    """True if ``GET http://host:port/health`` answers as a chat server does (200, or 503 when a
+    database cannot write to disk) within ``timeout`` seconds; False otherwise (refused, timed out,
+    not HTTP, another status, bad address). Plain HTTP only: the auto-started server has no TLS."""
     try:
         host, port = _host_port(server)
     except ValueError:
@@ -63,7 +71,8 @@ async def server_alive(server: str, timeout: float = 1.0) -> bool:
             writer.write(f"GET /health HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n".encode())
             await writer.drain()
             status = await reader.readline()
-            return status.split(b" ", 2)[1:2] == [b"200"] and status.startswith(b"HTTP/1.")
+            code = status.split(b" ", 2)[1:2]
+            return status.startswith(b"HTTP/1.") and bool(code) and code[0] in _HEALTH_STATUSES
     except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
         return False
     finally:

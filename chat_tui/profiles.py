@@ -8,6 +8,9 @@ A running chat-tui holds an OS advisory lock on its profile's ``lock`` file
 for as long as the process lives, so several terminals started with no flags
 become several users (``default``, ``2``, ``3``, ...), and a crashed chat-tui
 never leaves a stale lock: the OS drops the lock with the process.
+
+Screenshots (ctrl+p -> Screenshot) go to ``screenshots_dir()``: the user's downloads
+folder or pictures folder if it exists, else ``<data dir>/screenshots``, created.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import re
 import sys
 from pathlib import Path
 
-from chat_server.tokens import config_dir, server_key, write_private
+import platformdirs
+
+from chat_server.tokens import config_dir, default_data_dir, server_key, write_private
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 HISTORY_CAP = 500
@@ -181,6 +186,18 @@ def profile_names() -> list[str]:
     return sorted(names, key=order)
 
 
+def screenshots_dir() -> Path:
+    """Where a screenshot is saved: the user's downloads folder (Textual's own choice) or else
+    pictures folder, whichever exists first, else ``<data dir>/screenshots``, created private
+    (a screenshot shows the chat). OSError if that cannot be created."""
+    for folder in (platformdirs.user_downloads_path(), platformdirs.user_pictures_path()):
+        if folder.is_dir():
+            return folder
+    path = default_data_dir() / "screenshots"
+    _make_private_dir(path)
+    return path
+
+
 def _make_private_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     if sys.platform != "win32":
@@ -243,4 +260,5 @@ def _win_unlock(fd: int) -> None:
             pass
 
 
-__all__ = ["Profile", "ProfileBusy", "claim_profile", "profile_names", "validate_name", "HISTORY_CAP"]
+__all__ = ["Profile", "ProfileBusy", "claim_profile", "profile_names", "screenshots_dir", "validate_name",
+           "HISTORY_CAP"]

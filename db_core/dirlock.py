@@ -3,7 +3,8 @@
 The lock is an ``flock`` on a ``lock`` file inside the directory holding the
 holder's pid, so a second process (or a second open in the same process) fails
 at once with ``DatabaseLocked`` naming the holder, and a crashed holder's lock
-vanishes with it.
+vanishes with it. ``lock_holder`` tells another process who holds it (``chat-server
+stop`` finds the server to signal that way).
 """
 
 from __future__ import annotations
@@ -37,3 +38,30 @@ def lock_directory(path: Path, name: str = "lock") -> int:
 def unlock_directory(fd: int) -> None:
     """Release a lock taken by ``lock_directory`` (closing the fd drops the flock)."""
     os.close(fd)
+
+
+class HolderUnknown(Exception):
+    """The lock is held but its file names no pid yet (the holder has just taken it)."""
+
+
+def lock_holder(path: Path, name: str = "lock") -> int | None:
+    """The pid of the process holding the lock in ``path/name``, or None if none holds it (no
+    such file, or a lock left by a process that has exited). Raises HolderUnknown if it is held
+    but the pid is not written yet. Probing takes a shared lock for an instant: a holder starting
+    at that very instant fails as if the directory were in use."""
+    try:
+        fd = os.open(path / name, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 64).decode(errors="replace").strip()
+            if not text.isdigit() or int(text) <= 0:
+                raise HolderUnknown(f"{path / name} is locked by a process that has not written its pid") from None
+            return int(text)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

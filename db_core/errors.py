@@ -20,6 +20,7 @@
     │   │   └── NotAuthorized         db_core.sql.check: DML by someone other than the owner
     │   ├── BudgetExceeded            db_core.evaluation: a query went past its budget
     │   └── ProtocolError             db_core.protocol: a frame that is not a valid message
+    ├── HolderUnknown                 db_core.dirlock: a held lock whose holder has not written its pid
     ├── FrameError                    db_core.commitlog.framing: a torn or corrupt log frame
     │                                 (internal: the log turns it into a repair or CorruptLogError)
     ├── _Raised                       db_core.calls: carries what a reducer raised through the

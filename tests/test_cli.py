@@ -115,6 +115,36 @@ def test_logs_owner_only(server: ServerProcess, env: dict[str, str], tmp_path: P
     assert r.returncode != 0 and "is not authorized to read the logs of database `quickstart-chat`" in r.stderr
 
 
+LEVELS_MOD = NOTES + '''
+
+@reducer
+def complain(ctx: ReducerContext, text: str) -> None:
+    log.warn(f"warned {text}")
+    log.error(f"failed {text}")
+'''
+
+
+def test_logs_level_as_the_lines_print_it(server: ServerProcess, env: dict[str, str], tmp_path: Path) -> None:
+    mod = tmp_path / "levels_mod.py"
+    mod.write_text(LEVELS_MOD)
+    assert cli(server, env, "publish", "levels", "--module", str(mod)).returncode == 0
+    assert cli(server, env, "call", "levels", "add", "quietly").returncode == 0
+    assert cli(server, env, "call", "levels", "complain", "loudly").returncode == 0
+    for level in ("WARN", "warn", "Warning"):
+        r = cli(server, env, "logs", "levels", "--level", level)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert [line.split(": ", 1)[0].split()[-1] for line in lines] == ["WARN", "ERROR"], (level, lines)
+        assert "warned loudly" in lines[0] and "failed loudly" in lines[1]
+    r = cli(server, env, "logs", "levels", "--level", "ERROR")
+    assert r.returncode == 0 and [line.split()[1] for line in r.stdout.splitlines()] == ["ERROR:"]
+    r = cli(server, env, "logs", "levels", "--level", "loud")
+    assert r.returncode == 2 and r.stdout == "" and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[-1] == ("chat-server logs: error: argument --level: unknown level 'loud': "
+                                         "use one of TRACE, DEBUG, INFO, WARN, ERROR")
+    assert cli(server, env, "delete", "levels", "--yes").returncode == 0
+
+
 def test_subscribe_prints_json_lines(server: ServerProcess, env: dict[str, str]) -> None:
     exe = BIN / "chat-server"
     proc = subprocess.Popen([str(exe), "subscribe", "quickstart-chat", "SELECT * FROM message WHERE text = 'sub 1'",
@@ -183,7 +213,7 @@ def test_publish_update_keeps_live_subscription_then_delete(server: ServerProces
 
 def test_every_command_has_help_with_an_example(env: dict[str, str]) -> None:
     exe = BIN / "chat-server"
-    for verb in ("start", "call", "sql", "logs", "subscribe", "describe", "publish", "delete"):
+    for verb in ("start", "stop", "call", "sql", "logs", "subscribe", "describe", "publish", "delete"):
         r = subprocess.run([str(exe), verb, "--help"], capture_output=True, text=True, env=env)
         assert r.returncode == 0 and "example: chat-server " + verb in r.stdout, verb
 
@@ -193,7 +223,7 @@ def test_every_command_is_documented_with_help_and_an_example() -> None:
     parser = build_parser()
     (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     helps = {a.dest: a.help for a in sub._choices_actions}
-    assert set(sub.choices) == {"start", "call", "sql", "logs", "subscribe", "describe", "publish", "delete"}
+    assert set(sub.choices) == {"start", "stop", "call", "sql", "logs", "subscribe", "describe", "publish", "delete"}
     listing = parser.format_help()
     for name, command in sub.choices.items():
         assert helps[name] and helps[name] in listing, name
@@ -208,3 +238,60 @@ def test_unreachable_server_is_one_line(env: dict[str, str]) -> None:
     r = subprocess.run([str(exe), "sql", "quickstart-chat", "SELECT * FROM user", "--server", "127.0.0.1:1"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: cannot reach")
+
+
+def stop_cmd(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "chat-server"), "stop", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def test_stop_stops_a_started_server_and_says_so(env: dict[str, str], tmp_path: Path) -> None:
+    data = tmp_path / "srv"
+    server = ServerProcess(data, env).start()
+    assert server.proc is not None
+    try:
+        r = stop_cmd(env, "--data-dir", str(data))
+        assert (r.returncode, r.stdout, r.stderr) == (0, f"stopped the server on {data} (pid {server.proc.pid})\n", "")
+        assert server.proc.poll() == 0  # it had exited, cleanly, when stop said so
+        out = server.proc.communicate(timeout=5)[0]
+        assert "stopping: disconnecting clients and flushing the log" in out
+        r = stop_cmd(env, "--data-dir", str(data))
+        assert (r.returncode, r.stdout, r.stderr) == (1, "", f"error: no server is running on {data}\n")
+    finally:
+        if server.proc.poll() is None:
+            server.kill()
+
+
+def test_stop_without_a_server_says_so(env: dict[str, str], tmp_path: Path) -> None:
+    r = stop_cmd(env, "--data-dir", str(tmp_path / "never"))
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", f"error: no server is running on {tmp_path / 'never'}\n")
+    # Killed: its lock file still names its pid, but nobody holds the lock.
+    data = tmp_path / "killed"
+    server = ServerProcess(data, env).start()
+    server.kill()
+    assert (data / "server.lock").read_text() == str(server.proc.pid if server.proc else None)
+    r = stop_cmd(env, "--data-dir", str(data))
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", f"error: no server is running on {data}\n")
+    # The default is the platform's data directory, as for start.
+    r = stop_cmd(env)
+    default = Path(env["XDG_DATA_HOME"]) / "quickstart-chat"
+    assert (r.returncode, r.stderr) == (1, f"error: no server is running on {default}\n")
+
+
+def test_stop_of_a_server_that_does_not_exit_says_so(env: dict[str, str], tmp_path: Path) -> None:
+    # A holder of the server's lock that ignores SIGTERM (a server stuck in its shutdown).
+    code = ("import signal, sys, time; from pathlib import Path; from db_core.dirlock import lock_directory; "
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); lock_directory(Path(sys.argv[1]), 'server.lock'); "
+            "print('locked', flush=True); time.sleep(60)")
+    stuck = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert stuck.stdout is not None and stuck.stdout.readline() == "locked\n"
+        t0 = time.monotonic()
+        r = stop_cmd(env, "--data-dir", str(tmp_path), "--timeout", "1")
+        assert (r.returncode, r.stdout) == (1, "")
+        assert r.stderr == f"error: the server on {tmp_path} (pid {stuck.pid}) did not stop within 1 s\n"
+        assert 1 <= time.monotonic() - t0 < 10
+        assert stuck.poll() is None
+    finally:
+        stuck.kill()
+        stuck.wait()

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from chat_server.server import LOCK_NAME
+from db_core.dirlock import lock_holder
 
 from ..server_harness import BIN, ServerProcess
 
@@ -101,3 +106,66 @@ def test_two_users_in_two_panes(tmp_path: Path, tmux: Tmux) -> None:
     finally:
         tmux.kill()
         server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def assert_nothing_restarts(tmux: Tmux, pane: str, data: Path, port: int, seconds: float) -> None:
+    """For ``seconds``: no server holds ``data`` or listens on ``port``, and ``pane`` stays offline."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert lock_holder(data, LOCK_NAME) is None, "a new server took the data directory"
+        assert not listening(port), "something listens on the port again"
+        time.sleep(0.1)
+    screen = tmux.screen(pane)
+    assert "○ Offline" in screen, screen
+
+
+def test_an_auto_started_server_is_for_launch_only(tmp_path: Path, tmux: Tmux) -> None:
+    """kill -9 of the server chat-tui started: it shows offline and reconnects, never starts another;
+    a `chat-server start` on the directory brings it back online, `chat-server stop` offline again."""
+    port = free_port()
+    url = f"127.0.0.1:{port}"
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "xdg-data")}
+    data = tmp_path / "xdg-data" / "quickstart-chat"   # the platform's default data directory, under XDG_DATA_HOME
+    server: ServerProcess | None = None
+    try:
+        cmd = (f"env XDG_CONFIG_HOME={env['XDG_CONFIG_HOME']} XDG_DATA_HOME={env['XDG_DATA_HOME']} "
+               f"QC_LOCAL_SERVER={url} {BIN / 'chat-tui'}")
+        tmux("new-session", "-d", "-s", "chat", "-x", "120", "-y", "30", cmd)
+        pane = "chat:0.0"
+        tmux.wait(pane, lambda s: f"● Connected to {url}" in s, "connected to the server it started", timeout=30)
+        pid = lock_holder(data, LOCK_NAME)
+        assert pid is not None and (data / "server.log").read_text().count("chat-tui started:") == 1
+
+        os.kill(pid, signal.SIGKILL)
+        tmux.wait(pane, lambda s: "○ Offline" in s, "offline after kill -9", timeout=10)
+        assert_nothing_restarts(tmux, pane, data, port, 4.0)
+        assert (data / "server.log").read_text().count("chat-tui started:") == 1
+
+        server = ServerProcess(data, env, args=["--listen", url]).start()
+        tmux.wait(pane, lambda s: f"● Connected to {url}" in s, "reconnected to the restarted server", timeout=20)
+
+        r = subprocess.run([str(BIN / "chat-server"), "stop", "--data-dir", str(data)], capture_output=True,
+                           text=True, env=env, timeout=60)
+        assert server.proc is not None
+        assert (r.returncode, r.stdout) == (0, f"stopped the server on {data} (pid {server.proc.pid})\n"), r.stderr
+        assert server.proc.wait(timeout=5) == 0
+        tmux.wait(pane, lambda s: "○ Offline" in s, "offline after chat-server stop", timeout=10)
+        assert_nothing_restarts(tmux, pane, data, port, 2.0)
+    finally:
+        tmux.kill()
+        if server is not None and server.proc is not None and server.proc.poll() is None:
+            server.kill()
+        left = lock_holder(data, LOCK_NAME)
+        if left is not None:
+            os.kill(left, signal.SIGKILL)

@@ -143,6 +143,13 @@ def test_bad_server_address_is_refused_by_argparse(bad: str, env: dict[str, str]
     assert_usage_error(proc, "chat-server call", f"argument --server: invalid server address {bad!r}: ")
 
 
+def test_an_unknown_scheme_is_refused_naming_the_allowed_ones(env: dict[str, str], module_file: Path) -> None:
+    proc = command("chat-server", verb_args("sql", DB, "ftp://x", module_file), env)
+    last = assert_usage_error(proc, "chat-server sql", "argument --server: invalid server address 'ftp://x': ")
+    assert last.endswith("unknown scheme 'ftp': use ws://, wss://, http://, https:// or a bare host:port")
+    assert "cannot reach" not in proc.stderr
+
+
 @pytest.mark.parametrize("verb", VERBS)
 def test_every_verb_refuses_a_bad_server_and_a_bad_name_before_connecting(
         verb: str, env: dict[str, str], module_file: Path, listener: socket.socket) -> None:
@@ -306,6 +313,8 @@ def test_start_on_a_port_in_use_says_cannot_listen(tmp_path: Path, env: dict[str
     (["--server", "127.0.0.1:notaport"], "argument --server: invalid server address '127.0.0.1:notaport': "),
     (["--server", ""], "argument --server: invalid server address '': empty"),
     (["--server", "127.0.0.1:99999"], "port must be 1-65535, not 99999"),
+    (["--server", "ftp://x"], "invalid server address 'ftp://x': unknown scheme 'ftp': "
+                              "use ws://, wss://, http://, https:// or a bare host:port"),
     (["--server", "ws://127.0.0.1:3000/chat?token=x"], "a server address has no user, query or fragment"),
     (["--server", "127.0.0.1:1", "--database", "Bad Name"], "argument --database: invalid database name 'Bad Name'"),
     (["--server", "127.0.0.1:1", "--profile", "../x"], "argument --profile: invalid profile name '../x'"),
@@ -315,6 +324,19 @@ def test_chat_tui_refuses_bad_arguments_before_starting_the_ui(args: list[str], 
     proc = command("chat-tui", args, env)
     assert_usage_error(proc, "chat-tui", needle)
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(("bad", "why"), [
+    ("example.com:3000", "'example.com:3000' is not a plain address on this machine, e.g. 127.0.0.1:3000"),
+    ("wss://127.0.0.1:3000", "'wss://127.0.0.1:3000' is not a plain address on this machine"),
+    ("ftp://x", "invalid server address 'ftp://x': unknown scheme 'ftp'"),
+])
+def test_chat_tui_refuses_a_local_server_address_it_cannot_start(bad: str, why: str, env: dict[str, str]) -> None:
+    proc = command("chat-tui", [], {**env, "QC_LOCAL_SERVER": bad})
+    assert "Traceback" not in proc.stderr and "\x1b[" not in proc.stderr + proc.stdout
+    usage, last = proc.stderr.splitlines()
+    assert usage.startswith("usage: chat-tui ") and last.startswith(f"chat-tui: error: QC_LOCAL_SERVER: {why}"), last
+    assert proc.returncode == 2
 
 
 def test_chat_tui_with_an_unusable_config_directory_is_one_line(tmp_path: Path, env: dict[str, str]) -> None:

@@ -329,3 +329,38 @@ async def test_a_long_session_stays_bounded_and_pages_back(srv: ChatServer, monk
             await pilot.pause(0.1)
         texts = [row.split("│", 1)[1].strip() for row in log.lines_text() if "│ m" in row]
         assert texts == [f"m{i:04d}" for i in range(total)]
+
+
+async def test_screenshot_on_a_fresh_home_is_saved_and_says_where(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """ctrl+p -> Screenshot with no ~/Downloads: saved under the data directory (created, private),
+    and the notification names the file; with a ~/Downloads, there, as Textual would."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    for var in ("XDG_DOWNLOAD_DIR", "XDG_PICTURES_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    shots = home / ".local" / "share" / "quickstart-chat" / "screenshots"
+
+    def toasts(app: ChatApp) -> str:
+        from textual.widgets._toast import Toast
+        return "\n".join(str(t.render()) for t in app.screen.query(Toast))
+
+    app = ChatApp(connect=False)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"Screenshot")
+        await pilot.pause(0.2)
+        await pilot.press("enter")
+        await until(pilot, lambda: len(list(shots.glob("*.svg"))) == 1, what="a screenshot file")
+        (saved,) = shots.glob("*.svg")
+        assert saved.read_text().startswith("<svg") and shots.stat().st_mode & 0o777 == 0o700
+        await until(pilot, lambda: f"Saved screenshot to '{saved}'" in toasts(app), what="where it was saved")
+        assert "Failed" not in toasts(app)
+
+        (home / "Downloads").mkdir()
+        app.action_screenshot()   # Textual's own action takes the same way
+        await until(pilot, lambda: len(list((home / "Downloads").glob("*.svg"))) == 1, what="saved to ~/Downloads")
+        assert len(list(shots.glob("*.svg"))) == 1

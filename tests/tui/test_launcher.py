@@ -102,6 +102,31 @@ def test_server_alive_false_on_a_silent_or_non_chat_listener() -> None:
     run(go())
 
 
+def test_a_server_answering_503_is_running_and_no_second_one_starts(home: Path) -> None:
+    async def go() -> None:
+        async def unhealthy(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            # What a chat server answers while a database cannot write to disk.
+            await r.readuntil(b"\r\n\r\n")
+            body = b"database quickstart-chat cannot write to disk: [Errno 28] No space left on device\n"
+            w.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await w.drain()
+            w.close()
+
+        listener = await asyncio.start_server(unhealthy, "127.0.0.1", 0)
+        url = f"127.0.0.1:{listener.sockets[0].getsockname()[1]}"
+        try:
+            assert await server_alive(url)
+            before = len(launcher.started)
+            assert await ensure_local_server(url, data_dir=home / "data", timeout=5) is False
+            assert len(launcher.started) == before  # nothing started
+            assert not (home / "data" / "server.log").exists()
+        finally:
+            listener.close()
+            await listener.wait_closed()
+
+    run(go())
+
+
 def test_ensure_local_server_starts_a_detached_server(home: Path) -> None:
     url = f"127.0.0.1:{free_port()}"
     data = home / "data"
