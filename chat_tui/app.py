@@ -31,7 +31,7 @@ from chat_tui.widgets.message_log import MessageLog
 from chat_tui.widgets.status_bar import StatusBar
 from chat_tui.widgets.user_list import UserList
 
-NARROW = 70
+NARROW = 80
 
 
 def now_us() -> int:
@@ -83,8 +83,8 @@ class ChatApp(App[None]):
                                  placeholder="Message, or /help")
         self.status_bar = StatusBar(id="status")
         self.log_feed = LogFeed(self.log_view, self.state, self.connection, self.set_timer)
-        self.users_feed = UsersFeed(self.users_view, self.status_bar, self.composer, self.state, self.set_timer,
-                                    self._retitle)
+        self.users_feed = UsersFeed(self.users_view, self.log_view, self.status_bar, self.composer, self.state,
+                                    self.set_timer, self._retitle)
         yield Header(show_clock=False, icon="◆")
         with Horizontal(id="main"):
             yield self.log_view
@@ -107,7 +107,7 @@ class ChatApp(App[None]):
     @on(Status)
     def _status(self, msg: Status) -> None:
         bar = self.status_bar
-        bar.state, bar.text = msg.state, msg.text
+        bar.state, bar.text, bar.reason, bar.retry_in = msg.state, msg.text, msg.reason, msg.retry_in
         if msg.state is ConnState.OFFLINE:
             self.log_feed.show(self.state.disconnected(msg.reason, now_us()))
         elif msg.state is ConnState.FAILED:

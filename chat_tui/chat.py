@@ -3,9 +3,10 @@
 ``ChatState`` is fed what the connection delivers (``user`` and ``message`` rows
 of the quickstart-chat module, row events, call results, connection changes)
 and answers with the ``LogEntry`` records to show: messages, presence lines
-(``Alice connected.``), rename lines (``Alice renamed to Al.``), errors. It
-remembers who is who, so names are resolved once, when an entry is made (as
-IRC clients do: a later rename does not rewrite what was said before it).
+(``Alice connected.``), rename lines (``Alice renamed to Al.``), errors. A
+message entry names its sender by identity: the log draws the current name
+(``names``), so one message reads the same in every client, whenever each
+started; the rename lines tell the history.
 
 A message typed by the user lives as an optimistic entry (``unsent``) until its
 call ends (``call_done``): then it goes, and the message row (or, failing that,
@@ -22,7 +23,7 @@ import re
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
-from chat_tui.entries import EntryKind, LogEntry, UserLine, nick_style
+from chat_tui.entries import EntryKind, LogEntry, UserLine
 from db_core.visible import visible
 from db_core.cache import RowEvent
 from db_core.types import Identity
@@ -61,6 +62,7 @@ class ChatState:
         """Where the oldest message asked for starts (µs): the next older page ends there;
         None when nothing older is to be asked for."""
         self._online = False
+        self._offline_reason: str | None = None   # the last reason logged for being offline
         self._system_seq = 0
         self._unsent_seq = itertools.count(1)
 
@@ -81,18 +83,42 @@ class ChatState:
         user = self.users.get(self.me) if self.me is not None else None
         return user.name if user is not None else None
 
-    def mentions_me(self, text: str) -> bool:
-        """Whether ``text`` holds the user's name as a word, in any case."""
+    def mention(self, text: str) -> str:
+        """The user's name as ``text`` holds it (a word, in any case), or "" if it does not."""
         name = self.my_name
         if not name:
-            return False
-        return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) is not None
+            return ""
+        found = re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE)
+        return found.group() if found is not None else ""
 
-    def user_lines(self) -> list[UserLine]:
-        """Everyone, as the user list shows them: the caller hands them to ``UserList.show``."""
+    def mentions_me(self, text: str) -> bool:
+        """Whether ``text`` holds the user's name as a word, in any case."""
+        return bool(self.mention(text))
+
+    def names(self) -> dict[bytes, str]:
+        """Everyone's display name (as ``display_name``) by identity, in one pass: the caller hands
+        them to ``MessageLog.set_names``."""
+        shared: dict[str, int] = {}
+        for u in self.users.values():
+            if u.name:
+                shared[u.name] = shared.get(u.name, 0) + 1
+        out: dict[bytes, str] = {}
+        for identity, u in self.users.items():
+            if not u.name:
+                out[bytes(identity)] = identity.to_abbreviated_hex()
+            elif shared[u.name] > 1:
+                out[bytes(identity)] = f"{u.name}#{identity.hex()[:4]}"
+            else:
+                out[bytes(identity)] = u.name
+        return out
+
+    def user_lines(self, names: dict[bytes, str] | None = None) -> list[UserLine]:
+        """Everyone, as the user list shows them (``names``: from ``names()``, if the caller has
+        them already): the caller hands them to ``UserList.show``."""
         me = self.me
-        return [UserLine(key=u.identity.hex(), name=self.display_name(u.identity), online=u.online,
-                         me=u.identity == me, name_style=nick_style(bytes(u.identity)))
+        names = self.names() if names is None else names
+        return [UserLine(key=u.identity.hex(), name=names[bytes(u.identity)], online=u.online,
+                         me=u.identity == me)
                 for u in self.users.values()]
 
     def title(self, profile: str | None, where: str) -> str:
@@ -104,12 +130,12 @@ class ChatState:
 
     # -- entries ----------------------------------------------------------------------
     def message_entry(self, row: Any) -> LogEntry:
-        """The entry of a message row, its sender's name as it is now (``messages`` also notes it
-        as shown)."""
+        """The entry of a message row (``messages`` also notes it as shown)."""
         sender = Identity(row.sender)
         mine = self.me is not None and sender == self.me
+        mention = "" if mine else self.mention(row.text)
         return _message(message_key(row), int(row.sent), row.text, self.display_name(sender), bytes(sender),
-                        highlight=not mine and self.mentions_me(row.text))
+                        mention=mention)
 
     def system_entry(self, time: int, text: str, kind: EntryKind = EntryKind.SYSTEM) -> LogEntry:
         """A line of the app's own (``SYSTEM``, or ``ERROR``), with a key of its own: the caller shows it."""
@@ -161,6 +187,7 @@ class ChatState:
         if first:
             self.history_floor = floor
         self._online = True
+        self._offline_reason = None
         return entries
 
     def apply(self, events: Iterable[RowEvent], time: int) -> list[LogEntry]:
@@ -180,11 +207,17 @@ class ChatState:
         return out
 
     def disconnected(self, reason: str, time: int) -> list[LogEntry]:
-        """The connection dropped: the line saying so, once per connection (none if it never came up)."""
-        if not self._online:
+        """Offline (the connection dropped, or could not be made): the line saying why, once per
+        connection and reason (the status line is kept short; its details are here)."""
+        if self._online:
+            self._online = False
+            self._offline_reason = reason
+            return [self.error_entry(time, f"Disconnected ({reason}). What you send now waits for the connection.")]
+        if reason == self._offline_reason:
             return []
-        self._online = False
-        return [self.error_entry(time, f"Disconnected ({reason}). What you send now waits for the connection.")]
+        self._offline_reason = reason
+        return [self.error_entry(time, f"Cannot connect ({reason}). Retrying; what you send waits for the "
+                                       "connection.")]
 
     # -- unsent messages --------------------------------------------------------------
     def unsent(self, text: str, time: int) -> LogEntry:
@@ -244,8 +277,8 @@ class ChatState:
         return out
 
 
-def _message(key: Hashable, time: int, text: str, name: str, sender: bytes, *, highlight: bool = False,
+def _message(key: Hashable, time: int, text: str, name: str, sender: bytes, *, mention: str = "",
              pending: bool = False) -> LogEntry:
     """The one way a message entry is made, sent or not yet."""
-    return LogEntry(key=key, time=time, kind=EntryKind.MESSAGE, text=text, name=name,
-                    name_style=nick_style(sender), highlight=highlight, pending=pending)
+    return LogEntry(key=key, time=time, kind=EntryKind.MESSAGE, text=text, sender=sender, name=name,
+                    highlight=bool(mention), mention=mention, pending=pending)

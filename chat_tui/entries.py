@@ -1,5 +1,5 @@
 """What the chat's views show: ``LogEntry`` records and their kinds, ``UserLine``s, each user's
-name colour.
+name colour (a hue chosen by identity, drawn lighter on dark themes and darker on light ones).
 
 Plain data, no Textual: the model (``chat``) makes them, the widgets (``MessageLog``,
 ``UserList``) draw them.
@@ -7,12 +7,13 @@ Plain data, no Textual: the model (``chat``) makes them, the widgets (``MessageL
 
 from __future__ import annotations
 
+import colorsys
 import dataclasses
 import enum
 import zlib
 from collections.abc import Hashable
 
-__all__ = ["EntryKind", "LogEntry", "NICK_COLOURS", "UserLine", "nick_style"]
+__all__ = ["EntryKind", "LogEntry", "NICK_HUES", "UserLine", "contrast", "nick_colour", "nick_hue", "nick_style"]
 
 
 class EntryKind(enum.StrEnum):
@@ -40,12 +41,16 @@ class LogEntry:
     kind: EntryKind
     text: str
     """As written: a message's newlines each start a row, other entries are drawn on one line."""
+    sender: bytes = b""
+    """The sender's identity (``MESSAGE`` entries): the log draws the sender's current name (and
+    colour) from it, so one message reads the same in every client, whenever it arrived."""
     name: str = ""
-    """The sender's display name (``MESSAGE`` entries)."""
-    name_style: str = ""
-    """A Rich style string for the name, e.g. "bold #61afef" (see ``nick_style``)."""
+    """The sender's display name when the entry was made: drawn only while the log knows no
+    name for ``sender`` (an unsent message before the welcome, a test's entry)."""
     highlight: bool = False
-    """The reader is mentioned: the whole entry is tinted."""
+    """The reader is mentioned: the row is tinted and the sender's name highlighted."""
+    mention: str = ""
+    """With ``highlight``: the word that mentions the reader (their name then), highlighted in the text."""
     pending: bool = False
     """Typed while offline, not sent yet: dim italic with a ``…`` marker."""
     failed: bool = False
@@ -60,30 +65,57 @@ class UserLine:
     name: str         # as the user set it; drawn visible
     online: bool
     me: bool = False
-    name_style: str = ""
 
 
-# Mid-brightness colours that stay readable on dark and light backgrounds and
-# are far enough apart to tell neighbours in a conversation apart.
-NICK_COLOURS: tuple[str, ...] = (
-    "#e06c75",  # red
-    "#98c379",  # green
-    "#e5c07b",  # yellow
-    "#61afef",  # blue
-    "#c678dd",  # purple
-    "#56b6c2",  # cyan
-    "#d19a66",  # orange
-    "#f08dbf",  # pink
-    "#7fd1b9",  # mint
-    "#a9a1e1",  # lavender
-    "#b5bd68",  # olive
-    "#81a2be",  # steel
-)
+NICK_HUES: tuple[int, ...] = (0, 40, 80, 120, 160, 200, 240, 280, 320)
+"""Name colours, as hues in degrees: nine spaced 40 degrees apart (red, orange, yellow, green,
+sea green, sky, blue, violet, magenta), so no two look alike, at one lightness per theme."""
 
 
-def nick_style(identity: bytes) -> str:
-    """A stable "bold <colour>" style for a user, the same in every run and client.
+def _hsl(hue: int, saturation: float, lightness: float) -> str:
+    red, green, blue = colorsys.hls_to_rgb(hue / 360, lightness, saturation)
+    return f"#{round(red * 255):02x}{round(green * 255):02x}{round(blue * 255):02x}"
 
-    crc32 rather than ``hash()``: Python salts string/bytes hashes per process.
-    """
-    return f"bold {NICK_COLOURS[zlib.crc32(identity) % len(NICK_COLOURS)]}"
+
+def _luminance(colour: str) -> float:
+    """WCAG relative luminance of "#rrggbb"."""
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    red, green, blue = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def contrast(one: str, other: str) -> float:
+    """WCAG contrast ratio of two "#rrggbb" colours (1 to 21)."""
+    high, low = sorted((_luminance(one), _luminance(other)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def _readable(hue: int, dark: bool) -> str:
+    """The hue at the lightness nearest to a common one (0.66 on dark, 0.34 on light) that contrasts
+    3.5:1 with the lightest dark theme surface (nord's) or the darkest light one (textual-light's)."""
+    lightness, step, ground = (0.66, 0.01, "#3b4252") if dark else (0.34, -0.01, "#d8d8d8")
+    while contrast(_hsl(hue, 0.75, lightness), ground) < 3.5:
+        lightness += step
+    return _hsl(hue, 0.75, lightness)
+
+
+# Light on a dark background, dark on a light one: every hue readable against the theme.
+_ON_DARK = tuple(_readable(hue, dark=True) for hue in NICK_HUES)
+_ON_LIGHT = tuple(_readable(hue, dark=False) for hue in NICK_HUES)
+
+
+def nick_hue(identity: bytes) -> int:
+    """A user's hue (an index into ``NICK_HUES``), the same in every run and client.
+
+    crc32 rather than ``hash()``: Python salts string/bytes hashes per process."""
+    return zlib.crc32(identity) % len(NICK_HUES)
+
+
+def nick_colour(identity: bytes, *, dark: bool = True) -> str:
+    """A user's name colour ("#rrggbb") on a dark (or light) theme."""
+    return (_ON_DARK if dark else _ON_LIGHT)[nick_hue(identity)]
+
+
+def nick_style(identity: bytes, *, dark: bool = True) -> str:
+    """A stable "bold <colour>" Rich style for a user's name (see ``nick_colour``)."""
+    return f"bold {nick_colour(identity, dark=dark)}"

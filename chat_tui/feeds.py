@@ -7,8 +7,9 @@ The trim runs in the same call as the add that passes ``LOG_MAX`` (never on a ti
 of its own), so once an entry is on screen the log, the model and the SDK's cache have all let go
 of what was dropped.
 
-``UsersFeed``: the user list and what follows from it (the status bar's count, the composer's
-completion, the title), redrawn at most every ``USERS_EVERY``.
+``UsersFeed``: the user list and what follows from it (the names the log draws its messages
+under, the status bar's count, the composer's completion, the title), redrawn at most every
+``USERS_EVERY``.
 """
 
 from __future__ import annotations
@@ -94,12 +95,13 @@ class LogFeed:
 
 
 class UsersFeed:
-    """Shows the users of ``state`` in ``users``, their online count in ``status``, the names to
-    complete in ``composer``; then calls ``retitle`` (the title names the user)."""
+    """Shows the users of ``state`` in ``users``, their current names in ``log``, their online count
+    in ``status``, the names to complete in ``composer``; then calls ``retitle`` (the title names
+    the user)."""
 
-    def __init__(self, users: UserList, status: StatusBar, composer: Composer, state: ChatState,
-                 set_timer: SetTimer, retitle: Callable[[], None]) -> None:
-        self.users, self.status, self.composer, self.state = users, status, composer, state
+    def __init__(self, users: UserList, log: MessageLog, status: StatusBar, composer: Composer,
+                 state: ChatState, set_timer: SetTimer, retitle: Callable[[], None]) -> None:
+        self.users, self.log, self.status, self.composer, self.state = users, log, status, composer, state
         self._set_timer, self._retitle = set_timer, retitle
         self._dirty = False
 
@@ -112,7 +114,9 @@ class UsersFeed:
     def refresh(self) -> None:
         """Refresh now."""
         self._dirty = False
-        lines = self.state.user_lines()
+        names = self.state.names()
+        lines = self.state.user_lines(names)
+        self.log.set_names(names)
         self.users.show(lines)
         self.status.online = sum(1 for u in lines if u.online)
         # Completion inserts a name as it is drawn: what you see is what you mention.

@@ -1,7 +1,7 @@
 """The rows of ``MessageLog``: each entry's local day, height and strips (``Item``, ``render_block``),
 and all of them in order with a prefix sum of their heights (``LogRows``). No widget here.
 
-Layout (the name column is as wide as the widest name, at most 16 cells;
+Layout (the name column is as wide as the widest sender's name, capped by the widget;
 longer names are cut with `…`)::
 
     ──── Saturday, 28 November 2026 ────                      (each new local date, centred)
@@ -12,6 +12,8 @@ longer names are cut with `…`)::
     12:04        !! │ Failed to set name to "": ...           (error: red)
     12:05     alice … typed while offline                     (pending: dim italic)
     12:05     alice ✗ could not be sent                       (failed: red marker)
+    12:06       bob │ alice: look at this                     (a mention: the row tinted, the
+                                                               name and the mention highlighted)
 
 Names and texts are someone else's: they are drawn only as `db_core.visible`
 makes them (a control or invisible character shown as `␛` or `<U+202E>`, a
@@ -21,6 +23,7 @@ plain segments, never parsed as markup.
 
 from __future__ import annotations
 
+import re
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Iterable
@@ -28,7 +31,6 @@ from functools import lru_cache
 from itertools import accumulate
 
 from rich.cells import cell_len
-from rich.errors import StyleSyntaxError
 from rich.segment import Segment
 from rich.style import Style
 from textual.strip import Strip
@@ -47,15 +49,6 @@ Block = tuple[list[str], list[Strip]]
 def shown_text(entry: LogEntry) -> str:
     """What `wrap_text` is given for an entry: only a message keeps its line breaks."""
     return entry.text if entry.kind is EntryKind.MESSAGE else visible(entry.text)
-
-
-@lru_cache(maxsize=256)
-def _parse_style(style: str) -> Style:
-    """A caller's name style, parsed once; a bad style string is ignored, not fatal."""
-    try:
-        return Style.parse(style)
-    except StyleSyntaxError:
-        return Style()
 
 
 # (time.tzname when computed, first second, end second, day number) of the last
@@ -102,10 +95,32 @@ def sort_key(item: Item) -> tuple[int, int]:
     return item.sort
 
 
+@lru_cache(maxsize=64)
+def _word(word: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<!\w){re.escape(word)}(?!\w)", re.IGNORECASE)
+
+
+def _marked(text: str, style: Style, word: str, word_style: Style) -> list[Segment]:
+    """`text` as segments, each whole-word occurrence of `word` (in any case) in `word_style`."""
+    if not word or word.casefold() not in text.casefold():
+        return [Segment(text, style)]
+    out: list[Segment] = []
+    at = 0
+    for found in _word(word).finditer(text):
+        if found.start() > at:
+            out.append(Segment(text[at:found.start()], style))
+        out.append(Segment(found.group(), word_style))
+        at = found.end()
+    if at < len(text):
+        out.append(Segment(text[at:], style))
+    return out
+
+
 def render_block(entry: LogEntry, header: bool, width: int, name_column: int, text_width: int,
-                 style: Callable[[str], Style]) -> Block:
+                 style: Callable[[str], Style], name: str = "", nick: Style | None = None) -> Block:
     """Plain text and full-width strips of one entry's rows; `style` maps a component class
-    (or "base", the widget's own) to its Rich style."""
+    (or "base", the widget's own) to its Rich style. A message is drawn under `name` (the sender's
+    current name, not yet visible; else the entry's own) in `nick` (the sender's colour)."""
     base = style("base")
     tint: Style | None = None
     if entry.highlight:
@@ -131,7 +146,8 @@ def render_block(entry: LogEntry, header: bool, width: int, name_column: int, te
         label, label_style = "!!", style("message-log--error")
         text_style = label_style
     else:
-        label, label_style = visible(entry.name), base + _parse_style(entry.name_style)
+        label = visible(name or entry.name)
+        label_style = style("message-log--highlight-name") if entry.highlight else base + (nick or Style())
         text_style = base
         if entry.failed:
             marker, marker_style = "✗", style("message-log--error")
@@ -139,13 +155,15 @@ def render_block(entry: LogEntry, header: bool, width: int, name_column: int, te
             marker, marker_style = "…", style("message-log--pending")
             text_style = style("message-log--pending")
     label = fit_name(label, name_column)
+    pad = " " * (len(label) - len(label.lstrip(" ")))  # right-aligned: only the name itself is styled
     indent = " " * (TIME_WIDTH + name_column + 1)
 
     for number, text in enumerate(wrap_text(shown_text(entry), text_width)):
         if number == 0:
             head = [
                 Segment(time_text, style("message-log--time")),
-                Segment(label, label_style),
+                Segment(pad, base),
+                Segment(label[len(pad):], label_style),
                 Segment(" ", base),
                 Segment(marker, marker_style),
             ]
@@ -153,7 +171,9 @@ def render_block(entry: LogEntry, header: bool, width: int, name_column: int, te
         else:
             head = [Segment(indent, base), Segment("│", separator)]
             line = f"{indent}│ {text}"
-        rows.append([*head, Segment(" ", base), Segment(text, text_style)])
+        body = (_marked(text, text_style, entry.mention, base + style("message-log--mention")) if entry.highlight
+                else [Segment(text, text_style)])
+        rows.append([*head, Segment(" ", base), *body])
         plain.append(line.rstrip())
 
     strips: list[Strip] = []
@@ -162,7 +182,9 @@ def render_block(entry: LogEntry, header: bool, width: int, name_column: int, te
         if used < width:
             segments.append(Segment(" " * (width - used), base))
         if tint is not None:
-            segments = list(Segment.apply_style(segments, post_style=tint))
+            # Over every segment but the highlighted name, which keeps its own background.
+            segments = [seg if seg.style is label_style else Segment(seg.text, (seg.style or Style()) + tint)
+                        for seg in segments]
         strips.append(Strip(segments, max(used, width)))
     return plain, strips
 

@@ -18,10 +18,9 @@ entries added later keep the reader's top row in place.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import ClassVar
 
-from rich.cells import cell_len
 from rich.style import Style
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
@@ -37,9 +36,9 @@ from chat_tui.entries import EntryKind, LogEntry
 from chat_tui.widgets.log_rows import (SEPARATOR_WIDTH, TIME_WIDTH, Block, Item, LogRows, local_day, render_block,
                                        shown_text)
 from chat_tui.widgets.log_marker import Unseen
+from chat_tui.widgets.log_names import Senders
 from chat_tui.widgets.log_selection import highlight, selected_text
 from chat_tui.wrap import wrap_text
-from db_core.visible import visible
 
 __all__ = ["MessageLog"]
 
@@ -62,6 +61,8 @@ class MessageLog(ScrollView, can_focus=True):
         "message-log--error",
         "message-log--day",
         "message-log--highlight",
+        "message-log--highlight-name",
+        "message-log--mention",
         "message-log--marker",
         "message-log--pending",
     }
@@ -74,12 +75,20 @@ class MessageLog(ScrollView, can_focus=True):
            width, re-wrap everything, and could flip back and forth. */
         overflow-y: scroll;
         scrollbar-size-vertical: 1;
+        scrollbar-background: $surface;
+        scrollbar-background-hover: $surface;
+        scrollbar-background-active: $surface;
+        scrollbar-color: $primary 35%;
+        scrollbar-color-hover: $primary 60%;
+        scrollbar-color-active: $primary;
         & > .message-log--time { color: $text-muted; }
         & > .message-log--separator { color: $text-muted; }
         & > .message-log--system { color: $text-muted; text-style: italic; }
         & > .message-log--error { color: $text-error; }
         & > .message-log--day { color: $text-muted; }
-        & > .message-log--highlight { background: $warning 20%; }
+        & > .message-log--highlight { background: $warning 15%; }
+        & > .message-log--highlight-name { background: $warning; color: $background; text-style: bold; }
+        & > .message-log--mention { color: $text-warning; text-style: bold underline; }
         & > .message-log--marker { background: $accent; color: $text; text-style: bold; }
         & > .message-log--pending { color: $text-muted; text-style: italic; }
     }
@@ -90,8 +99,9 @@ class MessageLog(ScrollView, can_focus=True):
 
     NAME_WIDTH_MIN: ClassVar[int] = 2
     """The name column fits the `--` and `!!` markers at least."""
-    NAME_WIDTH_MAX: ClassVar[int] = 16
-    """Longer names are truncated with `…`."""
+    NAME_WIDTH_MAX: ClassVar[int] = 12
+    """Longer names are truncated with `…` (an unnamed user's 16 hex digits too: the user list
+    shows them whole)."""
 
     class LoadOlder(Message):
         """The view reached the top and `has_older` is set: load a page of history.
@@ -119,7 +129,7 @@ class MessageLog(ScrollView, can_focus=True):
     ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self._rows = LogRows()
-        self._name_width = self.NAME_WIDTH_MIN
+        self._senders = Senders(self.NAME_WIDTH_MIN, self.NAME_WIDTH_MAX)
         self._width = 0  # the width the rows are wrapped at; 0 = not laid out yet
         self._following = True  # the reader is at the end: new entries scroll in
         self._unseen = Unseen()  # new messages below the view
@@ -154,12 +164,12 @@ class MessageLog(ScrollView, can_focus=True):
 
     @property
     def _name_column(self) -> int:
-        """The name column's width: the widest name (see `add`), but at most a quarter of a
-        narrow view, so the text keeps room to breathe."""
+        """The name column's width: the widest sender's name (see `add`, `set_names`), at most
+        `NAME_WIDTH_MAX` and a quarter of a narrow view, so the text keeps room to breathe."""
         if not self._width:
-            return self._name_width
+            return self._senders.column
         room = (self._width - TIME_WIDTH - SEPARATOR_WIDTH) // 4
-        return max(self.NAME_WIDTH_MIN, min(self._name_width, room))
+        return max(self.NAME_WIDTH_MIN, min(self._senders.column, room))
 
     @property
     def _view_height(self) -> int:
@@ -188,21 +198,20 @@ class MessageLog(ScrollView, can_focus=True):
         new = rows.new_items(entries)
         if not new:
             return
-        names = {visible(item.entry.name) for item in new if item.entry.kind is EntryKind.MESSAGE}
-        widest = max(map(cell_len, names), default=0)
-        name_width = max(self._name_width, min(widest, self.NAME_WIDTH_MAX))
+        senders = self._senders
+        name_width = senders.added(item.entry for item in new if item.entry.kind is EntryKind.MESSAGE)
         appending = not rows.items or new[0].sort >= rows.items[-1].sort
 
         if not self._width:  # not laid out: the first resize wraps everything
-            self._name_width = name_width
+            senders.column = name_width
             rows.insert(new)
             return
 
         def mutate() -> None:
-            if name_width != self._name_width:
-                # The text column moved: every entry re-wraps (rare: the name
-                # column only ever grows, up to NAME_WIDTH_MAX).
-                self._name_width = name_width
+            if name_width != senders.column:
+                # The text column moved: every entry re-wraps (rare: the name column
+                # only ever grows, up to NAME_WIDTH_MAX, so the layout stays calm).
+                senders.column = name_width
                 rows.insert(new)
                 self._rewrap_all()
             elif appending:
@@ -237,8 +246,7 @@ class MessageLog(ScrollView, can_focus=True):
             index == len(rows.items) - 1 or sort <= rows.items[index + 1].sort
         )
         same_day = local_day(entry.time // 1_000_000) == item.day
-        fits = (entry.kind is not EntryKind.MESSAGE
-                or min(cell_len(visible(entry.name)), self.NAME_WIDTH_MAX) <= self._name_width)
+        fits = entry.kind is not EntryKind.MESSAGE or self._senders.fits(entry)
         if not (in_order and same_day and fits):
             self.remove_entry(old_key)
             self.add([entry])
@@ -295,7 +303,7 @@ class MessageLog(ScrollView, can_focus=True):
         self._rows.clear()
         self._unseen.items.clear()
         self._cache.clear()
-        self._name_width = self.NAME_WIDTH_MIN
+        self._senders.clear()
         self._has_older = False
         self._older_armed = True
         self._following = True
@@ -303,6 +311,21 @@ class MessageLog(ScrollView, can_focus=True):
             self.virtual_size = Size(self._width, 0)
             self.scroll_to(y=0, animate=False, immediate=True)
         self.refresh()
+
+    def set_names(self, names: Mapping[bytes, str]) -> None:
+        """The users' current display names by identity (``ChatState.names``, not yet visible):
+        every message is drawn under its sender's name as it is now, so a rename shows at once
+        on what they wrote before it."""
+        name_width = self._senders.update(names)
+        if name_width is None:
+            return
+        self._cache.clear()
+        if name_width != self._senders.column and self._width:
+            self._senders.column = name_width
+            self._preserving_view(self._rewrap_all)
+        else:
+            self._senders.column = name_width
+            self.refresh()
 
     def set_has_older(self, value: bool) -> None:
         """Whether reaching the top should post `LoadOlder`; re-arms it.
@@ -439,8 +462,13 @@ class MessageLog(ScrollView, can_focus=True):
         key = (item.entry, item.header, self._width, self._name_column)
         block = self._cache.get(key)
         if block is None:
-            block = render_block(item.entry, item.header, self._width, self._name_column, self._text_width,
-                                 self._style)
+            entry = item.entry
+            if entry.kind is EntryKind.MESSAGE:
+                name, nick = self._senders.name(entry), self._senders.nick(entry, self.app.current_theme.dark)
+            else:
+                name, nick = "", None
+            block = render_block(entry, item.header, self._width, self._name_column, self._text_width,
+                                 self._style, name, nick)
             self._cache[key] = block
         return block
 

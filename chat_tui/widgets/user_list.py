@@ -1,6 +1,7 @@
 """Who is here: online users first with a marker, offline dimmed, yourself marked, a count.
 
-One line per user, whatever their name: it is drawn ``visible`` and cut with ``…`` at the edge."""
+One line per user, whatever their name: it is drawn ``visible`` and cut with ``…`` at the edge.
+Its width is a fifth of the screen, 18 to 32 columns (the app hides it on narrow screens)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from chat_tui.entries import UserLine
+from chat_tui.entries import UserLine, nick_style
 from db_core.visible import visible
 
 
@@ -19,12 +20,21 @@ class UserList(OptionList):
 
     DEFAULT_CSS = """
     UserList {
-        width: 28;
+        width: 20%;
+        min-width: 18;
+        max-width: 32;
         text-wrap: nowrap;
         text-overflow: ellipsis;
         border: round $primary 40%;
         border-title-color: $text;
         padding: 0;
+        scrollbar-size-vertical: 1;
+        scrollbar-background: $surface;
+        scrollbar-background-hover: $surface;
+        scrollbar-background-active: $surface;
+        scrollbar-color: $primary 35%;
+        scrollbar-color-hover: $primary 60%;
+        scrollbar-color-active: $primary;
     }
     UserList:focus {
         border: round $primary;
@@ -49,7 +59,8 @@ class UserList(OptionList):
         self.border_title = f"Online {online}/{len(ordered)}"
         highlighted = self.highlighted_option.id if self.highlighted_option is not None else None
         self.clear_options()
-        self.add_options([Option(self._prompt(u), id=u.key) for u in ordered])
+        dark = self.app.current_theme.dark
+        self.add_options([Option(self._prompt(u, dark), id=u.key) for u in ordered])
         if highlighted is not None:
             try:
                 self.highlighted = self.get_option_index(highlighted)
@@ -57,10 +68,10 @@ class UserList(OptionList):
                 pass
 
     @staticmethod
-    def _prompt(user: UserLine) -> Text:
+    def _prompt(user: UserLine, dark: bool) -> Text:
         if user.online:
             text = Text("● ", style="green")
-            text.append(visible(user.name), style=user.name_style or "bold")
+            text.append(visible(user.name), style=nick_style(bytes.fromhex(user.key), dark=dark))
         else:
             text = Text("○ ", style="dim")
             text.append(visible(user.name), style="dim")

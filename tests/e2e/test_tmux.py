@@ -169,3 +169,32 @@ def test_an_auto_started_server_is_for_launch_only(tmp_path: Path, tmux: Tmux) -
         left = lock_holder(data, LOCK_NAME)
         if left is not None:
             os.kill(left, signal.SIGKILL)
+
+
+def test_offline_status_line_at_80_and_120_columns(tmp_path: Path, tmux: Tmux) -> None:
+    """With the server gone and a message typed, the bottom line of a real terminal says offline,
+    the countdown to the next attempt, the unsent count and the last known online count, at 80
+    columns as at 120, before any detail."""
+    server = ServerProcess(tmp_path / "server").start()
+    try:
+        env = f"env XDG_CONFIG_HOME={tmp_path / 'config'} XDG_DATA_HOME={tmp_path / 'data'}"
+        cmd = f"{env} {BIN / 'chat-tui'} --server {server.url}"
+        panes = {}
+        for width in (80, 120):
+            tmux("new-session", "-d", "-s", f"w{width}", "-x", str(width), "-y", "24", cmd)
+            panes[width] = f"w{width}:0.0"
+        for pane in panes.values():
+            tmux.wait(pane, lambda s: "Connected to" in s and "2 online" in s, f"{pane} connected")
+    finally:
+        server.stop()
+    for width, pane in panes.items():
+        tmux.wait(pane, lambda s: "Offline" in s, f"{pane} offline")
+        tmux.type(pane, "typed while offline")
+
+        def complete(screen: str) -> bool:
+            last = screen.rstrip("\n").splitlines()[-1]
+            return last.startswith(" ○ Offline · retry in ") and " s · 1 unsent · 2 online (last known)" in last
+
+        screen = tmux.wait(pane, complete, f"the offline status line at {width} columns")
+        assert "cannot reach" not in screen.splitlines()[-1]
+        assert "Cannot connect (cannot reach" in screen or "Disconnected (" in screen   # the details: in the log

@@ -15,6 +15,7 @@ from chat_tui import app as app_module
 from chat_tui.app import ChatApp
 from chat_server.reconnect import Pending
 from chat_tui.connection import CallDone, CallStatus, Changes, ConnState, Status, Welcome
+from chat_tui.widgets.status_bar import StatusBar
 from db_core.cache import RowEvent
 from db_core.types import Identity
 
@@ -41,11 +42,12 @@ class Message(NamedTuple):
 
 @contextmanager
 def frozen() -> Iterator[None]:
-    """UTC local time and a fixed 'now' for lines the app stamps itself."""
-    old_tz, old_now = os.environ.get("TZ"), app_module.now_us
+    """UTC local time, a fixed 'now' for lines the app stamps itself, a stopped countdown clock."""
+    old_tz, old_now, old_clock = os.environ.get("TZ"), app_module.now_us, StatusBar.clock
     os.environ["TZ"] = "UTC"
     time.tzset()
     app_module.now_us = lambda: DAY1 + 24 * 60 * MINUTE + 5 * MINUTE
+    StatusBar.clock = lambda: 0.0
     try:
         yield
     finally:
@@ -55,6 +57,7 @@ def frozen() -> Iterator[None]:
             os.environ["TZ"] = old_tz
         time.tzset()
         app_module.now_us = old_now
+        StatusBar.clock = old_clock
 
 
 def make_app() -> ChatApp:

@@ -64,7 +64,7 @@ async def test_two_users_talk_rename_and_quit(srv: ChatServer) -> None:
         assert any("(you)" in u for u in users_text(bob))
         assert "Online 2/2" in str(bob.users_view.border_title)
         # Alice's own screen: her message, not pending, under her name.
-        await until(pa, lambda: "Hello Bob!" in log_text(alice) and "…" not in log_text(alice))
+        await until(pa, lambda: "│ Hello Bob!" in log_text(alice))   # sent: no longer marked … (pending)
         await type_line(pa, "/quit")
         start = time.monotonic()
         await until(pb, lambda: "Alice disconnected." in log_text(bob), what="Alice offline")
@@ -158,7 +158,7 @@ async def test_reconnects_after_restart_and_sends_what_was_queued(tmp_path: Path
     async with app.run_test(size=SIZE) as pilot:
         await online(pilot, app)
         await type_line(pilot, "before the outage")
-        await until(pilot, lambda: "before the outage" in log_text(app) and "…" not in log_text(app))
+        await until(pilot, lambda: "│ before the outage" in log_text(app))   # sent: no longer marked … (pending)
         await srv.stop()
         await until(pilot, lambda: app.status_bar.state in ("offline", "connecting"), what="offline")
         await until(pilot, lambda: "Disconnected" in log_text(app), what="disconnected line")

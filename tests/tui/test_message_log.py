@@ -14,7 +14,7 @@ from textual.geometry import Offset
 from textual.pilot import Pilot
 from textual.selection import Selection
 
-from chat_tui.entries import NICK_COLOURS, EntryKind, LogEntry, nick_style
+from chat_tui.entries import NICK_HUES, EntryKind, LogEntry, contrast, nick_colour, nick_hue, nick_style
 from chat_tui.widgets.message_log import MessageLog
 from chat_tui.wrap import wrap_text
 
@@ -148,7 +148,7 @@ def test_wrapping_and_the_aligned_name_column() -> None:
             "09:04  -- │ al renamed to Al.",
             "09:05  !! │ Failed to set name",
         ]
-        # A long name widens the column, up to 16 cells but here (a narrow view) to a quarter
+        # A long name widens the column, up to 12 cells but here (a narrow view) to a quarter
         # of what is left after the time and separator: (39 - 6 - 3) // 4 = 7 cells.
         log.add([msg(7, 6, "hi", name="bartholomew_the_great")])
         await pilot.pause()
@@ -159,10 +159,15 @@ def test_wrapping_and_the_aligned_name_column() -> None:
             "09:00 " + "al".rjust(7) + " │ the quick brown fox",
             " " * 14 + "│ jumps over the lazy dog",
         ]
-        # A wide view gives long names the full 16 cells.
+        # A wide view gives long names the full 12 cells, no more: an unnamed user's 16 hex
+        # digits are cut too (the user list shows them whole), however wide the screen.
         await pilot.resize_terminal(100, 10)
         await pilot.pause()
-        assert log.lines_text()[-1] == "09:06 bartholomew_the… │ hi"
+        assert log.lines_text()[-1] == "09:06 bartholomew… │ hi"
+        log.add([msg(8, 7, "hello", name="c0ffee00c0ffee00")])
+        await pilot.resize_terminal(250, 10)
+        await pilot.pause()
+        assert log.lines_text()[-1] == "09:07 c0ffee00c0f… │ hello"
 
     drive(body)
 
@@ -369,11 +374,30 @@ def test_clear_and_remove() -> None:
     drive(body)
 
 
-def test_nick_style_is_stable_and_from_the_palette() -> None:
-    styles = {nick_style(bytes([i]) * 32) for i in range(200)}
-    assert styles == {f"bold {colour}" for colour in NICK_COLOURS}
-    assert nick_style(b"\x01" * 32) == nick_style(bytes(b"\x01" * 32))
-    assert len(NICK_COLOURS) == 12
+def test_nick_colours_are_stable_distinct_hues_readable_on_the_theme() -> None:
+    """Colour by identity, the same in every run; the palette's hues at least 40 degrees apart (Bobby
+    and Carol once got near-identical oranges, 20 degrees apart), each one contrasting with a dark
+    and with a light background."""
+    import colorsys
+
+    from textual.theme import BUILTIN_THEMES
+
+    hues = {nick_hue(bytes([i]) * 32) for i in range(200)}
+    assert hues == set(range(len(NICK_HUES)))
+    one = bytes([1]) * 32
+    assert nick_style(one) == nick_style(bytes(one)) == "bold " + nick_colour(one)
+    for dark in (True, False):
+        colours = [nick_colour(bytes([i]) * 32, dark=dark) for i in range(200)]
+        palette = sorted(set(colours))
+        assert len(palette) == len(NICK_HUES)
+        measured = sorted(colorsys.rgb_to_hls(*(int(c[i:i + 2], 16) / 255 for i in (1, 3, 5)))[0] * 360
+                          for c in palette)
+        gaps = [b - a for a, b in zip(measured, measured[1:], strict=False)] + [360 - measured[-1] + measured[0]]
+        assert min(gaps) >= 39, (dark, measured)
+        for name in ("textual-dark", "nord", "gruvbox", "dracula") if dark else ("textual-light", "solarized-light"):
+            surface = BUILTIN_THEMES[name].to_color_system().generate()["surface"].lower()
+            for colour in palette:
+                assert contrast(colour, surface) >= 3.0, (name, colour)
 
 
 @pytest.mark.slow

@@ -49,5 +49,5 @@ def test_offline_with_queued_message(snap_compare) -> None:  # noqa: ANN001
 
 
 def test_narrow_terminal(snap_compare) -> None:  # noqa: ANN001
-    """Below 70 columns the user list hides; the status bar keeps the online count."""
+    """Below 80 columns the user list hides; the status bar keeps the online count."""
     assert snap_compare(scenes.make_app(), terminal_size=(60, 24), run_before=scenes.conversation)
