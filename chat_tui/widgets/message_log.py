@@ -46,7 +46,8 @@ __all__ = ["MessageLog"]
 class MessageLog(ScrollView, can_focus=True):
     """A scrolling log of chat entries, rendered line by line.
 
-    All mutation goes through `add`, `replace`, `remove_entry`, `trim` and `clear`. Rows are
+    All mutation goes through `add`, `replace`, `remove_entry`, `trim` and `clear`;
+    `set_hidden_kinds` hides the entries of some kinds (they stay, taking no rows). Rows are
     wrapped at the widget's width once it is laid out; before that entries are
     only stored.
     """
@@ -304,6 +305,24 @@ class MessageLog(ScrollView, can_focus=True):
             self.scroll_to(y=0, animate=False, immediate=True)
         self.refresh()
 
+    @property
+    def hidden_kinds(self) -> frozenset[EntryKind]:
+        """The kinds of entry not shown (see `set_hidden_kinds`)."""
+        return self._rows.hidden
+
+    def set_hidden_kinds(self, kinds: Iterable[EntryKind]) -> None:
+        """Show no entries of `kinds` (the others again): they stay in the log, the view keeps its place."""
+        kinds = frozenset(kinds)
+        if kinds == self._rows.hidden:
+            return
+
+        def mutate() -> None:
+            self._rows.set_hidden(kinds)
+            if self._width:
+                self._rows.reindex(self._text_width)
+
+        self._preserving_view(mutate)
+
     def set_has_older(self, value: bool) -> None:
         """Whether reaching the top should post `LoadOlder`; re-arms it.
 
@@ -332,7 +351,8 @@ class MessageLog(ScrollView, can_focus=True):
             return []
         lines: list[str] = []
         for item in self._rows.items:
-            lines.extend(self._block(item)[0])
+            if item.shown:
+                lines.extend(self._block(item)[0])
         return lines
 
     # ----------------------------------------------------------- bookkeeping
