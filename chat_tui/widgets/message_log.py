@@ -189,7 +189,9 @@ class MessageLog(ScrollView, can_focus=True):
         new = rows.new_items(entries)
         if not new:
             return
-        names = {visible(item.entry.name) for item in new if item.entry.kind is EntryKind.MESSAGE}
+        # (An action's name is in its text: "* Alice waves".)
+        names = {visible(item.entry.name) for item in new
+                 if item.entry.kind is EntryKind.MESSAGE and not item.entry.action}
         widest = max(map(cell_len, names), default=0)
         name_width = max(self._name_width, min(widest, self.NAME_WIDTH_MAX))
         appending = not rows.items or new[0].sort >= rows.items[-1].sort
@@ -238,7 +240,7 @@ class MessageLog(ScrollView, can_focus=True):
             index == len(rows.items) - 1 or sort <= rows.items[index + 1].sort
         )
         same_day = local_day(entry.time // 1_000_000) == item.day
-        fits = (entry.kind is not EntryKind.MESSAGE
+        fits = (entry.kind is not EntryKind.MESSAGE or entry.action
                 or min(cell_len(visible(entry.name)), self.NAME_WIDTH_MAX) <= self._name_width)
         if not (in_order and same_day and fits):
             self.remove_entry(old_key)
