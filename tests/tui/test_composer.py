@@ -234,3 +234,37 @@ async def test_filter_presence_hides_and_shows_presence_lines(srv: ChatServer) -
         text = log_text(app)
         assert "Ed disconnected." in text and "renamed to Flo." in text
         assert app.log_view.border_subtitle == ""
+
+
+async def test_a_paste_shown_as_codes_sends_what_was_pasted_unless_edited(srv: ChatServer) -> None:
+    """The dialog's editor shows a paste ``visible``; unedited, Send sends the paste itself (with
+    what was typed around it); a control character is refused there, and the edit is sent."""
+    url = f"127.0.0.1:{srv.port}"
+    app = ChatApp(server=url)
+    async with app.run_test(size=SIZE) as pilot:
+        await online(pilot, app)
+        await pilot.press(*"pre ")
+        app.composer.post_message(events.Paste("hi \u202eyo"))
+        await until(pilot, lambda: isinstance(app.screen, PasteScreen), what="paste dialog")
+        area = app.screen.query_one("#paste-text", TextArea)
+        assert area.text == "pre hi <U+202E>yo"
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, PasteScreen))
+        assert app.composer.value == ""               # it went with the paste
+        await until(pilot, lambda: "pre hi" in log_text(app))
+        app.composer.post_message(events.Paste("bell\x07"))
+        await until(pilot, lambda: isinstance(app.screen, PasteScreen), what="paste dialog")
+        dialog = app.screen
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert app.screen is dialog                   # refused: still open, the reason shown
+        assert "not U+0007" in str(dialog.query_one("#paste-problem").render())
+        area = dialog.query_one("#paste-text", TextArea)
+        area.text = area.text.replace("␇", "!")
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, PasteScreen))
+        for _ in range(50):
+            if len(await stored_texts(url)) == 2:
+                break
+            await pilot.pause(0.05)
+        assert sorted(await stored_texts(url)) == ["bell!", "pre hi \u202eyo"]
