@@ -22,7 +22,7 @@ from chat_tui import commands
 from chat_tui.cli import main
 from chat_tui.chat import ChatState
 from chat_tui.connection import CallDone, Changes, ChatConnection, ConnState, Older, Status, Welcome
-from chat_tui.entries import LogEntry
+from chat_tui.entries import EntryKind, LogEntry
 from chat_tui.feeds import LogFeed, UsersFeed
 from chat_tui.profiles import Profile, screenshots_dir
 from chat_tui.screens import HelpScreen, PasteScreen, QuitScreen
@@ -54,6 +54,8 @@ class ChatApp(App[None]):
         Binding("ctrl+q", "quit_chat", "Quit", priority=True),
         Binding("ctrl+c", "copy_or_quit", "Copy / quit", show=False, priority=True),
         Binding("f1", "help", "Help"),
+        Binding("f2", "filter_presence", "Presence", show=False),
+        Binding("escape", "hide_help_panel", "Close keys", show=False),   # the Keys panel (ctrl+p, Keys)
         Binding("pageup", "scroll_log('page_up')", "Scroll up", show=False),
         Binding("pagedown", "scroll_log('page_down')", "Scroll down", show=False),
         Binding("ctrl+end", "scroll_log('end')", "Newest", show=False),
@@ -156,10 +158,11 @@ class ChatApp(App[None]):
 
     @on(Composer.MultilinePaste)
     def _paste(self, event: Composer.MultilinePaste) -> None:
-        def answer(send: bool | None) -> None:
-            if send:
-                self._run_line(event.text, from_paste=True)
-        self.push_screen(PasteScreen(event.text), answer)
+        def answer(text: str | None) -> None:
+            if text is not None:
+                self.composer.value = ""   # what was typed around the paste went with it
+                self._run_line(text, from_paste=True)
+        self.push_screen(PasteScreen(event.text, commands.refusal, commands.paste_note(event.text)), answer)
 
     def _run_line(self, line: str, *, from_paste: bool = False) -> None:
         composer = self.composer
@@ -167,9 +170,10 @@ class ChatApp(App[None]):
             action = commands.parse(line)
         except commands.InputRefused as exc:
             self.log_feed.show([self.state.error_entry(now_us(), str(exc))])
-            if not from_paste and not composer.value:
-                composer.value = line   # give it back for editing
-                composer.cursor_position = len(line)
+            if not from_paste:   # (the paste dialog refuses before it closes)
+                composer.give_back(line)
+            return
+        if isinstance(action, commands.Ignore):   # a blank line, as in irssi: nothing, not even a refusal
             return
         if not from_paste:
             composer.remember(line)
@@ -179,17 +183,21 @@ class ChatApp(App[None]):
             self.action_help()
         elif isinstance(action, commands.Quit):
             self.run_worker(self.action_quit_chat())
+        elif isinstance(action, commands.ToggleFilter):
+            self.action_filter_presence()
         elif isinstance(action, commands.SetName):
             self.connection.call("set_name", action.name)
-            self._update_queued()
         else:
             self.log_feed.send(self.state.unsent(action.text, now_us()))
-            self._update_queued()
+        self._update_queued()
 
     # -- actions ----------------------------------------------------------------------
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def action_filter_presence(self) -> None:   # F2, /filter presence
+        self.log_feed.filter_presence(EntryKind.PRESENCE not in self.log_view.hidden_kinds, now_us())
 
     def action_scroll_log(self, how: Literal["end", "page_up", "page_down"]) -> None:
         log = self.log_view

@@ -13,6 +13,9 @@ call ends (``call_done``): then it goes, and the message row (or, failing that,
 a failed copy and the reason) takes its place. History pages back from
 ``history_floor``; a long session forgets its oldest entries (``trimmed``).
 Times are given by the caller (microseconds since the epoch), never read here.
+
+Presence and rename lines are ``PRESENCE`` entries (``/filter presence`` hides them); a message
+``/me waves`` is an ``action`` entry (drawn ``* Alice waves``), its text kept as sent.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import re
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
-from chat_tui.entries import EntryKind, LogEntry, UserLine
+from chat_tui.entries import ACTION_PREFIX, EntryKind, LogEntry, UserLine
 from db_core.visible import visible
 from db_core.cache import RowEvent
 from db_core.types import Identity
@@ -138,7 +141,8 @@ class ChatState:
                         mention=mention)
 
     def system_entry(self, time: int, text: str, kind: EntryKind = EntryKind.SYSTEM) -> LogEntry:
-        """A line of the app's own (``SYSTEM``, or ``ERROR``), with a key of its own: the caller shows it."""
+        """A line of the app's own (``SYSTEM``, ``PRESENCE`` or ``ERROR``), with a key of its own: the caller
+        shows it."""
         self._system_seq += 1
         return LogEntry(key=("s", self._system_seq), time=time, kind=kind, text=text)
 
@@ -269,16 +273,18 @@ class ChatState:
         out: list[LogEntry] = []
         before = self.display_name(new.identity) if old is not None else None
         if old is not None and old.name != new.name and new.name:
-            out.append(self.system_entry(time, f"{before} renamed to {new.name}."))
+            out.append(self.system_entry(time, f"{before} renamed to {new.name}.", EntryKind.PRESENCE))
         if (old is None or not old.online) and new.online:
-            out.append(self.system_entry(time, f"{new.name or new.identity.to_abbreviated_hex()} connected."))
+            out.append(self.system_entry(time, f"{new.name or new.identity.to_abbreviated_hex()} connected.",
+                                         EntryKind.PRESENCE))
         elif old is not None and old.online and not new.online:
-            out.append(self.system_entry(time, f"{new.name or before} disconnected."))
+            out.append(self.system_entry(time, f"{new.name or before} disconnected.", EntryKind.PRESENCE))
         return out
 
 
 def _message(key: Hashable, time: int, text: str, name: str, sender: bytes, *, mention: str = "",
              pending: bool = False) -> LogEntry:
-    """The one way a message entry is made, sent or not yet."""
+    """The one way a message entry is made, sent or not yet; ``/me waves`` is an action."""
+    action = text.startswith(ACTION_PREFIX) and bool(text[len(ACTION_PREFIX):].strip())
     return LogEntry(key=key, time=time, kind=EntryKind.MESSAGE, text=text, sender=sender, name=name,
-                    highlight=bool(mention), mention=mention, pending=pending)
+                    highlight=bool(mention), mention=mention, pending=pending, action=action)

@@ -1,8 +1,15 @@
 """What a line typed into the composer means. No I/O.
 
-A plain line is a message; ``/name NAME``, ``/help`` and ``/quit`` are commands;
-``//text`` sends ``/text`` literally. Anything else starting with ``/`` is
-refused, never sent (the reference console client sends ``/quit`` as a message).
+A plain line is a message; a line whose first character other than a space is
+``/`` is a command (``/name NAME``, ``/me ACTION``, ``/filter presence``,
+``/help``, ``/quit``), the spaces before it ignored, so spaces left in the input
+never turn a command into a message; ``//text`` sends ``/text`` literally.
+Anything else starting with ``/`` is refused, never sent (the reference console
+client sends ``/quit`` as a message). A blank line (nothing, or only spaces) is
+ignored, as irssi and weechat do. Text of several lines (only a paste makes one)
+is always a message, even when it starts with ``/``: a paste never runs a
+command. ``/me waves`` is sent as the message ``/me waves``, which every client
+reads, and shows as ``* Alice waves``.
 
 Names and messages the quickstart-chat module would refuse are refused here at
 once, by the same rules (``chat_server/modules/quickstart_chat.py`` is their
@@ -14,8 +21,10 @@ with no control characters but newline and tab.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import re
 
+from chat_tui.entries import ACTION_PREFIX
 from db_core.visible import visible
 
 MAX_MESSAGE_CHARS = 4000
@@ -25,6 +34,8 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # control characters but
 #: Command, argument synopsis, what it does; the help screen and Tab completion use it.
 COMMANDS: list[tuple[str, str, str]] = [
     ("/name", "NAME", "set your display name"),
+    ("/me", "ACTION", "say what you do: /me waves shows as * Alice waves"),
+    ("/filter", "presence", "hide or show connect, disconnect and rename lines (F2)"),
     ("/help", "", "show commands and keys"),
     ("/quit", "", "leave (you go offline for everyone)"),
 ]
@@ -49,32 +60,76 @@ class Help:
     pass
 
 
+class Filter(enum.Enum):
+    """What ``/filter`` hides or shows."""
+
+    PRESENCE = "presence"
+    """Connect, disconnect and rename lines."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToggleFilter:
+    what: Filter
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ignore:
+    """A blank line: nothing happens, nothing is said."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Quit:
     pass
 
 
-Action = Send | SetName | Help | Quit
+Action = Send | SetName | Help | Quit | ToggleFilter | Ignore
 
 
 def parse(line: str) -> Action:
     """The action for ``line``, or InputRefused with the reason."""
     if not line.strip():
-        raise InputRefused("Nothing to send: the message is empty.")
-    if line.startswith("//"):
-        return _message(line[1:])
-    if not line.startswith("/"):
+        return Ignore()
+    command_line = line.lstrip()
+    if "\n" in line or not command_line.startswith("/"):
         return _message(line)
-    word, _, rest = line.partition(" ")
+    if command_line.startswith("//"):
+        return _message(command_line[1:])
+    word, _, rest = command_line.partition(" ")
     command = word.lower()
     if command == "/name":
         return SetName(_name(rest.strip()))
+    if command == "/me":
+        if not rest.strip():
+            raise InputRefused("Nothing to send: /me needs an action, as in /me waves.")
+        return _message(ACTION_PREFIX + rest.strip())
+    if command == "/filter":
+        what = rest.strip().lower()
+        if what != Filter.PRESENCE.value:
+            unknown = f"Unknown filter {visible(what)}: " if what else ""
+            raise InputRefused(f"{unknown}/filter presence hides or shows connect, disconnect and rename lines.")
+        return ToggleFilter(Filter.PRESENCE)
     if command in ("/help", "/?"):
         return Help()
     if command in ("/quit", "/exit"):
         return Quit()
     raise InputRefused(f"Unknown command {word}: not sent. Type /help for commands; "
                        f"start a message with // to send a line beginning with /.")
+
+
+def refusal(line: str) -> str | None:
+    """Why ``line`` would be refused (``parse`` raises InputRefused), or None."""
+    try:
+        parse(line)
+    except InputRefused as exc:
+        return str(exc)
+    return None
+
+
+def paste_note(text: str) -> str | None:
+    """What a paste dialog should add for ``text``: several lines starting with ``/`` are not a command."""
+    if "\n" in text and text.lstrip().startswith("/"):
+        return "It begins with / but has several lines: it is sent as a message, not run as a command."
+    return None
 
 
 def message_problem(text: str) -> str | None:

@@ -13,7 +13,11 @@ import enum
 import zlib
 from collections.abc import Hashable
 
-__all__ = ["EntryKind", "LogEntry", "NICK_HUES", "UserLine", "contrast", "nick_colour", "nick_hue", "nick_style"]
+__all__ = ["ACTION_PREFIX", "EntryKind", "LogEntry", "NICK_HUES", "UserLine", "contrast", "nick_colour", "nick_hue",
+           "nick_style"]
+
+ACTION_PREFIX = "/me "
+"""A message whose text starts so is an action (IRC's ``/me``): ``/me waves`` is drawn ``* Alice waves``."""
 
 
 class EntryKind(enum.StrEnum):
@@ -22,7 +26,10 @@ class EntryKind(enum.StrEnum):
     MESSAGE = "message"
     """Someone's message, under their name."""
     SYSTEM = "system"
-    """Presence and renames: dim italic, marked ``--``."""
+    """The app's own notices (the welcome, "Reconnected."): dim italic, marked ``--``."""
+    PRESENCE = "presence"
+    """Someone connected, disconnected or was renamed: drawn as ``SYSTEM``; ``/filter presence``
+    hides these."""
     ERROR = "error"
     """A refusal or a failure: red, marked ``!!``."""
 
@@ -55,6 +62,9 @@ class LogEntry:
     """Typed while offline, not sent yet: dim italic with a ``…`` marker."""
     failed: bool = False
     """Could not be sent: a red ``✗`` marker."""
+    action: bool = False
+    """A ``MESSAGE`` whose text starts with ``ACTION_PREFIX``: drawn ``* name text`` in the text
+    column, the name column left empty (irssi's look)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 from chat_tui.chat import ChatState
 from chat_tui.connection import ChatConnection
-from chat_tui.entries import LogEntry
+from chat_tui.entries import EntryKind, LogEntry
 from chat_tui.widgets.composer import Composer
 from chat_tui.widgets.message_log import MessageLog
 from chat_tui.widgets.status_bar import StatusBar
@@ -82,6 +82,16 @@ class LogFeed:
         if unsent is not None:
             self.log.remove_entry(unsent.key)
         self.show(entries)
+
+    def filter_presence(self, hide: bool, time: int) -> None:
+        """Hide the connect, disconnect and rename lines (weechat's smart filter), or show them again;
+        a line says so, and while they are hidden the log's border does too."""
+        self.flush()
+        self.log.set_hidden_kinds([EntryKind.PRESENCE] if hide else [])
+        self.log.border_subtitle = "presence lines hidden · F2 shows them" if hide else ""
+        self.show([self.state.system_entry(
+            time, "Connect, disconnect and rename lines are hidden; F2 or /filter presence shows them." if hide
+            else "Connect, disconnect and rename lines are shown again.")])
 
     def older(self, since: int | None, rows: Iterable[Any]) -> None:
         """A page of history arrived (``Older``): shown, and the log told whether more is older."""

@@ -2,7 +2,9 @@
 
 Up/Down walk the history (the app hands it in and persists additions); Tab
 completes ``/commands`` at the start of the line and user names anywhere,
-cycling on repeated presses; a paste of several lines is not inserted (Input
+cycling on repeated presses, as irssi and weechat do: a name at the start of
+the line gets ": " after it, elsewhere a space; an ``@`` before the prefix is
+kept (``@Bo`` Tab gives ``@Bob ``); a paste of several lines is not inserted (Input
 would keep only its first line) but posted as ``MultilinePaste`` for the app
 to confirm, and so is one line holding a character the terminal would act on
 or hide (an escape sequence a web page put in the clipboard): the input would
@@ -87,6 +89,14 @@ class Composer(Input):
         self._pos = None
         self._draft = ""
 
+    def give_back(self, line: str) -> None:
+        """A refused line comes back for editing; if something was typed since, it goes into the
+        history instead (Up recalls it): refused text is never lost."""
+        if self.value:
+            self.remember(line)
+        else:
+            self._set(line)
+
     def action_history(self, step: int) -> None:
         if not self.history:
             return
@@ -118,12 +128,16 @@ class Composer(Input):
             before = self.value[: self.cursor_position]
             start = max(before.rfind(" "), before.rfind("\n")) + 1
             word = before[start:]
+            mention = False
             if start == 0 and word.startswith("/"):
                 pool = self.commands
             else:
                 pool = self.names
+                if word.startswith("@"):   # "@Bo": complete "Bo", keep the "@"
+                    mention, word, start = True, word[1:], start + 1
             folded = word.casefold()
-            candidates = [c for c in pool if c.casefold().startswith(folded) and c != word] if word else []
+            candidates = ([c for c in pool if c.casefold().startswith(folded) and c != word]
+                          if word or mention else [])
             if not candidates:
                 self.app.bell()
                 self._completion = None

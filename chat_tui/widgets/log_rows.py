@@ -14,6 +14,7 @@ longer names are cut with `…`)::
     12:05     alice ✗ could not be sent                       (failed: red marker)
     12:06       bob │ alice: look at this                     (a mention: the row tinted, the
                                                                name and the mention highlighted)
+    12:06           │ * alice waves                           (an action: /me waves)
 
 Names and texts are someone else's: they are drawn only as `db_core.visible`
 makes them (a control or invisible character shown as `␛` or `<U+202E>`, a
@@ -35,7 +36,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.strip import Strip
 
-from chat_tui.entries import EntryKind, LogEntry
+from chat_tui.entries import ACTION_PREFIX, EntryKind, LogEntry
 from chat_tui.wrap import fit_name, wrap_text
 from db_core.visible import visible
 
@@ -46,9 +47,14 @@ Block = tuple[list[str], list[Strip]]
 """Plain text and rendered rows of one item."""
 
 
-def shown_text(entry: LogEntry) -> str:
-    """What `wrap_text` is given for an entry: only a message keeps its line breaks."""
-    return entry.text if entry.kind is EntryKind.MESSAGE else visible(entry.text)
+def shown_text(entry: LogEntry, name: str = "") -> str:
+    """What `wrap_text` is given for an entry: only a message keeps its line breaks; an action
+    (``/me waves``) reads ``* name waves``, with the sender's current ``name`` if given."""
+    if entry.kind is not EntryKind.MESSAGE:
+        return visible(entry.text)
+    if entry.action:
+        return f"* {visible(name or entry.name)} {entry.text[len(ACTION_PREFIX):]}"
+    return entry.text
 
 
 # (time.tzname when computed, first second, end second, day number) of the last
@@ -76,19 +82,20 @@ def local_day(seconds: int) -> int:
 class Item:
     """An entry plus what the log knows about it at the current layout."""
 
-    __slots__ = ("entry", "seq", "sort", "day", "rows", "header")
+    __slots__ = ("entry", "seq", "sort", "day", "rows", "header", "shown")
 
-    def __init__(self, entry: LogEntry, seq: int) -> None:
+    def __init__(self, entry: LogEntry, seq: int, shown: bool = True) -> None:
         self.entry = entry
         self.seq = seq
         self.sort = (entry.time, seq)  # time, then insertion order
         self.day = local_day(entry.time // 1_000_000)
         self.rows = 0  # wrapped text rows at the current width; 0 = not wrapped yet
         self.header = False  # a day-change row comes first
+        self.shown = shown  # False: its kind is filtered out, it takes no rows
 
     @property
     def height(self) -> int:
-        return self.rows + self.header
+        return self.rows + self.header if self.shown else 0
 
 
 def sort_key(item: Item) -> tuple[int, int]:
@@ -139,7 +146,7 @@ def render_block(entry: LogEntry, header: bool, width: int, name_column: int, te
     time_text = time.strftime("%H:%M", time.localtime(entry.time // 1_000_000)) + " "
     separator = style("message-log--separator")
     marker, marker_style = "│", separator
-    if entry.kind is EntryKind.SYSTEM:
+    if entry.kind is EntryKind.SYSTEM or entry.kind is EntryKind.PRESENCE:
         label, label_style = "--", style("message-log--system")
         text_style = label_style
     elif entry.kind is EntryKind.ERROR:
@@ -149,6 +156,8 @@ def render_block(entry: LogEntry, header: bool, width: int, name_column: int, te
         label = visible(name or entry.name)
         label_style = style("message-log--highlight-name") if entry.highlight else base + (nick or Style())
         text_style = base
+        if entry.action:
+            label = ""   # the name starts the text: "* Alice waves"
         if entry.failed:
             marker, marker_style = "✗", style("message-log--error")
         elif entry.pending:
@@ -158,7 +167,7 @@ def render_block(entry: LogEntry, header: bool, width: int, name_column: int, te
     pad = " " * (len(label) - len(label.lstrip(" ")))  # right-aligned: only the name itself is styled
     indent = " " * (TIME_WIDTH + name_column + 1)
 
-    for number, text in enumerate(wrap_text(shown_text(entry), text_width)):
+    for number, text in enumerate(wrap_text(shown_text(entry, name), text_width)):
         if number == 0:
             head = [
                 Segment(time_text, style("message-log--time")),
@@ -173,6 +182,12 @@ def render_block(entry: LogEntry, header: bool, width: int, name_column: int, te
             line = f"{indent}│ {text}"
         body = (_marked(text, text_style, entry.mention, base + style("message-log--mention")) if entry.highlight
                 else [Segment(text, text_style)])
+        if number == 0 and entry.action:
+            # "* Alice waves": the name in its colour, as in the name column.
+            shown = visible(name or entry.name)
+            if text.startswith(f"* {shown}"):
+                body = [Segment("* ", text_style), Segment(shown, text_style + (nick or Style())),
+                        Segment(text[2 + len(shown):], text_style)]
         rows.append([*head, Segment(" ", base), *body])
         plain.append(line.rstrip())
 
@@ -193,14 +208,20 @@ def render_block(entry: LogEntry, header: bool, width: int, name_column: int, te
 class LogRows:
     """The log's items in display order (time, then arrival) and the prefix sum of their heights
     at the current text width, so a row maps to its item with one bisect. Plain data: the widget
-    chooses the width, keeps the view and renders."""
+    chooses the width, keeps the view and renders.
 
-    __slots__ = ("items", "ends", "by_key", "_seq")
+    Items of a ``hidden`` kind stay in order but take no rows (nor a day line): a bisect never
+    lands on them, and showing them again is a ``reindex``."""
+
+    __slots__ = ("items", "ends", "by_key", "hidden", "name_of", "_seq")
 
     def __init__(self) -> None:
         self.items: list[Item] = []  # sorted by (time, seq)
         self.ends: list[int] = []  # ends[i]: rows of items 0..i; empty until laid out
         self.by_key: dict[Hashable, Item] = {}
+        self.hidden: frozenset[EntryKind] = frozenset()
+        self.name_of: Callable[[LogEntry], str] = lambda entry: entry.name
+        """The name an entry is drawn under (the widget's current names): an action's text holds it."""
         self._seq = 0
 
     @property
@@ -210,12 +231,12 @@ class LogRows:
     def new_items(self, entries: Iterable[LogEntry]) -> list[Item]:
         """Items for the entries whose keys are new (now registered), sorted: the caller places
         them with ``append``, ``merge`` or ``insert``."""
-        by_key, seq = self.by_key, self._seq
+        by_key, seq, hidden = self.by_key, self._seq, self.hidden
         new: list[Item] = []
         for entry in entries:
             if entry.key in by_key:
                 continue
-            item = by_key[entry.key] = Item(entry, seq)
+            item = by_key[entry.key] = Item(entry, seq, entry.kind not in hidden)
             seq += 1
             new.append(item)
         self._seq = seq
@@ -232,13 +253,14 @@ class LogRows:
     def append(self, new: list[Item], text_width: int) -> None:
         """Lay out and append sorted `new` items that sort after every present one: O(len(new))."""
         items, ends = self.items, self.ends
-        prev_day = items[-1].day if items else None
+        prev_day = next((it.day for it in reversed(items) if it.shown), None)
         total = ends[-1] if ends else 0
         for item in new:
-            item.header = item.day != prev_day
-            prev_day = item.day
-            item.rows = len(wrap_text(shown_text(item.entry), text_width))
-            total += item.rows + item.header
+            if item.shown:
+                item.header = item.day != prev_day
+                prev_day = item.day
+                item.rows = len(wrap_text(shown_text(item.entry, self.name_of(item.entry)), text_width))
+                total += item.rows + item.header
             items.append(item)
             ends.append(total)
 
@@ -247,12 +269,21 @@ class LogRows:
         prev_day = None
         heights: list[int] = []
         for item in self.items:
+            if not item.shown:
+                heights.append(0)
+                continue
             item.header = item.day != prev_day
             prev_day = item.day
             if not item.rows:
-                item.rows = len(wrap_text(shown_text(item.entry), text_width))
+                item.rows = len(wrap_text(shown_text(item.entry, self.name_of(item.entry)), text_width))
             heights.append(item.rows + item.header)
         self.ends = list(accumulate(heights))
+
+    def set_hidden(self, kinds: frozenset[EntryKind]) -> None:
+        """Hide the items of ``kinds`` (and show the others); the caller reindexes."""
+        self.hidden = kinds
+        for item in self.items:
+            item.shown = item.entry.kind not in kinds
 
     def rewrap(self, text_width: int) -> None:
         """Wrap every item again (the text column changed)."""

@@ -45,7 +45,8 @@ __all__ = ["MessageLog"]
 class MessageLog(ScrollView, can_focus=True):
     """A scrolling log of chat entries, rendered line by line.
 
-    All mutation goes through `add`, `replace`, `remove_entry`, `trim` and `clear`. Rows are
+    All mutation goes through `add`, `replace`, `remove_entry`, `trim` and `clear`;
+    `set_hidden_kinds` hides the entries of some kinds (they stay, taking no rows). Rows are
     wrapped at the widget's width once it is laid out; before that entries are
     only stored.
     """
@@ -130,6 +131,7 @@ class MessageLog(ScrollView, can_focus=True):
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self._rows = LogRows()
         self._senders = Senders(self.NAME_WIDTH_MIN, self.NAME_WIDTH_MAX)
+        self._rows.name_of = self._senders.name
         self._width = 0  # the width the rows are wrapped at; 0 = not laid out yet
         self._following = True  # the reader is at the end: new entries scroll in
         self._unseen = Unseen()  # new messages below the view
@@ -199,7 +201,9 @@ class MessageLog(ScrollView, can_focus=True):
         if not new:
             return
         senders = self._senders
-        name_width = senders.added(item.entry for item in new if item.entry.kind is EntryKind.MESSAGE)
+        # (An action's name is in its text: "* Alice waves".)
+        name_width = senders.added(item.entry for item in new
+                                   if item.entry.kind is EntryKind.MESSAGE and not item.entry.action)
         appending = not rows.items or new[0].sort >= rows.items[-1].sort
 
         if not self._width:  # not laid out: the first resize wraps everything
@@ -246,7 +250,7 @@ class MessageLog(ScrollView, can_focus=True):
             index == len(rows.items) - 1 or sort <= rows.items[index + 1].sort
         )
         same_day = local_day(entry.time // 1_000_000) == item.day
-        fits = entry.kind is not EntryKind.MESSAGE or self._senders.fits(entry)
+        fits = entry.kind is not EntryKind.MESSAGE or entry.action or self._senders.fits(entry)
         if not (in_order and same_day and fits):
             self.remove_entry(old_key)
             self.add([entry])
@@ -257,7 +261,7 @@ class MessageLog(ScrollView, can_focus=True):
         def mutate() -> None:
             item.entry, item.sort = entry, sort
             if self._width:
-                height = len(wrap_text(shown_text(entry), self._text_width))
+                height = len(wrap_text(shown_text(entry, self._senders.name(entry)), self._text_width))
                 if height != item.rows:
                     item.rows = height
                     rows.restack(index)
@@ -320,12 +324,31 @@ class MessageLog(ScrollView, can_focus=True):
         if name_width is None:
             return
         self._cache.clear()
-        if name_width != self._senders.column and self._width:
+        actions = any(item.entry.action for item in self._rows.items)  # their text holds the name
+        if (name_width != self._senders.column or actions) and self._width:
             self._senders.column = name_width
             self._preserving_view(self._rewrap_all)
         else:
             self._senders.column = name_width
             self.refresh()
+
+    @property
+    def hidden_kinds(self) -> frozenset[EntryKind]:
+        """The kinds of entry not shown (see `set_hidden_kinds`)."""
+        return self._rows.hidden
+
+    def set_hidden_kinds(self, kinds: Iterable[EntryKind]) -> None:
+        """Show no entries of `kinds` (the others again): they stay in the log, the view keeps its place."""
+        kinds = frozenset(kinds)
+        if kinds == self._rows.hidden:
+            return
+
+        def mutate() -> None:
+            self._rows.set_hidden(kinds)
+            if self._width:
+                self._rows.reindex(self._text_width)
+
+        self._preserving_view(mutate)
 
     def set_has_older(self, value: bool) -> None:
         """Whether reaching the top should post `LoadOlder`; re-arms it.
@@ -355,7 +378,8 @@ class MessageLog(ScrollView, can_focus=True):
             return []
         lines: list[str] = []
         for item in self._rows.items:
-            lines.extend(self._block(item)[0])
+            if item.shown:
+                lines.extend(self._block(item)[0])
         return lines
 
     # ----------------------------------------------------------- bookkeeping

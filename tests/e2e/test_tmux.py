@@ -198,3 +198,38 @@ def test_offline_status_line_at_80_and_120_columns(tmp_path: Path, tmux: Tmux) -
         screen = tmux.wait(pane, complete, f"the offline status line at {width} columns")
         assert "cannot reach" not in screen.splitlines()[-1]
         assert "Cannot connect (cannot reach" in screen or "Disconnected (" in screen   # the details: in the log
+
+
+def test_a_refused_line_never_turns_a_command_into_a_message(tmp_path: Path, tmux: Tmux) -> None:
+    """Issue 12: "   " Enter was refused, its spaces stayed in the input, and the next
+    "/name Carol2" went to everyone as a message. Now the blank line is ignored, a refused line
+    comes back for editing, and spaces before a / keep a command a command."""
+    server = ServerProcess(tmp_path / "server").start()
+    try:
+        env = f"env XDG_CONFIG_HOME={tmp_path / 'config'} XDG_DATA_HOME={tmp_path / 'data'}"
+        cmd = f"{env} {BIN / 'chat-tui'} --server {server.url}"
+        # Two sessions, not a split window: each terminal keeps its size from the start.
+        tmux("new-session", "-d", "-s", "me", "-x", "120", "-y", "40", cmd)
+        tmux("new-session", "-d", "-s", "other", "-x", "120", "-y", "40", cmd)
+        me, other = "me:0.0", "other:0.0"
+        for pane in (me, other):
+            tmux.wait(pane, lambda s: "Connected to" in s, f"{pane} connected")
+
+        tmux.type(me, "   ")
+        tmux.type(me, "/name Carol2")
+        tmux.wait(other, lambda s: "renamed to Carol2." in s, "the other user sees the rename")
+        screen = tmux.wait(me, lambda s: "you are Carol2" in s, "renamed in the header")
+        assert "Nothing to send" not in screen
+        # A refused line stays in the input; spaces typed before a command do not spoil it.
+        tmux.type(me, "/nick Caz")
+        tmux.wait(me, lambda s: "Unknown command /nick" in s and "▊  /nick Caz" in s, "refused, kept in the input")
+        tmux("send-keys", "-t", me, "C-u")
+        tmux.type(me, "   /name Carol3")
+        tmux.wait(other, lambda s: "renamed to Carol3." in s, "the second rename")
+        tmux.type(me, "/me waves")
+        screen = tmux.wait(other, lambda s: "* Carol3 waves" in s, "the action")
+        # Nothing of it went out as a message.
+        assert "/name Carol" not in screen and "/nick" not in screen and "/me waves" not in screen
+    finally:
+        tmux.kill()
+        server.stop()

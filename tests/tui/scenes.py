@@ -133,3 +133,16 @@ async def offline(pilot: Pilot) -> None:
     await pilot.pause()
     await pilot.press(*"see you when the wifi is back", "enter")
     await pilot.pause()
+
+
+async def filtered(pilot: Pilot) -> None:
+    """The conversation with an action (``/me``), then F2: presence and rename lines hidden."""
+    await conversation(pilot)
+    app: ChatApp = pilot.app  # type: ignore[assignment]  # Pilot types its app as a plain App
+    day2 = DAY1 + 24 * 60 * MINUTE
+    app.post_message(Changes([RowEvent("insert", "message", None,
+                                       Message(ANON, day2 + 4 * MINUTE, "/me waves at everyone"))], day2 + 4 * MINUTE))
+    await pilot.pause()
+    await pilot.press("f2")
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()

@@ -40,7 +40,18 @@ def test_presence_and_rename_lines() -> None:
     assert texts(s.apply([upd(User(A, "Al", True), User(A, "Al", False))], 8)) == ["Al disconnected."]
     c = C.to_abbreviated_hex()
     assert texts(s.apply([RowEvent("insert", "user", None, User(C, None, True))], 9)) == [f"{c} connected."]
-    assert all(e.kind == "system" for e in s.apply([upd(User(A, "Al", False), User(A, "Al", True))], 10))
+    assert all(e.kind == "presence" for e in s.apply([upd(User(A, "Al", False), User(A, "Al", True))], 10))
+
+
+def test_me_is_an_action_with_its_text_kept() -> None:
+    s = ChatState()
+    s.me = A
+    s.load([User(A, "Alice", True), User(B, "Bob", True)], [], 0)
+    out = s.apply([RowEvent("insert", "message", None, Message(B, 3, "/me waves")),
+                   RowEvent("insert", "message", None, Message(B, 4, "/me")),
+                   RowEvent("insert", "message", None, Message(B, 5, "/meet at noon"))], 5)
+    assert [(e.text, e.action) for e in out] == [("/me waves", True), ("/me", False), ("/meet at noon", False)]
+    assert s.unsent("/me waves", 6).action
 
 
 def test_reconnect_load_reports_what_changed_and_dedupes_messages() -> None:

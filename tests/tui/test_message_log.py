@@ -249,6 +249,49 @@ def test_follows_at_the_end_and_stays_put_when_scrolled_up() -> None:
     drive(body)
 
 
+def presence(key: Hashable, minute: int, text: str) -> LogEntry:
+    return LogEntry(key=key, time=T0 + minute * MINUTE, kind=EntryKind.PRESENCE, text=text)
+
+
+def test_hidden_kinds_take_no_rows_and_the_view_stays_on_its_entry() -> None:
+    async def body(app: LogApp, log: MessageLog, pilot: Pilot[None]) -> None:
+        # A presence line first on its day, then every other entry: hidden, the day line moves down.
+        entries = [presence(("p", 0), 0, "bo connected.")]
+        for i in range(1, 60):
+            entries.append(msg(("m", i), i, f"message {i}") if i % 2 else presence(("p", i), i, f"bo left {i}."))
+        log.add(entries)
+        await pilot.pause()
+        assert log.line_count == 61
+        log.scroll_to(y=20, animate=False, immediate=True)   # the top row shows minute 19
+        await pilot.pause()
+        assert screen(app)[0] == "09:19 al │ message 19"
+        log.set_hidden_kinds([EntryKind.PRESENCE])
+        await pilot.pause()
+        assert log.hidden_kinds == {EntryKind.PRESENCE}
+        assert log.line_count == 31 and log.entry_count == 60
+        assert log.lines_text()[:2] == [" " + DAY, "09:01 al │ message 1"]
+        assert screen(app)[0] == "09:19 al │ message 19"
+        # Arriving while hidden: kept, not shown; rows still map to the shown entries.
+        log.add([presence("late", 70, "cy connected."), msg("last", 71, "the last")])
+        await pilot.pause()
+        assert "cy connected." not in "\n".join(log.lines_text())
+        log.scroll_to_end()
+        await pilot.pause()
+        assert screen(app)[-1] == "10:11 al │ the last"
+        # A hidden entry starts no day: the next shown one of that day does.
+        log.add([presence("sun", 24 * 60, "cy left.")])
+        log.add([msg("sun msg", 24 * 60 + 1, "sunday")])
+        await pilot.pause()
+        assert screen(app)[-2:] == ["  ──── Sunday, 29 November 2026 ────", "09:01 al │ sunday"]
+        log.set_hidden_kinds([])
+        await pilot.pause()
+        assert log.line_count == 66
+        assert "10:10 -- │ cy connected." in log.lines_text()
+        assert screen(app)[-2:] == ["09:00 -- │ cy left.", "09:01 al │ sunday"]
+
+    drive(body)
+
+
 def test_new_count_drops_as_new_messages_scroll_into_view() -> None:
     async def body(app: LogApp, log: MessageLog, pilot: Pilot[None]) -> None:
         log.add(many(20))

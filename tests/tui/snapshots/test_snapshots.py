@@ -51,3 +51,8 @@ def test_offline_with_queued_message(snap_compare) -> None:  # noqa: ANN001
 def test_narrow_terminal(snap_compare) -> None:  # noqa: ANN001
     """Below 80 columns the user list hides; the status bar keeps the online count."""
     assert snap_compare(scenes.make_app(), terminal_size=(60, 24), run_before=scenes.conversation)
+
+
+def test_filtered_presence_and_an_action(snap_compare) -> None:  # noqa: ANN001
+    """F2 hides the connect, disconnect and rename lines (the border says so); /me shows as * Carol waves."""
+    assert snap_compare(scenes.make_app(), terminal_size=(110, 30), run_before=scenes.filtered)
