@@ -76,12 +76,6 @@ class MessageLog(ScrollView, can_focus=True):
            width, re-wrap everything, and could flip back and forth. */
         overflow-y: scroll;
         scrollbar-size-vertical: 1;
-        scrollbar-background: $surface;
-        scrollbar-background-hover: $surface;
-        scrollbar-background-active: $surface;
-        scrollbar-color: $primary 35%;
-        scrollbar-color-hover: $primary 60%;
-        scrollbar-color-active: $primary;
         & > .message-log--time { color: $text-muted; }
         & > .message-log--separator { color: $text-muted; }
         & > .message-log--system { color: $text-muted; text-style: italic; }

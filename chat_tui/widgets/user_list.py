@@ -29,12 +29,6 @@ class UserList(OptionList):
         border-title-color: $text;
         padding: 0;
         scrollbar-size-vertical: 1;
-        scrollbar-background: $surface;
-        scrollbar-background-hover: $surface;
-        scrollbar-background-active: $surface;
-        scrollbar-color: $primary 35%;
-        scrollbar-color-hover: $primary 60%;
-        scrollbar-color-active: $primary;
     }
     UserList:focus {
         border: round $primary;
