@@ -123,6 +123,63 @@ def _marked(text: str, style: Style, word: str, word_style: Style) -> list[Segme
     return out
 
 
+# A web address in a message: drawn as a link (OSC 8, which Textual writes for a style's ``link``:
+# a terminal that knows it opens the address on click, one that does not shows the style).
+_URL = re.compile(r"https?://[^\s<>\"'`]+[^\s<>\"'`.,;:!?)\]}]")
+
+
+def _url_spans(rows: list[str], text: str) -> list[list[tuple[int, int, str]]]:
+    """Per wrapped row of ``text``: (start, end, address) of each link piece on it. An address cut
+    by the wrap links every piece of it to the whole address."""
+    urls = [m.group() for m in _URL.finditer(text)]
+    if not urls:
+        return [[] for _ in rows]
+    out: list[list[tuple[int, int, str]]] = []
+    rest, whole = "", ""  # the part of an address not drawn yet, and the address
+    for row in rows:
+        spans: list[tuple[int, int, str]] = []
+        at = 0
+        if rest:
+            n = 0
+            while n < len(row) and n < len(rest) and row[n] == rest[n]:
+                n += 1
+            if n:
+                spans.append((0, n, whole))
+            rest, at = rest[n:], n
+        for m in _URL.finditer(row, at):
+            piece = m.group()
+            whole = next((u for u in urls if u.startswith(piece)), piece)
+            spans.append((m.start(), m.end(), whole))
+            rest = whole[len(piece):] if m.end() == len(row) else ""
+        out.append(spans)
+    return out
+
+
+def _linked(body: list[Segment], spans: list[tuple[int, int, str]], link: Style) -> list[Segment]:
+    """``body`` (one row's text as segments) with the characters in ``spans`` also in ``link``
+    and linked to their address."""
+    if not spans:
+        return body
+    out: list[Segment] = []
+    at = 0
+    for seg in body:
+        text, style = seg.text, seg.style or Style()
+        end = at + len(text)
+        cut = at
+        for start, stop, url in spans:
+            lo, hi = max(start, at), min(stop, end)
+            if lo >= hi:
+                continue
+            if lo > cut:
+                out.append(Segment(text[cut - at:lo - at], style))
+            out.append(Segment(text[lo - at:hi - at], style + link + Style(link=url)))
+            cut = hi
+        if cut < end:
+            out.append(Segment(text[cut - at:], style))
+        at = end
+    return out
+
+
 def render_block(entry: LogEntry, header: bool, width: int, name_column: int, text_width: int,
                  style: Callable[[str], Style], name: str = "", nick: Style | None = None) -> Block:
     """Plain text and full-width strips of one entry's rows; `style` maps a component class
@@ -167,7 +224,11 @@ def render_block(entry: LogEntry, header: bool, width: int, name_column: int, te
     pad = " " * (len(label) - len(label.lstrip(" ")))  # right-aligned: only the name itself is styled
     indent = " " * (TIME_WIDTH + name_column + 1)
 
-    for number, text in enumerate(wrap_text(shown_text(entry, name), text_width)):
+    shown = shown_text(entry, name)
+    wrapped = wrap_text(shown, text_width)
+    links = _url_spans(wrapped, shown) if entry.kind is EntryKind.MESSAGE else [[] for _ in wrapped]
+    link_style = style("message-log--link")
+    for number, text in enumerate(wrapped):
         if number == 0:
             head = [
                 Segment(time_text, style("message-log--time")),
@@ -188,7 +249,7 @@ def render_block(entry: LogEntry, header: bool, width: int, name_column: int, te
             if text.startswith(f"* {shown}"):
                 body = [Segment("* ", text_style), Segment(shown, text_style + (nick or Style())),
                         Segment(text[2 + len(shown):], text_style)]
-        rows.append([*head, Segment(" ", base), *body])
+        rows.append([*head, Segment(" ", base), *_linked(body, links[number], link_style)])
         plain.append(line.rstrip())
 
     strips: list[Strip] = []

@@ -66,6 +66,7 @@ class MessageLog(ScrollView, can_focus=True):
         "message-log--mention",
         "message-log--marker",
         "message-log--pending",
+        "message-log--link",
     }
     DEFAULT_CSS = """
     MessageLog {
@@ -86,6 +87,7 @@ class MessageLog(ScrollView, can_focus=True):
         & > .message-log--mention { color: $text-warning; text-style: bold underline; }
         & > .message-log--marker { background: $accent; color: $text; text-style: bold; }
         & > .message-log--pending { color: $text-muted; text-style: italic; }
+        & > .message-log--link { color: $text-accent; text-style: underline; }
     }
     """
 

@@ -347,10 +347,19 @@ async def test_screenshot_on_a_fresh_home_is_saved_and_says_where(tmp_path: Path
 
     app = ChatApp(connect=False)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
+        from textual.command import CommandList, CommandPalette
+
+        def offered() -> bool:  # the palette searches in a worker: Enter only once it offers Screenshot
+            if not isinstance(app.screen, CommandPalette):
+                return False
+            found = app.screen.query_one(CommandList)
+            return (found.option_count > 0 and found.highlighted is not None
+                    and "Screenshot" in str(found.get_option_at_index(found.highlighted).prompt))
+
         await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), what="the command palette")
         await pilot.press(*"Screenshot")
-        await pilot.pause(0.2)
+        await until(pilot, offered, what="Screenshot offered")
         await pilot.press("enter")
         await until(pilot, lambda: len(list(shots.glob("*.svg"))) == 1, what="a screenshot file")
         (saved,) = shots.glob("*.svg")
@@ -362,3 +371,5 @@ async def test_screenshot_on_a_fresh_home_is_saved_and_says_where(tmp_path: Path
         app.action_screenshot()   # Textual's own action takes the same way
         await until(pilot, lambda: len(list((home / "Downloads").glob("*.svg"))) == 1, what="saved to ~/Downloads")
         assert len(list(shots.glob("*.svg"))) == 1
+        # Textual says so from its saving thread: wait for it, or the app may end before its message lands.
+        await until(pilot, lambda: f"Saved screenshot to '{home / 'Downloads'}" in toasts(app), what="said so")

@@ -134,6 +134,27 @@ async def test_a_mention_highlights_the_senders_name_and_my_name(srv: ChatServer
         assert all(style.bgcolor != name_style.bgcolor for text, style in plain if text == "Bob")
 
 
+# -- links -----------------------------------------------------------------------------
+async def test_a_web_address_is_a_link_even_when_the_wrap_cuts_it(srv: ChatServer) -> None:
+    """A message's https:// address is drawn in the link style and linked (Textual writes OSC 8
+    for it), every piece of it to the whole address when it is wrapped over two rows; the
+    sentence's full stop is not part of it."""
+    url = f"127.0.0.1:{srv.port}"
+    app = ChatApp(server=url)
+    address = "https://example.com/" + "a" * 70 + "/end"
+    async with app.run_test(size=(80, 30)) as pilot:
+        await online(pilot, app)
+        await type_line(pilot, f"see {address}. ok")
+        await until(pilot, lambda: " ok" in log_text(app), what="the message shown")
+        await pilot.pause(0.2)
+        link_style = app.log_view.get_component_rich_style("message-log--link")
+        linked = [(seg.text, seg.style) for row in rows(app) for seg in row if seg.style and seg.style.link]
+        assert len(linked) >= 2  # cut by the wrap
+        assert {style.link for _, style in linked} == {address}
+        assert "".join(text for text, _ in linked) == address
+        assert all(style.underline and style.color == link_style.color for _, style in linked)
+
+
 # -- 5. hostile names at their cell width ---------------------------------------------
 def terminal_width(text: str) -> int:
     """How wide a plain terminal draws ``text``: wide characters 2, combining marks 0, anything
