@@ -38,7 +38,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,33 +49,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+import _calibration  # noqa: E402
 from chat_server.client import Client  # noqa: E402
 
 PY = sys.executable
 DB = "quickstart-chat"
 SCENARIOS = ["scans", "filtered-scans", "self-join", "subscribe-64", "subscribe-64-filtered", "message-flood",
              "ping-flood", "connect-churn"]
-
-
-def calibration(data_dir: Path) -> str:
-    """A pure-Python loop and an fsync on the data directory's disk: what this machine does today."""
-    t = time.perf_counter()
-    n = 0
-    for i in range(2_000_000):
-        n += i & 7
-    loop_ms = (time.perf_counter() - t) * 1000
-    path = data_dir / "calibrate"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    syncs = []
-    for _ in range(50):
-        os.write(fd, b"x" * 100)
-        t = time.perf_counter()
-        os.fdatasync(fd)
-        syncs.append((time.perf_counter() - t) * 1000)
-    os.close(fd)
-    path.unlink()
-    return (f"calibration: python loop of 2M steps {loop_ms:.0f} ms; fdatasync p50 {statistics.median(syncs):.2f} ms, "
-            f"max {max(syncs):.2f} ms; {os.cpu_count()} cores; python {sys.version.split()[0]}")
 
 
 class Server:
@@ -223,7 +202,7 @@ async def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="abuse-bench-"))
     try:
-        print(calibration(tmp))
+        print(_calibration.line(tmp))
         first = Server(tmp).start()
         first.stop()
         seed(tmp, args.messages)

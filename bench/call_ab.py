@@ -16,8 +16,9 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+import _calibration
 
 CHILD = r"""
 import time
@@ -35,15 +36,6 @@ for _ in range(5):
     best = max(best, 20_000 / (time.perf_counter() - start))
 print(best)
 """
-
-
-def calibration_ms() -> float:
-    """Milliseconds of a 2M-step Python loop in this process: the machine's speed right now."""
-    start = time.perf_counter()
-    total = 0
-    for i in range(2_000_000):
-        total += i
-    return (time.perf_counter() - start) * 1000
 
 
 def calls_per_second(checkout: Path) -> float:
@@ -64,7 +56,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     ratios = []
     for n in range(1, args.rounds + 1):
-        cal = calibration_ms()
+        cal = _calibration.loop_ms()
         if n % 2:  # alternate which goes first: the second child of a round tends to run hotter or colder
             before = calls_per_second(args.before.resolve())
             after = calls_per_second(args.after.resolve())

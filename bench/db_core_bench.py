@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _calibration
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -156,6 +158,7 @@ def main() -> None:
     rows = 100_000 if args.quick else 1_000_000
     tmp = Path(tempfile.mkdtemp(prefix="dbbench-"))
     try:
+        print(_calibration.line(tmp), flush=True)
         gc.collect()
         mem = bench_memory(n_mem)
         serial = bench_durable_serial(tmp, n_serial)

@@ -49,6 +49,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _calibration
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
@@ -550,6 +552,7 @@ def main() -> None:
         args.fanout_messages = 25 if args.quick else 100
     global CLIENT
     CLIENT = args.client
+    print(_calibration.line(), flush=True)
     t = time.perf_counter()
     rows = asyncio.run(amain(args))
     report(rows, time.perf_counter() - t, args)

@@ -21,6 +21,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import _calibration
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -171,6 +173,7 @@ def main() -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
+        print(_calibration.line(Path(tmp)), flush=True)
         sql = sql_part(rows, Path(tmp))
     subs = subscription_part(50 if args.quick else 300)
     print(f"SQL and subscriptions (python {sys.version.split()[0]}, {os.cpu_count()} cores, {rows:,} rows)\n")

@@ -1,4 +1,4 @@
-"""chat-tui benchmark: start-up with 0 / 10,000 / 100,000 messages stored, key-to-echo under 50 msg/s, memory.
+"""chat-tui benchmark: start-up with 0 / 10,000 / 100,000 messages stored, key-to-echo under 50 and 200 msg/s, memory.
 
 Run: .venv/bin/python bench/tui_bench.py [--quick]
 
@@ -28,7 +28,8 @@ the median is printed (the machine is shared; the spread is shown too).
    terminal write itself is not included). The gap between "launch" in 1. and this
    is Python start-up and imports plus the terminal.
 3. Key-to-echo while another client (``_tui_bench_load.py``, its own process) sends
-   50 messages/s that the app receives and shows, against the 100,000-message server:
+   50 messages/s, then 200 messages/s (a very busy room), that the app receives and
+   shows, against the 100,000-message server:
    a) real process in a pty (``_tui_bench_term.py``): from writing the key's byte to
       the pty master to the moment the app's output, parsed by a minimal terminal
       emulator, has put the typed text on the composer's row (no polling: a reader
@@ -55,6 +56,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _calibration
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
@@ -66,7 +69,7 @@ PY = sys.executable
 BIN = Path(PY).parent
 COLS, ROWS = 120, 40
 SIZES = (0, 10_000, 100_000)
-LOAD_RATE = 50.0
+LOAD_RATES = (50.0, 200.0)   # msg/s arriving while keys are typed
 TARGET_INTERACTIVE_S = 1.0
 TARGET_P99_MS = 50.0
 TMUX_SOCKET = f"tui-bench-{os.getpid()}"
@@ -255,8 +258,8 @@ def startup_inproc(server: Server, n: int, env: dict[str, str]) -> dict[str, Any
 class Load:
     """The paced sender process."""
 
-    def __init__(self, server: Server, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([PY, str(HERE / "_tui_bench_load.py"), server.url, str(LOAD_RATE)],
+    def __init__(self, server: Server, env: dict[str, str], rate: float) -> None:
+        self.proc = subprocess.Popen([PY, str(HERE / "_tui_bench_load.py"), server.url, str(rate)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -275,8 +278,8 @@ class Load:
         return {}
 
 
-def keys_pty(server: Server, tmp: Path, env: dict[str, str], n_keys: int) -> dict[str, Any]:
-    cfg = tmp / "config-keys-pty"
+def keys_pty(server: Server, tmp: Path, env: dict[str, str], n_keys: int, rate: float) -> dict[str, Any]:
+    cfg = tmp / f"config-keys-pty-{rate:g}"
     cfg.mkdir()
     import random
     rng = random.Random(3)
@@ -286,7 +289,7 @@ def keys_pty(server: Server, tmp: Path, env: dict[str, str], n_keys: int) -> dic
         app.wait_for(lambda s: "Connected" in s.line(ROWS - 1) and any("Message, or /help" in s.line(y)
                                                                         for y in range(ROWS)), 30)
         row = next(y for y in range(ROWS) if "Message, or /help" in app.screen.line(y))
-        load = Load(server, env)
+        load = Load(server, env, rate)
         try:
             time.sleep(1.0)
             cpu0 = proc_cpu_s(app.proc.pid)
@@ -315,8 +318,8 @@ def keys_pty(server: Server, tmp: Path, env: dict[str, str], n_keys: int) -> dic
             "cpu_pct": 100 * cpu / elapsed}
 
 
-def keys_inproc(server: Server, env: dict[str, str], n_keys: int) -> dict[str, Any]:
-    load = Load(server, env)
+def keys_inproc(server: Server, env: dict[str, str], n_keys: int, rate: float) -> dict[str, Any]:
+    load = Load(server, env, rate)
     try:
         out = subprocess.run([PY, str(HERE / "_tui_bench_inproc.py"), "keys", server.url, str(n_keys)],
                              capture_output=True, text=True, env=env, timeout=600)
@@ -360,6 +363,7 @@ def main() -> None:
     began = time.perf_counter()
     load_before = Path("/proc/loadavg").read_text().split()[0]
     tmp = Path(tempfile.mkdtemp(prefix="tui_bench-"))
+    print(_calibration.line(tmp), flush=True)
     env = {**os.environ, "XDG_DATA_HOME": str(tmp / "xdg-data"), "XDG_CONFIG_HOME": str(tmp / "xdg-config"),
            "PYTHONPATH": str(ROOT)}
     env.pop("TEXTUAL", None)
@@ -395,11 +399,13 @@ def main() -> None:
                       f"({time.perf_counter() - t:.1f} s)", file=sys.stderr, flush=True)
             results[n] = res
 
-        print(f"  key-to-echo, real process in a pty, {n_keys} keys under {LOAD_RATE:g} msg/s ...",
-              file=sys.stderr, flush=True)
-        kp = keys_pty(servers[max(SIZES)], tmp, env, n_keys)
-        print(f"  key-to-echo, in-process, {n_keys} keys under {LOAD_RATE:g} msg/s ...", file=sys.stderr, flush=True)
-        ki = keys_inproc(servers[max(SIZES)], env, n_keys)
+        keys: list[tuple[float, dict[str, Any], dict[str, Any]]] = []   # rate, pty, in-process
+        for rate in LOAD_RATES:
+            print(f"  key-to-echo, real process in a pty, {n_keys} keys under {rate:g} msg/s ...",
+                  file=sys.stderr, flush=True)
+            kp = keys_pty(servers[max(SIZES)], tmp, env, n_keys, rate)
+            print(f"  key-to-echo, in-process, {n_keys} keys under {rate:g} msg/s ...", file=sys.stderr, flush=True)
+            keys.append((rate, kp, keys_inproc(servers[max(SIZES)], env, n_keys, rate)))
     finally:
         for srv in servers.values():
             srv.stop()
@@ -443,8 +449,10 @@ def main() -> None:
             rows.append((f"resident memory after 120 x PageUp, {n:,} messages stored", mib(scrolled[-1]),
                          f"the screen then showed messages back to {back:,} before the newest" if back else "",
                          "", ""))
-    for label, k in (("real process in a pty: key written -> echoed on the composer row", kp),
-                     ("in-process: Key event -> rendered update with it", ki)):
+    runs = [(f"{rate:g} msg/s, real process in a pty: key written -> echoed on the composer row", kp)
+            for rate, kp, _ in keys]
+    runs += [(f"{rate:g} msg/s, in-process: Key event -> rendered update with it", ki) for rate, _, ki in keys]
+    for label, k in runs:
         lat = k["latencies_ms"]
         load = k.get("load", {})
         p50, p99 = percentile(lat, 0.50), percentile(lat, 0.99)
