@@ -35,8 +35,11 @@ from .subscription import Plan, QueryDelta, Subscription, Subscriptions
 from .tx import TxData
 from .types import Identity
 
-# A query's first slice runs as soon as it arrives; most end within it. Longer ones go on in
-# ``work``, at most SLICE_SECONDS at a time, so that no other client waits longer than that.
+# A query's first slice runs as soon as it arrives, if no other read is under way; most end within
+# it. Longer ones go on in ``work``, at most SLICE_SECONDS at a time, so that no other client waits
+# longer than that. A read that starts while others are under way waits for their next slice, and one
+# that starts inside a slice (the next request of a session whose read just ended) shares it: the
+# slices never stack up in one turn of the loop.
 FIRST_SLICE_SECONDS = 0.0005
 SLICE_SECONDS = 0.0005
 
@@ -58,6 +61,7 @@ class Queries:
         self._waiting: collections.deque[Session] = collections.deque()  # sessions whose job waits for a slot
         self._tdefs = {name: t.tdef for name, t in db.tables.items() if not t.tdef.system}
         self._checked: dict[tuple[str, bool, bytes | None], Plan] = {}  # subscription plans by query text
+        self._slice_end: float | None = None  # the deadline of the slice under way, if one is
 
     # -- requests ---------------------------------------------------------------------------
     def subscribe(self, session: Session, msg: Subscribe) -> list[Out]:
@@ -154,14 +158,17 @@ class Queries:
         """Go on with the evaluations under way, taking turns, for about ``seconds``; returns what
         may go out now: send it. Call again while ``busy``, letting other clients be served in between."""
         out: list[Out] = []
-        deadline = time.perf_counter() + seconds
+        deadline = self._slice_end = time.perf_counter() + seconds
         running = self._running
-        while running:
-            session = running[0]
-            running.rotate(-1)
-            out += self._step(session, deadline)
-            if time.perf_counter() >= deadline:
-                break
+        try:
+            while running:
+                session = running[0]
+                running.rotate(-1)
+                out += self._step(session, deadline)
+                if time.perf_counter() >= deadline:
+                    break
+        finally:
+            self._slice_end = None
         return out
 
     def _slot_free(self) -> bool:
@@ -176,8 +183,17 @@ class Queries:
 
     def _begin(self, session: Session, msg: ClientMessage, job: Job) -> list[Out]:
         session.job, session.request = job, msg
+        alone = not self._running
         self._running.append(session)
-        return self._step(session, time.perf_counter() + FIRST_SLICE_SECONDS)
+        if self._slice_end is not None:
+            return self._step(session, self._slice_end)
+        if not alone:
+            return []  # its first slice is in the next ``work``, in turn with the others
+        deadline = self._slice_end = time.perf_counter() + FIRST_SLICE_SECONDS
+        try:
+            return self._step(session, deadline)
+        finally:
+            self._slice_end = None
 
     def _step(self, session: Session, deadline: float) -> list[Out]:
         """One slice of the session's job; once it is done, its answer and the session's next requests."""

@@ -213,6 +213,27 @@ def test_a_subscribe_of_new_queries_is_checked_in_slices(quickstart_path: Path) 
         assert 3 not in attacker.subs
 
 
+def test_a_read_arriving_while_a_long_one_runs_takes_its_turn_in_the_next_slice(quickstart_path: Path) -> None:
+    """Its first slice would stack on the turn's others (an attacker's pipelined reads each had one):
+    it waits for ``work`` and ends in its turn there; with nothing under way it ends on arrival."""
+    with Database.open(None, quickstart_path) as db:
+        host = Host(db, "quickstart-chat")
+        attacker, _, _ = host.connect(Identity.random(), "tok")
+        other, _, _ = host.connect(Identity.random(), "tok")
+        host.on_durable(db.last_offset)
+        host.receive(attacker, encode(Subscribe(1, [f"SELECT * FROM message WHERE text = 'x{i}'" for i in range(64)])))
+        assert host.busy
+        assert host.receive(other, encode(Subscribe(2, ["SELECT * FROM user"]))) == []
+        out = host.work() + host.work()  # the long one's slice, then its (the turns rotate)
+        assert host.busy  # the long one goes on
+        assert any(isinstance(m, SubscribeApplied) for m in frames_for(out + host.on_durable(db.last_offset), other))
+        while host.busy:
+            host.work()
+        out = host.receive(other, encode(Subscribe(3, ["SELECT * FROM message"])))
+        assert not host.busy  # alone, it ended in its first slice
+        assert any(isinstance(m, SubscribeApplied) for m in frames_for(out + host.on_durable(db.last_offset), other))
+
+
 def test_rows_are_encoded_once_for_the_log_and_every_subscriber(tmp_path: Path, quickstart_path: Path) -> None:
     """The commit log's encoding of a whole-table update is what subscribers get (nothing rides on
     the TxData): one encode per row however many watch the table."""
