@@ -1,31 +1,33 @@
 """``chat-tui``: the Textual app. Composition, key bindings and message routing only:
-the meaning of input is in ``commands``, the chat's state in ``chat``, what the views show
-and when in ``feeds``, the network in ``connection``, the persistence in ``profiles``, the
-command line in ``cli``
+the meaning of input is in ``commands``, the chat's state in ``chat``, what you have not read
+in ``unread``, what the views show and when in ``feeds``, the network in ``connection``, the
+persistence in ``profiles``, the command line in ``cli``
 (``main`` is imported here for the ``chat-tui`` script and ``python -m chat_tui.app``)."""
 
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import time
 from typing import Literal
 
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Header, Input
 
 from chat_server.client import DEFAULT_SERVER
-from chat_tui import commands
+from chat_tui import commands, terminal
 from chat_tui.cli import main
 from chat_tui.chat import ChatState
 from chat_tui.connection import CallDone, Changes, ChatConnection, ConnState, Older, Status, Welcome
 from chat_tui.entries import EntryKind, LogEntry
-from chat_tui.feeds import LogFeed, UsersFeed
+from chat_tui.feeds import LogFeed, UnreadFeed, UsersFeed
 from chat_tui.profiles import Profile, screenshots_dir
 from chat_tui.screens import HelpScreen, PasteScreen, QuitScreen
+from chat_tui.unread import NotifyMode, Unread
 from chat_tui.widgets.composer import Composer
 from chat_tui.widgets.message_log import MessageLog
 from chat_tui.widgets.status_bar import StatusBar
@@ -43,7 +45,8 @@ class ChatApp(App[None]):
 
     ``connect=False`` leaves the network alone (the messages a connection posts can be fed in
     by hand, as the snapshot tests do); ``tune_gc`` applies chat-tui's process-wide garbage
-    collector settings, as the ``chat-tui`` command does."""
+    collector settings, as the ``chat-tui`` command does; ``notify`` says how a mention reaches
+    you while the terminal is in the background."""
 
     CSS_PATH = "app.tcss"
     TITLE = "quickstart-chat"
@@ -63,7 +66,7 @@ class ChatApp(App[None]):
 
     def __init__(self, *, server: str = DEFAULT_SERVER, database: str = "quickstart-chat",
                  profile: Profile | None = None, auto_start: bool = False, connect: bool = True,
-                 tune_gc: bool = False) -> None:
+                 tune_gc: bool = False, notify: NotifyMode = NotifyMode.BELL) -> None:
         super().__init__()
         self.server, self.database, self.profile = server, database, profile
         self.state = ChatState()
@@ -75,6 +78,7 @@ class ChatApp(App[None]):
         )
         self._connect = connect
         self._tune_gc = tune_gc
+        self.unread = Unread(notify)
 
     def compose(self) -> ComposeResult:
         # Kept as attributes: a query would search the active screen, which may be a modal.
@@ -87,6 +91,8 @@ class ChatApp(App[None]):
         self.log_feed = LogFeed(self.log_view, self.state, self.connection, self.set_timer)
         self.users_feed = UsersFeed(self.users_view, self.log_view, self.status_bar, self.composer, self.state,
                                     self.set_timer, self._retitle)
+        self.unread_feed = UnreadFeed(self.unread, self.log_view, self.status_bar, self.state, self._write_terminal,
+                                      self._retitle, self.database, terminal.desktop_protocol(os.environ))
         yield Header(show_clock=False, icon="◆")
         with Horizontal(id="main"):
             yield self.log_view
@@ -98,6 +104,7 @@ class ChatApp(App[None]):
         if self._tune_gc:
             # Rarer collections: full passes over the log's objects were the worst key-echo stalls.
             gc.set_threshold(20_000, 20, 100)
+        self.watch(self, "app_focus", self.unread_feed.focus, init=False)
         self._retitle()
         composer = self.composer
         composer.commands = [name for name, _, _ in commands.COMMANDS]
@@ -131,8 +138,7 @@ class ChatApp(App[None]):
     def _changes(self, msg: Changes) -> None:
         entries = self.state.apply(msg.rows, msg.timestamp)
         self.log_feed.show(entries, soon=True)
-        if any(e.highlight for e in entries):
-            self.bell()   # someone mentioned you
+        self.unread_feed.arrived(entries)
         if any(e.table == "user" for e in msg.rows):
             self.users_feed.refresh_soon()
 
@@ -150,6 +156,23 @@ class ChatApp(App[None]):
         unsent: LogEntry | None = msg.call.tag
         self.log_feed.call_done(unsent, self.state.call_done(msg.call.reducer, msg.call.args, msg.failure, unsent,
                                                              now_us()))
+
+    # -- reading ----------------------------------------------------------------------
+    @on(events.AppBlur)
+    @on(events.AppFocus)
+    def _focus_reported(self) -> None:
+        self.unread_feed.focus_reported()   # (app_focus itself is watched: keys and clicks set it too)
+
+    @on(MessageLog.AtEnd)
+    def _at_end(self, msg: MessageLog.AtEnd) -> None:
+        self.unread_feed.scrolled(msg.at_end)
+
+    @on(MessageLog.ReadLineShown)
+    def _read_line_shown(self) -> None:
+        self.unread_feed.line_shown()
+
+    def on_unmount(self) -> None:
+        self.unread_feed.restore_title()
 
     # -- input ------------------------------------------------------------------------
     @on(Input.Submitted, "#composer")
@@ -189,6 +212,7 @@ class ChatApp(App[None]):
             self.connection.call("set_name", action.name)
         else:
             self.log_feed.send(self.state.unsent(action.text, now_us()))
+            self.unread_feed.sent()
         self._update_queued()
 
     # -- actions ----------------------------------------------------------------------
@@ -258,6 +282,13 @@ class ChatApp(App[None]):
     def _retitle(self) -> None:
         where = self.server if self.database == "quickstart-chat" else f"{self.database} on {self.server}"
         self.sub_title = self.state.title(self.profile.name if self.profile else None, where)
+        self.title = self.unread.title(self.TITLE)
+        self.unread_feed.show_title(f"{self.title} — {self.sub_title}")   # as the header reads
+
+    def _write_terminal(self, data: str) -> None:
+        """Write ``data`` (an escape sequence of ``terminal``) to the terminal, past Textual's screen."""
+        if self._driver is not None:
+            self._driver.write(data)
 
 
 if __name__ == "__main__":

@@ -195,8 +195,8 @@ class ChatState:
         return entries
 
     def apply(self, events: Iterable[RowEvent], time: int) -> list[LogEntry]:
-        """One transaction's row events, in order; the caller shows the entries (and rings the
-        bell if one has ``highlight``)."""
+        """One transaction's row events, in order; the caller shows the entries (and notifies of
+        those with ``highlight``, see ``chat_tui.unread``)."""
         out: list[LogEntry] = []
         user_events = [e for e in events if e.table == "user"]
         for e in user_events:

@@ -10,6 +10,7 @@ import sys
 
 from chat_server.client import DEFAULT_SERVER, InvalidAddress, argument_type, check_database_name, parse_server
 from chat_tui.profiles import ProfileBusy, claim_profile, validate_name
+from chat_tui.unread import NotifyMode
 
 
 LOCAL_SERVER_ENV = "QC_LOCAL_SERVER"
@@ -46,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", metavar="NAME", type=argument_type(validate_name),
                         help="whose identity to use (default: the first profile not in use by another chat-tui, "
                         "so each terminal is its own user)")
+    parser.add_argument("--notify", choices=[mode.value for mode in NotifyMode], default=NotifyMode.BELL.value,
+                        help="how a message that mentions you reaches you while the terminal is in the "
+                        "background: the terminal bell (default), a desktop notification, or not at all")
     args = parser.parse_args(argv)
     if args.server is None:
         try:
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from chat_tui.app import ChatApp   # here: the app module imports this one
 
     app = ChatApp(server=args.server or local_server(), database=args.database, profile=profile,
-                  auto_start=args.server is None, tune_gc=True)
+                  auto_start=args.server is None, tune_gc=True, notify=NotifyMode(args.notify))
     app.run()
     profile.release()
     return 0

@@ -10,6 +10,9 @@ of what was dropped.
 ``UsersFeed``: the user list and what follows from it (the names the log draws its messages
 under, the status bar's count, the composer's completion, the title), redrawn at most every
 ``USERS_EVERY``.
+
+``UnreadFeed``: what ``chat_tui.unread`` says, shown: the unread line in the log, the counts in the
+status bar and the title, the mentions as the bell or a desktop notification.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from chat_tui import terminal
 from chat_tui.chat import ChatState
 from chat_tui.connection import ChatConnection
 from chat_tui.entries import EntryKind, LogEntry
+from chat_tui.unread import Unread
 from chat_tui.widgets.composer import Composer
 from chat_tui.widgets.message_log import MessageLog
 from chat_tui.widgets.status_bar import StatusBar
@@ -132,3 +137,70 @@ class UsersFeed:
         # Completion inserts a name as it is drawn: what you see is what you mention.
         self.composer.names = [visible(u.name) for u in sorted(lines, key=lambda u: not u.online) if not u.me]
         self._retitle()
+
+
+class UnreadFeed:
+    """Feeds what ``unread`` says to ``log`` (the unread line), ``status`` (the counts) and the
+    terminal (``write``: the driver's): the window title (``show_title``) and the notifications
+    (titled with ``where``, the chat's name); ``retitle`` (the app's) when the count changes.
+    ``state`` says who you are (your own messages are never unread)."""
+
+    def __init__(self, unread: Unread, log: MessageLog, status: StatusBar, state: ChatState,
+                 write: Callable[[str], None], retitle: Callable[[], None], where: str,
+                 protocol: terminal.Desktop) -> None:
+        self.unread, self.log, self.status, self.state = unread, log, status, state
+        self._write, self._retitle, self._where, self._protocol = write, retitle, where, protocol
+        self._title: str | None = None
+
+    def arrived(self, entries: list[LogEntry]) -> None:
+        """Live entries arrived (``ChatState.apply``): counted if you are away, notified if they mention you."""
+        self.unread.scrolled(self.log.following)   # (its AtEnd message may still be on its way)
+        me = self.state.me
+        alert = self.unread.arrived(entries, bytes(me) if me is not None else b"")
+        if alert is not None:
+            self._write(terminal.notification(self.unread.notify, alert, self._where, self._protocol))
+        self._show()
+
+    def focus(self, focused: bool) -> None:
+        """The terminal gained or lost focus (``App.app_focus``)."""
+        self.unread.focus(focused, line_in_view=self.log.read_line_in_view)
+        self._show()
+
+    def focus_reported(self) -> None:
+        """The terminal reported a focus change (so it can: from now on focus decides notifications)."""
+        self.unread.focus_reported = True
+
+    def scrolled(self, at_end: bool) -> None:
+        """The log's view reached its end or left it (``MessageLog.AtEnd``)."""
+        self.unread.scrolled(at_end)
+        self._show()
+
+    def line_shown(self) -> None:
+        """The unread line came on screen (``MessageLog.ReadLineShown``)."""
+        self.unread.viewed()
+
+    def sent(self) -> None:
+        """You sent a message."""
+        self.unread.sent()
+        self._show()
+
+    def show_title(self, title: str) -> None:
+        """Set the terminal's window title to ``title`` (if it changed); the first time, save the
+        title it had, for ``restore_title``."""
+        if title != self._title:
+            self._write(("" if self._title is not None else terminal.TITLE_PUSH) + terminal.title(title))
+            self._title = title
+
+    def restore_title(self) -> None:
+        """Give the terminal back the title it had before ``show_title``."""
+        if self._title is not None:
+            self._write(terminal.TITLE_POP)
+            self._title = None
+
+    def _show(self) -> None:
+        unread = self.unread
+        self.log.set_read_line(unread.marker)
+        status = self.status
+        if (status.unread, status.mentions) != (unread.count, unread.mentions):
+            status.unread, status.mentions = unread.count, unread.mentions
+            self._retitle()

@@ -6,14 +6,16 @@ count at the widget's width, and only the rows on screen are rendered (as
 to its entry with one bisect, so a huge backlog opens at once and a resize
 re-wraps in one linear pass. The records and their prefix sum (`LogRows`) and how one
 entry is laid out and drawn are in `log_rows`; the text wrapping in `chat_tui.wrap`; the
-count of new messages below the view and its bar in `log_marker`; drawing and copying a
-selection in `log_selection`. This widget keeps the view: which row is on top, following
-the end, when the marker counts and shows.
+count of new messages below the view and its bar, and the unread line, in `log_marker`; drawing
+and copying a selection in `log_selection`. This widget keeps the view: which row is on top,
+following the end, when the marker counts and shows.
 
 Scrolling: at the end the view follows new entries; scrolled up it stays put,
 counts new messages below it and shows ` ↓ N new messages (End) ` on its last
 row. Reaching the top with `has_older` set posts `LoadOlder` once; older
-entries added later keep the reader's top row in place.
+entries added later keep the reader's top row in place. Reaching the end or leaving it posts
+`AtEnd`. `set_read_line` draws the unread line above an entry (a row of its own); it posts
+`ReadLineShown` each time it comes on screen.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from textual.widget import Widget
 from chat_tui.entries import EntryKind, LogEntry
 from chat_tui.widgets.log_rows import (SEPARATOR_WIDTH, TIME_WIDTH, Block, Item, LogRows, local_day, render_block,
                                        shown_text)
-from chat_tui.widgets.log_marker import Unseen
+from chat_tui.widgets.log_marker import ReadLine, Unseen
 from chat_tui.widgets.log_names import Senders
 from chat_tui.widgets.log_selection import highlight, selected_text
 from chat_tui.wrap import wrap_text
@@ -65,6 +67,7 @@ class MessageLog(ScrollView, can_focus=True):
         "message-log--highlight-name",
         "message-log--mention",
         "message-log--marker",
+        "message-log--unread-line",
         "message-log--pending",
         "message-log--link",
     }
@@ -86,6 +89,7 @@ class MessageLog(ScrollView, can_focus=True):
         & > .message-log--highlight-name { background: $warning; color: $background; text-style: bold; }
         & > .message-log--mention { color: $text-warning; text-style: bold underline; }
         & > .message-log--marker { background: $accent; color: $text; text-style: bold; }
+        & > .message-log--unread-line { color: $text-warning; }
         & > .message-log--pending { color: $text-muted; text-style: italic; }
         & > .message-log--link { color: $text-accent; text-style: underline; }
     }
@@ -116,6 +120,29 @@ class MessageLog(ScrollView, can_focus=True):
         def control(self) -> MessageLog:
             return self.log
 
+    class AtEnd(Message):
+        """The view reached the end (``at_end``) or left it."""
+
+        def __init__(self, log: MessageLog, at_end: bool) -> None:
+            super().__init__()
+            self.log = log
+            self.at_end = at_end
+
+        @property
+        def control(self) -> MessageLog:
+            return self.log
+
+    class ReadLineShown(Message):
+        """The unread line came on screen."""
+
+        def __init__(self, log: MessageLog) -> None:
+            super().__init__()
+            self.log = log
+
+        @property
+        def control(self) -> MessageLog:
+            return self.log
+
     def __init__(
         self,
         *,
@@ -131,6 +158,7 @@ class MessageLog(ScrollView, can_focus=True):
         self._width = 0  # the width the rows are wrapped at; 0 = not laid out yet
         self._following = True  # the reader is at the end: new entries scroll in
         self._unseen = Unseen()  # new messages below the view
+        self._read_line = ReadLine()
         self._has_older = False
         self._older_armed = True
         # A few screens' worth: a bigger cache keeps many small Strip objects alive, and the
@@ -152,8 +180,18 @@ class MessageLog(ScrollView, can_focus=True):
 
     @property
     def line_count(self) -> int:
-        """Rows at the current width (0 before the first layout)."""
-        return self._rows.line_count
+        """Rows at the current width, the unread line's included (0 before the first layout)."""
+        return self._rows.line_count + self._read_line.extra
+
+    @property
+    def following(self) -> bool:
+        """The view is at the end (and follows new entries)."""
+        return self._following
+
+    @property
+    def read_line_in_view(self) -> bool:
+        """The unread line is on screen, or there is none to see."""
+        return self._read_line.row is None or self._read_line.in_view(self.scroll_offset.y, self._view_height)
 
     @property
     def _text_width(self) -> int:
@@ -176,8 +214,8 @@ class MessageLog(ScrollView, can_focus=True):
 
     @property
     def _bottom_row(self) -> int:
-        """The row of the log on the view's last row (where the new-messages marker shows)."""
-        return self.scroll_offset.y + self._view_height - 1
+        """The log's row on the view's last row (where the new-messages marker shows)."""
+        return self._read_line.to_log(self.scroll_offset.y + self._view_height - 1)
 
     @property
     def _view_width(self) -> int:
@@ -306,7 +344,8 @@ class MessageLog(ScrollView, can_focus=True):
         self._senders.clear()
         self._has_older = False
         self._older_armed = True
-        self._following = True
+        self._read_line.place(self._rows)
+        self._set_following(True)
         if self._width:
             self.virtual_size = Size(self._width, 0)
             self.scroll_to(y=0, animate=False, immediate=True)
@@ -357,10 +396,20 @@ class MessageLog(ScrollView, can_focus=True):
         self._older_armed = True
         self._maybe_load_older()
 
+    def set_read_line(self, key: Hashable | None) -> None:
+        """Draw the unread line above the entry ``key`` (while it is in the log), or nowhere (None)."""
+        if key == self._read_line.key:
+            return
+
+        def mutate() -> None:
+            self._read_line.move(key)
+
+        self._preserving_view(mutate)
+
     def scroll_to_end(self) -> None:
         """Jump to the newest entry and clear the new-messages marker."""
         self._unseen.items.clear()
-        self._following = True
+        self._set_following(True)
         if self._width:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         self.refresh()
@@ -376,6 +425,8 @@ class MessageLog(ScrollView, can_focus=True):
         for item in self._rows.items:
             if item.shown:
                 lines.extend(self._block(item)[0])
+        if self._read_line.row is not None:
+            lines.insert(self._read_line.row, self._read_line.text(self._width).rstrip())
         return lines
 
     # ----------------------------------------------------------- bookkeeping
@@ -384,30 +435,37 @@ class MessageLog(ScrollView, can_focus=True):
         self._cache.clear()
         self._rows.rewrap(self._text_width)
 
-    def _anchor(self) -> tuple[Item, int] | None:
-        """The item on the view's top row and the text row within it shown there."""
+    def _anchor(self) -> tuple[Item, int, bool] | None:
+        """The item on the view's top row, the text row within it shown there, and whether the
+        top row is the unread line (above that item)."""
         rows = self._rows
         if not rows.items or not rows.ends:
             return None
-        y = self.scroll_offset.y
+        top = self.scroll_offset.y
+        y = self._read_line.to_log(top)
         index = min(rows.at(y), len(rows.items) - 1)
         item = rows.items[index]
-        return item, y - rows.start(index) - item.header
+        return item, y - rows.start(index) - item.header, top == self._read_line.row
 
     def _preserving_view(self, mutate: Callable[[], None]) -> None:
         """Run `mutate`, then keep the view at the end or on the same top row."""
         anchor = None if self._following else self._anchor()
         mutate()
+        read_line = self._read_line
+        read_line.place(self._rows)
         if not self._width:
             return
         self._set_virtual_size(Size(self._width, self.line_count))
         if self._following:
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         elif anchor is not None and (index := self._rows.index(anchor[0])) >= 0:
-            item, row = anchor
+            item, row, on_line = anchor
             start = self._rows.start(index)
-            y = start + item.header + min(row, item.rows - 1)
-            self.scroll_to(y=max(start, y), animate=False, immediate=True)
+            y = read_line.to_view(max(start, start + item.header + min(row, item.rows - 1)))
+            if on_line and read_line.key == item.entry.key and read_line.row is not None:
+                y = read_line.row   # the line stays the top row
+            self.scroll_to(y=y, animate=False, immediate=True)
+        self._check_read_line()
         self.refresh()
 
     def _set_virtual_size(self, size: Size) -> None:
@@ -427,6 +485,15 @@ class MessageLog(ScrollView, can_focus=True):
         if self._unseen.items and self._unseen.seen(self._rows, None if self._following else self._bottom_row):
             self.refresh()
 
+    def _set_following(self, following: bool) -> None:
+        if following != self._following:
+            self._following = following
+            self.post_message(self.AtEnd(self, following))
+
+    def _check_read_line(self) -> None:
+        if self._read_line.came_into_view(self.scroll_offset.y, self._view_height):
+            self.post_message(self.ReadLineShown(self))
+
     def _maybe_load_older(self) -> None:
         if self._has_older and self._older_armed and self._width and self.scroll_offset.y == 0:
             self._older_armed = False
@@ -438,8 +505,9 @@ class MessageLog(ScrollView, can_focus=True):
         super().watch_scroll_y(old_value, new_value)
         if not self._width:
             return
-        self._following = self.scroll_offset.y >= self.max_scroll_y
+        self._set_following(self.scroll_offset.y >= self.max_scroll_y)
         self._update_unseen()
+        self._check_read_line()
         self._maybe_load_older()
 
     def _on_resize(self, event: Resize) -> None:
@@ -460,6 +528,7 @@ class MessageLog(ScrollView, can_focus=True):
             # Only the height changed: a shorter view must still show the end.
             self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
         self._update_unseen()
+        self._check_read_line()
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
@@ -501,9 +570,13 @@ class MessageLog(ScrollView, can_focus=True):
         line = self.scroll_offset.y + y
         if not self._width or line >= self.line_count:
             return Strip.blank(width, base)
-        rows = self._rows
-        index = rows.at(line)
-        strip = self._block(rows.items[index])[1][line - rows.start(index)]
+        if line == self._read_line.row:
+            strip = self._read_line.strip(self._width, self._style("message-log--unread-line"))
+        else:
+            rows = self._rows
+            at = self._read_line.to_log(line)
+            index = rows.at(at)
+            strip = self._block(rows.items[index])[1][at - rows.start(index)]
         selection = self.text_selection
         if selection is not None and (span := selection.get_span(line)) is not None:
             strip = highlight(strip, span, self.screen.get_component_rich_style("screen--selection"), self.app.console)
@@ -517,6 +590,9 @@ class MessageLog(ScrollView, can_focus=True):
 
     def _row_text(self, line: int) -> str:
         """The plain text of row ``line`` (< ``line_count``)."""
+        if line == self._read_line.row:
+            return self._read_line.text(self._width).rstrip()
         rows = self._rows
-        index = rows.at(line)
-        return self._block(rows.items[index])[0][line - rows.start(index)]
+        at = self._read_line.to_log(line)
+        index = rows.at(at)
+        return self._block(rows.items[index])[0][at - rows.start(index)]

@@ -1,11 +1,13 @@
-"""The bottom line: connection state (always visible), what is unsent, who is online, the key hints.
+"""The bottom line: connection state (always visible), what is unsent, what you have not read,
+who is online, the key hints.
 
 Short words first, in this order, so that they survive any width (80 columns hold them all)::
 
     ○ Offline · retry in 3 s · 2 unsent · 3 online (last known)          /help · ctrl+q quit
-    ● Connected to 127.0.0.1:3000 · 3 online                             /help · ctrl+q quit
+    ● Connected to 127.0.0.1:3000 · 3 unread, 1 mention · 3 online       /help · ctrl+q quit
 
-The countdown runs to the next attempt; while not online the count is the last one known.
+The countdown runs to the next attempt; while not online the count is the last one known. The
+unread messages are those that arrived while you were away (``chat_tui.unread``).
 The details (why it is offline, a refusal) follow only if they fit whole; they are always in
 the tooltip, and the app writes them to the log. What a server said is drawn ``visible``.
 """
@@ -38,7 +40,8 @@ HINT = "/help · ctrl+q quit "
 class StatusBar(Widget):
     """Attributes down: ``state`` (a ``ConnState``), ``text`` (the state in a sentence),
     ``reason`` (why it is offline), ``retry_in`` (seconds to the next attempt, counted down from
-    when it is set), ``queued`` (messages and calls waiting for the connection) and ``online``
+    when it is set), ``queued`` (messages and calls waiting for the connection), ``unread`` and
+    ``mentions`` (messages not read yet, and those among them that mention you) and ``online``
     (users online, the last count known)."""
 
     DEFAULT_CSS = """
@@ -53,9 +56,12 @@ class StatusBar(Widget):
     StatusBar.-failed .status-bar--mark { color: $error; }
     StatusBar .status-bar--hint { color: $text-muted; }
     StatusBar .status-bar--detail { color: $text-muted; }
+    StatusBar .status-bar--unread { color: $text-accent; text-style: bold; }
+    StatusBar .status-bar--mentioned { color: $text-warning; text-style: bold; }
     """
 
-    COMPONENT_CLASSES = {"status-bar--mark", "status-bar--hint", "status-bar--detail"}
+    COMPONENT_CLASSES = {"status-bar--mark", "status-bar--hint", "status-bar--detail", "status-bar--unread",
+                         "status-bar--mentioned"}
 
     clock: ClassVar[Callable[[], float]] = time.monotonic
     """What the countdown counts with (a test freezes it)."""
@@ -65,6 +71,8 @@ class StatusBar(Widget):
     reason: reactive[str] = reactive("")
     retry_in: reactive[float | None] = reactive(None, always_update=True)
     queued: reactive[int] = reactive(0)
+    unread: reactive[int] = reactive(0)
+    mentions: reactive[int] = reactive(0)
     online: reactive[int | None] = reactive(None)
 
     _retry_at: float | None = None
@@ -89,25 +97,38 @@ class StatusBar(Widget):
                 self._ticker.resume()
 
     def words(self) -> list[str]:
-        """The short words, most important first: state, countdown, unsent, online."""
+        """The short words, most important first: state, countdown, unsent, unread, online."""
+        return [word for word, _ in self._items()]
+
+    def _items(self) -> list[tuple[str, str]]:
+        """``words`` with the style of each: "bold", a component class, or ""."""
         text = visible(self.text)
         short = self.state in (ConnState.ONLINE, ConnState.CONNECTING, ConnState.STARTING)
-        words = [text if short and text and cell_len(text) <= LABEL_MAX else WORDS[self.state]]
+        items = [(text if short and text and cell_len(text) <= LABEL_MAX else WORDS[self.state], "")]
         if self.state is ConnState.OFFLINE and self._retry_at is not None:
             left = math.ceil(self._retry_at - type(self).clock())
-            words.append(f"retry in {left} s" if left > 0 else "retrying…")
+            items.append((f"retry in {left} s" if left > 0 else "retrying…", ""))
         if self.queued:
-            words.append(f"{self.queued} unsent")
+            items.append((f"{self.queued} unsent", "bold"))
+        if self.unread:
+            mentions = f", {self.mentions} mention{'s' if self.mentions != 1 else ''}" if self.mentions else ""
+            items.append((f"{self.unread} unread{mentions}",
+                          "status-bar--mentioned" if self.mentions else "status-bar--unread"))
         if self.online is not None:
-            words.append(f"{self.online} online" + ("" if self.state is ConnState.ONLINE else " (last known)"))
-        return words
+            items.append((f"{self.online} online" + ("" if self.state is ConnState.ONLINE else " (last known)"), ""))
+        return items
 
     def render(self) -> Text:
         mark_style = self.get_component_rich_style("status-bar--mark", partial=True)
         line = Text(" ")
         line.append(MARKS.get(self.state, "?"), style=mark_style)
-        for number, word in enumerate(self.words()):
-            line.append((" " if number == 0 else " · ") + word, style="bold" if word.endswith(" unsent") else "")
+        for number, (word, style) in enumerate(self._items()):
+            separator = " " if number == 0 else " · "
+            if style in self.COMPONENT_CLASSES:
+                line.append(separator)
+                line.append(word, style=self.get_component_rich_style(style, partial=True))
+            else:
+                line.append(separator + word, style=style)
         width = self.size.width
         hint = Text(HINT, style=self.get_component_rich_style("status-bar--hint", partial=True))
         detail = "" if self.state in (ConnState.ONLINE, ConnState.CONNECTING) else \

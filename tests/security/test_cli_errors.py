@@ -334,8 +334,9 @@ def test_chat_tui_refuses_bad_arguments_before_starting_the_ui(args: list[str], 
 def test_chat_tui_refuses_a_local_server_address_it_cannot_start(bad: str, why: str, env: dict[str, str]) -> None:
     proc = command("chat-tui", [], {**env, "QC_LOCAL_SERVER": bad})
     assert "Traceback" not in proc.stderr and "\x1b[" not in proc.stderr + proc.stdout
-    usage, last = proc.stderr.splitlines()
-    assert usage.startswith("usage: chat-tui ") and last.startswith(f"chat-tui: error: QC_LOCAL_SERVER: {why}"), last
+    first, *usage, last = proc.stderr.splitlines()   # the usage may wrap
+    assert first.startswith("usage: chat-tui ") and all(USAGE_LINE.match(line) for line in usage), proc.stderr
+    assert last.startswith(f"chat-tui: error: QC_LOCAL_SERVER: {why}"), last
     assert proc.returncode == 2
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
+from textual import events
 from textual.pilot import Pilot
 
 from chat_tui import app as app_module
@@ -145,4 +146,24 @@ async def filtered(pilot: Pilot) -> None:
     await pilot.pause()
     await pilot.press("f2")
     await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+
+
+async def unread(pilot: Pilot) -> None:
+    """The conversation, then the terminal loses focus and more arrives: the unread line above the
+    first message since, the count in the status line and the title."""
+    await conversation(pilot)
+    app: ChatApp = pilot.app  # type: ignore[assignment]  # Pilot types its app as a plain App
+    app.post_message(events.AppBlur())
+    await pilot.pause()
+    day2 = DAY1 + 24 * 60 * MINUTE
+    app.post_message(Changes([RowEvent("update", "user", User(BOB, "Bob", False), User(BOB, "Bob", True))],
+                             day2 + 6 * MINUTE))
+    app.post_message(Changes([RowEvent("insert", "message", None,
+                                       Message(BOB, day2 + 7 * MINUTE, "Back. Alice, the wire format is in "
+                                               "docs/protocol.md if Carol wants it."))], day2 + 7 * MINUTE))
+    app.post_message(Changes([RowEvent("insert", "message", None,
+                                       Message(ANON, day2 + 8 * MINUTE, "Found it, thanks both!"))],
+                             day2 + 8 * MINUTE))
+    await pilot.pause(0.2)   # past the log's batching of arriving messages
     await pilot.wait_for_scheduled_animations()

@@ -21,7 +21,7 @@ MEANT_TO_OVERRIDE = {
     "ALLOW_SELECT", "AUTO_FOCUS", "BINDINGS", "COMPONENT_CLASSES", "CSS_PATH", "DEFAULT_CSS",
     "HORIZONTAL_BREAKPOINTS", "TITLE", "compose", "control", "render", "render_line", "get_selection",
     "selection_updated", "notify_style_update", "watch_scroll_y", "_on_key", "_on_paste",
-    "border_title", "cursor_position", "highlighted", "sub_title", "tooltip", "value", "virtual_size",
+    "border_title", "cursor_position", "highlighted", "sub_title", "title", "tooltip", "value", "virtual_size",
     "can_focus", "can_focus_children", "deliver_screenshot",
 }
 # Set on every class by Textual's own machinery (class creation, ``__init_subclass__``).

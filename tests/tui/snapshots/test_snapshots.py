@@ -56,3 +56,9 @@ def test_narrow_terminal(snap_compare) -> None:  # noqa: ANN001
 def test_filtered_presence_and_an_action(snap_compare) -> None:  # noqa: ANN001
     """F2 hides the connect, disconnect and rename lines (the border says so); /me shows as * Carol waves."""
     assert snap_compare(scenes.make_app(), terminal_size=(110, 30), run_before=scenes.filtered)
+
+
+def test_unread_marker(snap_compare) -> None:  # noqa: ANN001
+    """The terminal lost focus and two messages came: the unread line above them, `2 unread, 1 mention`
+    in the status line, `(2, @1)` first in the title."""
+    assert snap_compare(scenes.make_app(), terminal_size=(110, 30), run_before=scenes.unread)
