@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from textual.pilot import Pilot
 
 from chat_server.client import Client
 from chat_server.server import ChatServer, ServerConfig
@@ -16,42 +14,10 @@ from chat_tui.screens import HelpScreen, PasteScreen, QuitScreen
 from chat_tui.widgets.composer import Composer
 
 from ..server_harness import in_process_server, seed_messages
-
-SIZE = (110, 32)
-
-
-async def until(pilot: Pilot, pred: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or pred}")
-        await pilot.pause(0.02)
-
-
-def log_text(app: ChatApp) -> str:
-    return "\n".join(app.log_view.lines_text())
-
-
-def users_text(app: ChatApp) -> list[str]:
-    return [str(opt.prompt) for opt in app.users_view.options]
-
-
-async def type_line(pilot: Pilot, text: str) -> None:
-    await pilot.press(*text)
-    await pilot.press("enter")
-
-
-async def online(pilot: Pilot, app: ChatApp) -> None:
-    await until(pilot, lambda: app.status_bar.state == "online" and app.state.me is not None,
-                what="online")
-
+from .pilots import SIZE, log_text, online, two_users, type_line, until, users_text
 
 async def test_two_users_talk_rename_and_quit(srv: ChatServer) -> None:
-    url = f"127.0.0.1:{srv.port}"
-    alice, bob = ChatApp(server=url), ChatApp(server=url)
-    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
-        await online(pa, alice)
-        await online(pb, bob)
+    async with two_users(srv) as (alice, pa, bob, pb):
         anon = alice.state.me.to_abbreviated_hex()
         await type_line(pa, "/name Alice")
         await until(pb, lambda: f"{anon} renamed to Alice." in log_text(bob), what="rename line")
@@ -126,11 +92,7 @@ async def test_input_rules(srv: ChatServer) -> None:
 async def test_paste_event_and_name_completion(srv: ChatServer) -> None:
     from textual import events
 
-    url = f"127.0.0.1:{srv.port}"
-    app, other = ChatApp(server=url), ChatApp(server=url)
-    async with app.run_test(size=SIZE) as pilot, other.run_test(size=SIZE) as po:
-        await online(pilot, app)
-        await online(po, other)
+    async with two_users(srv) as (app, pilot, other, po):
         await type_line(po, "/name Zoltan")
         await until(pilot, lambda: "Zoltan" in app.composer.names)
         composer = app.composer

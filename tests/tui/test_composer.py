@@ -15,7 +15,7 @@ from chat_tui.commands import MAX_MESSAGE_CHARS
 from chat_tui.screens import PasteScreen
 from chat_tui.widgets.composer import Composer
 
-from .test_app import SIZE, log_text, online, type_line, until
+from .pilots import SIZE, log_text, online, two_users, type_line, until
 
 
 async def stored_texts(url: str) -> list[str]:
@@ -129,11 +129,7 @@ async def test_a_multiline_paste_starting_with_a_slash_is_a_message_not_a_comman
 
 
 async def test_at_prefix_tab_completes_a_nick(srv: ChatServer) -> None:
-    url = f"127.0.0.1:{srv.port}"
-    app, other = ChatApp(server=url), ChatApp(server=url)
-    async with app.run_test(size=SIZE) as pilot, other.run_test(size=SIZE) as po:
-        await online(pilot, app)
-        await online(po, other)
+    async with two_users(srv) as (app, pilot, other, po):
         await type_line(po, "/name Bobby")
         await until(pilot, lambda: "Bobby" in app.composer.names, what="Bobby known")
         composer = app.composer
@@ -185,10 +181,7 @@ async def test_escape_closes_the_keys_panel() -> None:
 
 async def test_me_shows_as_an_action_and_is_stored_as_its_text(srv: ChatServer) -> None:
     url = f"127.0.0.1:{srv.port}"
-    alice, bob = ChatApp(server=url), ChatApp(server=url)
-    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
-        await online(pa, alice)
-        await online(pb, bob)
+    async with two_users(srv) as (alice, pa, bob, pb):
         await type_line(pa, "/name Alice")
         await until(pb, lambda: "renamed to Alice." in log_text(bob))
         await type_line(pa, "/me waves")

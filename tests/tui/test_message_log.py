@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterator
+from typing import TypeVar
 from datetime import datetime, timezone
 
 import pytest
@@ -51,14 +52,15 @@ class LogApp(App[None]):
         self.older.append(message)
 
 
-Body = Callable[[LogApp, MessageLog, Pilot[None]], Awaitable[None]]
+A = TypeVar("A", bound=LogApp)
 
 
-def drive(body: Body, size: tuple[int, int] = (40, 8)) -> None:
-    """Run `body` against a fresh app with a focused MessageLog filling the screen."""
+def drive(body: Callable[[A, MessageLog, Pilot[None]], Awaitable[None]], size: tuple[int, int] = (40, 8),
+          app_type: Callable[[], A] = LogApp) -> None:  # type: ignore[assignment]  # (A is LogApp by default)
+    """Run `body` against a fresh ``app_type()`` with a focused MessageLog filling the screen."""
 
     async def main() -> None:
-        app = LogApp()
+        app = app_type()
         async with app.run_test(size=size) as pilot:
             log = app.query_one(MessageLog)
             log.focus()

@@ -3,7 +3,6 @@ log's rows, the view and the new-messages count stay right around it."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from textual.geometry import Offset
@@ -12,7 +11,7 @@ from textual.selection import Selection
 
 from chat_tui.widgets.message_log import MessageLog
 
-from .test_message_log import DAY, LogApp, many, msg, presence, screen, utc  # noqa: F401  (utc: autouse)
+from .test_message_log import DAY, LogApp, drive as log_drive, many, msg, presence, screen, utc  # noqa: F401  (utc: autouse)
 
 LINE = " unread ".center(39, "─")   # 39 content cells at 40 columns
 
@@ -30,19 +29,9 @@ class RecordingApp(LogApp):
         self.shown += 1
 
 
-Body = Callable[[RecordingApp, MessageLog, Pilot[None]], Awaitable[None]]
-
-
-def drive(body: Body, size: tuple[int, int] = (40, 8)) -> None:
-    async def main() -> None:
-        app = RecordingApp()
-        async with app.run_test(size=size) as pilot:
-            log = app.query_one(MessageLog)
-            log.focus()
-            await pilot.pause()
-            await body(app, log, pilot)
-
-    asyncio.run(asyncio.wait_for(main(), 30))
+def drive(body: Callable[[RecordingApp, MessageLog, Pilot[None]], Awaitable[None]],
+          size: tuple[int, int] = (40, 8)) -> None:
+    log_drive(body, size, RecordingApp)
 
 
 def test_the_line_takes_a_row_above_its_entry_only_while_the_entry_is_there() -> None:

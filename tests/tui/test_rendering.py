@@ -15,7 +15,7 @@ from chat_tui.app import ChatApp
 from db_core.types import Identity
 
 from ..security.test_hostile_text import permissive_module
-from .test_app import log_text, online, type_line, until
+from .pilots import log_text, online, two_users, type_line, until
 
 
 def rows(app: ChatApp) -> list[Strip]:
@@ -104,11 +104,7 @@ async def test_layout_is_proportional_from_60_to_250_columns() -> None:
 async def test_a_mention_highlights_the_senders_name_and_my_name(srv: ChatServer) -> None:
     """As weechat does: the line's prefix (the sender's name) and the mentioned nick stand out, not
     only a tint of the row; the README's "your name highlighted" is what is drawn."""
-    url = f"127.0.0.1:{srv.port}"
-    me, other = ChatApp(server=url), ChatApp(server=url)
-    async with me.run_test(size=(110, 30)) as pm, other.run_test(size=(110, 30)) as po:
-        await online(pm, me)
-        await online(po, other)
+    async with two_users(srv, size=(110, 30)) as (me, pm, other, po):
         await type_line(pm, "/name Alice")
         await type_line(po, "/name Bob")
         await until(pm, lambda: "renamed to Bob." in log_text(me), what="Bob named")

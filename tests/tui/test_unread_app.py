@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 
 from textual import events
-from textual.pilot import Pilot
 
 from chat_server.client import Client
 from chat_server.server import ChatServer
@@ -19,7 +18,7 @@ from chat_tui.unread import NotifyMode
 from db_core.cache import RowEvent
 
 from . import scenes
-from .test_app import SIZE, log_text, online, type_line, until
+from .pilots import SIZE, log_text, named, two_users, type_line, until
 
 
 
@@ -59,19 +58,9 @@ def lines(app: ChatApp) -> list[int]:
     return [n for n, row in enumerate(rows(app)) if row.startswith("─") and row.strip("─") == " unread "]
 
 
-async def named(pilot: Pilot, app: ChatApp, name: str) -> None:
-    await online(pilot, app)
-    await type_line(pilot, f"/name {name}")
-    await until(pilot, lambda: app.state.my_name == name, what=f"named {name}")
-
-
 async def test_away_messages_are_counted_marked_and_a_mention_rings(srv: ChatServer, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setattr(unread_module, "NOTIFY_EVERY", 0.0)   # every mention may ring: focus alone decides
-    url = f"127.0.0.1:{srv.port}"
-    alice, bob = ChatApp(server=url), ChatApp(server=url)
-    async with alice.run_test(size=SIZE) as pa, bob.run_test(size=SIZE) as pb:
-        await named(pa, alice, "Alice")
-        await named(pb, bob, "Bob")
+    async with two_users(srv, names=("Alice", "Bob")) as (alice, pa, bob, pb):
         written = capture(bob)
         bob.post_message(events.AppBlur())   # the terminal reports: focus went elsewhere
         await pb.pause()
