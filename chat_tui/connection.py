@@ -284,7 +284,6 @@ class ChatConnection:
     async def _search_older(self, client: Client, search: OlderSearch) -> None:
         """Fetch ``search``'s windows as rows of the wire (decoded only once one holds a match)."""
         pages: list[list[Any]] = []
-        lo: int | None = None
         try:
             if search.total is None:
                 search.total = await _count(client, f"sent < {search.before}")

@@ -146,3 +146,16 @@ async def filtered(pilot: Pilot) -> None:
     await pilot.press("f2")
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
+
+
+async def search(pilot: Pilot) -> None:
+    """The conversation, ctrl+f, "the" typed, then Enter: every match highlighted, the current
+    one (the second newest) apart, the bar counting them."""
+    await conversation(pilot)
+    await pilot.press("ctrl+f", *"the")
+    await pilot.pause()
+    await pilot.press("enter")
+    await pilot.pause()
+    app: ChatApp = pilot.app  # type: ignore[assignment]  # Pilot types its app as a plain App
+    app.search_bar.field.cursor_blink = False
+    await pilot.wait_for_scheduled_animations()

@@ -56,3 +56,9 @@ def test_narrow_terminal(snap_compare) -> None:  # noqa: ANN001
 def test_filtered_presence_and_an_action(snap_compare) -> None:  # noqa: ANN001
     """F2 hides the connect, disconnect and rename lines (the border says so); /me shows as * Carol waves."""
     assert snap_compare(scenes.make_app(), terminal_size=(110, 30), run_before=scenes.filtered)
+
+
+def test_search(snap_compare) -> None:  # noqa: ANN001
+    """ctrl+f, "the", Enter: every match marked, the current one (the second newest) brighter, the bar
+    counting them."""
+    assert snap_compare(scenes.make_app(), terminal_size=(110, 30), run_before=scenes.search)
