@@ -27,7 +27,7 @@ from chat_server.reconnect import Pending, Reconnector, Refused
 from chat_tui.launcher import LaunchError, ensure_local_server
 from chat_tui.search import OlderSearch
 from db_core.cache import RowEvent
-from db_core.protocol import ErrorMessage, ReducerResult
+from db_core.protocol import ErrorMessage, OneOffResult, ReducerResult
 from db_core.types import Identity
 
 #: How many recent messages to show on connect; older ones come a page at a time.
@@ -282,20 +282,24 @@ class ChatConnection:
         self.post(Older(before, cutoff, client.decode_rows("message", result.rows)))
 
     async def _search_older(self, client: Client, search: OlderSearch) -> None:
-        """Fetch ``search``'s windows as rows of the wire (decoded only once one holds a match)."""
+        """Fetch ``search``'s times, then its pages as rows of the wire (decoded only once one holds
+        a match)."""
         pages: list[list[Any]] = []
         try:
-            if search.total is None:
-                search.total = await _count(client, f"sent < {search.before}")
             while not search.done:
-                lo, hi = search.window()
-                cond = f"sent < {hi}" + (f" AND sent >= {lo}" if lo is not None else "")
-                result = await client.sql(f"SELECT * FROM message WHERE {cond}")
-                if isinstance(result, ErrorMessage) or result.error:
-                    error = result.error or "refused"
-                    if any(why in error for why in _TOO_BIG) and search.shrink():
-                        continue
-                    raise ClientError(error)
+                wanted = search.times_wanted()
+                if wanted is not None:
+                    lo, hi = wanted
+                    times = _answer(await client.sql(f"SELECT sent FROM message WHERE {_between(lo, hi)}"),
+                                    search.fewer_times)
+                    if times is not None:
+                        search.got_times(lo, [row[0] for row in times.rows])
+                    continue
+                lo, hi = search.page()
+                result = _answer(await client.sql(f"SELECT * FROM message WHERE {_between(lo, hi)}"),
+                                 search.smaller_page)
+                if result is None:
+                    continue
                 pages.append(result.rows)
                 search.passed(lo, len(result.rows))
                 if search.matches(result.rows, result.columns.index("sender"), result.columns.index("text")):
@@ -333,6 +337,22 @@ class ChatConnection:
             else:
                 near = mid
         return anchor - far
+
+
+def _between(lo: int | None, hi: int) -> str:
+    """The SQL condition ``lo <= sent < hi`` (lo None: no lower bound)."""
+    return f"sent < {hi}" + (f" AND sent >= {lo}" if lo is not None else "")
+
+
+def _answer(result: OneOffResult | ErrorMessage, smaller: Callable[[], bool]) -> OneOffResult | None:
+    """``result`` if the query was answered; None if the server found it too big and ``smaller()``
+    made the next one smaller (ask again); ClientError if it was refused otherwise."""
+    if not isinstance(result, ErrorMessage) and not result.error:
+        return result
+    error = result.error or "refused"
+    if any(why in error for why in _TOO_BIG) and smaller():
+        return None
+    raise ClientError(error)
 
 
 async def _count(client: Client, cond: str) -> int:

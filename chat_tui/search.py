@@ -15,9 +15,10 @@ substring tests.
 
 ``OlderSearch`` is a search of the messages older than the log's oldest: the server's SQL has no
 ``LIKE``, so the rows are fetched in pages by ``sent`` ranges (newest first) and matched here, on
-the wire rows, before anything is decoded. The table has no index on ``sent``: every page costs the
-server a scan of the whole table, so pages grow (5,000 messages, then 4 times more each time, up to
-50,000) and a page the server finds too big (its rows or bytes budget) is fetched again in quarters.
+the wire rows, before anything is decoded. The table has no index on ``sent``: every query costs the
+server a scan of the whole table, so there are few: the older messages' times first (one column:
+the page bounds are then exact), then pages that grow (5,000 messages, then 4 times more each time,
+up to 50,000); what the server finds too big for its budget (rows or bytes) is asked again smaller.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def status_text(query: Query, position: tuple[int, int], history: History, *, no
              ("no match loaded" if more else "no match")]
     if history is History.SEARCHING:
         searched, of = progress
-        parts.append("searching older history…" + (f" {searched:,} of {of:,}" if of else ""))
+        parts.append("searching older history…" + (f" {searched:,} of {of:,}" if of is not None else
+                                                   f" {searched:,}" if searched else ""))
     elif history is History.FAILED:
         parts.append(f"older history: {visible(error)}")
     elif history is History.UNSEARCHED and not total:
@@ -232,80 +234,129 @@ class Matches:
         return total - self._index(self.current), total
 
 
+_PLAIN = bytes(range(0x20, 0x7F)) + b"\n"   # ASCII drawn as it is (with the newlines joining texts)
+_NEW_ACTION = "\n" + ACTION_PREFIX         # an action after the first text joined
+
+
 class OlderSearch:
-    """A search of the messages sent before ``before`` (µs), newest first, in ``sent`` windows; the
-    connection fetches each ``window()`` and reports it with ``passed``. ``names``: the senders'
-    current display names by identity (``ChatState.names``), matched as the log draws them;
-    ``spacing``: the µs between messages lately (the first window is guessed from it)."""
+    """A search of the messages sent before ``before`` (µs), newest first, a page at a time.
+    ``names``: the senders' current display names by identity (``ChatState.names``), matched as the
+    log draws them; ``spacing``: the µs between messages lately (a guess, used only if the server
+    will not send every older message's time at once).
+
+    The connection asks for the times first (``times_wanted``, answered with ``got_times``: a column
+    of ints, cheap next to the rows), so every page holds exactly as many messages as meant, however
+    unevenly they were sent (a quiet night, a burst); then for each ``page`` (reported with
+    ``passed``). A range the server finds too big for its budget is asked again smaller
+    (``fewer_times``, ``smaller_page``)."""
 
     FIRST_PAGE = 5_000
     GROWTH = 4
     MAX_PAGE = 50_000
-    HOUR = 3_600_000_000
+    DAY = 86_400_000_000
 
     def __init__(self, query: Query, names: Mapping[bytes, str], before: int, spacing: float | None = None) -> None:
         self.query, self.names, self.before = query, names, before
         self.total: int | None = None
-        """How many messages are older than ``before`` (the connection counts them first)."""
+        """How many messages are older than ``before``, once known (the times reached the first one)."""
         self.searched = 0
         """How many of them were fetched and matched."""
-        self.hi = before   # the next window ends here
-        self._page = self.FIRST_PAGE   # the messages the next window should hold
-        self._width = max(1, round(spacing * self._page)) if spacing else self.HOUR
-        self._last = False   # the window from the first message was fetched
+        self.hi = before             # every message from here on was searched
+        self._times: list[int] = []  # the times in [_floor, hi) not searched yet, newest first
+        self._floor: int | None = 0  # where the times in hand start (None: at the first message)
+        self._have_times = False     # _times holds every time in [_floor, hi)
+        self._width: int | None = None   # how far back times are asked for (None: all of them)
+        self._spacing = spacing
+        self._page = self.FIRST_PAGE
+        self._last = False           # the page from the first message was fetched
 
     @property
     def done(self) -> bool:
-        """Every older message was fetched."""
-        return self._last or (self.total is not None and self.searched >= self.total)
+        """Every older message was searched."""
+        return self._last
 
-    def window(self) -> tuple[int | None, int]:
-        """The next ``[lo, hi)`` to fetch; lo None: from the first message (the rest fits a page)."""
-        rest = None if self.total is None else self.total - self.searched
-        lo = self.hi - self._width
-        if (rest is not None and rest <= self._page) or lo <= 0:
+    def times_wanted(self) -> tuple[int | None, int] | None:
+        """The ``[lo, hi)`` of ``sent`` to fetch the times of (lo None: down to the first message),
+        or None if those in hand make the next page."""
+        if self._have_times and (self._times or self._floor is None):
+            return None
+        if self._width is None:
             return None, self.hi
-        return lo, self.hi
+        lo = self.hi - self._width
+        return (lo if lo > 0 else None), self.hi
 
-    def shrink(self) -> bool:
-        """The last window was past the server's budget (rows or bytes): the next one is a quarter
-        as wide. False if it cannot shrink (one microsecond already)."""
-        if self._width <= 1 and self._page <= 1:
+    def fewer_times(self) -> bool:
+        """The server would not send that many times: ask for a quarter as far back (False if it
+        cannot be narrower)."""
+        if self._width is None:
+            self._width = max(1, round(self._spacing * self.MAX_PAGE)) if self._spacing else self.DAY
+        elif self._width > 1:
+            self._width = max(1, self._width // 4)
+        else:
             return False
-        self._width = max(1, self._width // 4)
-        self._page = max(1, self._page // 4)
+        return True
+
+    def got_times(self, lo: int | None, times: Iterable[int]) -> None:
+        """The times of the messages in ``[lo, hi)``. None there: the search moves past that stretch
+        (and asks further back next time)."""
+        self._times = sorted(times, reverse=True)
+        self._floor, self._have_times = lo, True
+        if lo is None:
+            self.total = self.searched + len(self._times)
+            self._last = not self._times
+        elif not self._times:
+            self.hi = lo
+            assert self._width is not None
+            self._width *= 16
+        elif len(self._times) < self.MAX_PAGE:
+            assert self._width is not None
+            self._width *= 4   # sparse here: ask further back next time
+
+    def page(self) -> tuple[int | None, int]:
+        """The ``[lo, hi)`` of the next page (lo None: down to the first message); call
+        ``times_wanted`` first."""
+        times = self._times
+        if len(times) <= self._page:
+            return self._floor, self.hi
+        return times[self._page - 1], self.hi
+
+    def smaller_page(self) -> bool:
+        """The server would not send that page (too many bytes): half as many messages (False if it
+        was one)."""
+        if self._page <= 1:
+            return False
+        self._page = max(1, min(self._page, len(self._times)) // 2)
         return True
 
     def passed(self, lo: int | None, count: int) -> None:
-        """The window ``[lo, hi)`` was fetched and held ``count`` messages: the next one is older,
-        sized for a bigger page at the density seen (at most 16 times wider)."""
+        """The page ``[lo, hi)`` was fetched (``count`` messages) and matched: the next is older and
+        bigger."""
         self.searched += count
         if lo is None:
             self._last = True
             return
-        width = self.hi - lo
+        self._times = [t for t in self._times if t < lo] if self._times and self._times[-1] < lo else []
         self.hi = lo
         self._page = min(self.MAX_PAGE, self._page * self.GROWTH)
-        wanted = round(width * self._page / count) if count else width * 16
-        self._width = max(1, min(wanted, width * 16))
 
     def matches(self, rows: Sequence[Sequence[Any]], sender_at: int, text_at: int) -> bool:
         """Whether a wire row of ``message`` (``sender``, ``text`` at these positions) matches, as its
-        log entry would (``Matches.recount``)."""
+        log entry would (``Matches.recount``). The texts are joined by newlines (which a query never
+        holds) and searched at once: a page of 50,000 is a few passes in C, not 50,000 in Python."""
         query, names = self.query, self.names
-        by_sender: dict[bytes, bool] = {}   # whether a sender's name matches
-        for row in rows:
-            sender, text = bytes(row[sender_at]), row[text_at]
-            if text.startswith(ACTION_PREFIX) and text[len(ACTION_PREFIX):].strip():
-                # Drawn as log_rows.shown_text draws an action: the name is in the text.
-                if query.finds_in(drawn_text(f"* {visible(names.get(sender, ''))} {text[len(ACTION_PREFIX):]}")):
-                    return True
-                continue
-            if query.finds_in(text if text.isascii() and text.isprintable() else drawn_text(text)):
-                return True
-            named = by_sender.get(sender)
-            if named is None:
-                named = by_sender[sender] = query.finds_in(visible(names.get(sender, "")))
-            if named:
-                return True
-        return False
+        blob = "\n".join([row[text_at] for row in rows])
+        if (not blob.isascii() or blob.encode("ascii").translate(None, _PLAIN) or blob.startswith(ACTION_PREFIX)
+                or _NEW_ACTION in blob):
+            # Some text is not drawn as it is (a tab, a control or non-ASCII character, an action).
+            blob = "\n".join([self._drawn(row[sender_at], row[text_at]) for row in rows])
+        if query.finds_in(blob):
+            return True
+        # A message matches by its sender's name too (an action's name is in its text already).
+        named = {sender for sender, name in names.items() if query.finds_in(visible(name))}
+        return bool(named) and any(row[sender_at] in named for row in rows)
+
+    def _drawn(self, sender: bytes, text: str) -> str:
+        if text.startswith(ACTION_PREFIX) and text[len(ACTION_PREFIX):].strip():
+            # As log_rows.shown_text draws an action: the name is in the text.
+            return drawn_text(f"* {visible(self.names.get(bytes(sender), ''))} {text[len(ACTION_PREFIX):]}")
+        return text if text.isascii() and text.isprintable() else drawn_text(text)

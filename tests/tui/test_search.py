@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual import events
 from textual.pilot import Pilot
 
@@ -224,34 +225,40 @@ async def test_no_match_anywhere_searches_to_the_first_message_and_says_so(tmp_p
             assert app.search_bar.status == "no match · no more matches"
 
 
-async def test_pages_too_big_for_the_budget_are_asked_in_smaller_ones(tmp_path: Path) -> None:
-    """The server answers at most 3,000 rows: the first window (5,000 messages) is refused and asked
-    for again in quarters, and the search still reaches the oldest message."""
+@pytest.mark.parametrize(("budget", "asked_again"), [
+    (Budget(rows_returned=3000), "SELECT sent"),   # the times of all ~11,500 older messages at once: too many
+    (Budget(reply_bytes=200_000), "SELECT *"),     # a page of 5,000 rows: too many bytes
+])
+async def test_what_is_too_big_for_the_budget_is_asked_for_in_smaller_parts(tmp_path: Path, budget: Budget,
+                                                                             asked_again: str) -> None:
+    """The server refuses what is past its budget: that is asked for again smaller, the search still
+    reaches the oldest message, and no refusal is shown."""
     async with in_process_server(tmp_path):
         pass
     seed_messages(tmp_path, 12_000, "row {i}")
-    limits = Limits(budget=Budget(rows_returned=3000))
+    limits = Limits(budget=budget)
     async with in_process_server(tmp_path, limits=limits) as srv:
         app = ChatApp(server=f"127.0.0.1:{srv.port}")
         async with app.run_test(size=SIZE) as pilot:
             await online(pilot, app)
             await until(pilot, lambda: "row 11999" in log_text(app))
-            queries: list[str] = []
+            refused: list[str] = []
             client = app.connection.link.client
             assert client is not None
             sql = client.sql
 
             async def spy(query: str) -> Any:
-                queries.append(query)
-                return await sql(query)
+                result = await sql(query)
+                if result.error:
+                    refused.append(query.split(" FROM")[0])
+                return result
 
             client.sql = spy  # type: ignore[method-assign]
             await open_with(pilot, app, "row 1 ")   # no such row ("row 1" is followed by its end)
             await pilot.press("enter")
             await until(pilot, lambda: "no more matches" in app.search_bar.status, timeout=30,
                         what=f"the end ({app.search_bar.status})")
-            pages = [q for q in queries if q.startswith("SELECT *")]
-            assert len(pages) >= 4 and "no more matches" in app.search_bar.status
+            assert refused and set(refused) == {asked_again}
             assert "older history:" not in app.search_bar.status   # no refusal reached the user
             await pilot.press(*["backspace"] * 6, *"row 0")
             await until(pilot, lambda: app.search_bar.status.endswith("Enter searches older history"))

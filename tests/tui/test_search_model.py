@@ -149,23 +149,43 @@ def test_status_text() -> None:
 
 
 # -- OlderSearch ---------------------------------------------------------------------------------
-def test_older_search_windows_grow_newest_first_and_end_at_the_first_message() -> None:
-    search = OlderSearch(Query.of("x"), NAMES, before=10_000_000_000, spacing=100.0)
-    search.total = 200_000
-    assert search.window() == (10_000_000_000 - 500_000, 10_000_000_000)     # 5,000 messages at 100 µs
-    search.passed(10_000_000_000 - 500_000, 5_000)
-    lo, hi = search.window()
-    assert hi == 10_000_000_000 - 500_000 and hi - lo == 2_000_000             # 20,000 at that density
-    search.passed(lo, 0)                                                       # a quiet stretch: 16 times wider
-    lo2, hi2 = search.window()
-    assert hi2 == lo and hi2 - lo2 == 32_000_000
-    assert search.shrink()                                                     # too big: a quarter
-    assert search.window() == (lo - 8_000_000, lo)
-    assert not search.done
-    search.total = search.searched + 10                                        # the rest fits a page
-    assert search.window() == (None, lo)
-    search.passed(None, 10)
-    assert search.done
+def test_older_search_pages_by_the_times_newest_first_growing_to_the_first_message() -> None:
+    search = OlderSearch(Query.of("x"), NAMES, before=1_000_000)
+    assert search.times_wanted() == (None, 1_000_000)              # every older message's time, at once
+    times = list(range(0, 60_000, 2)) + [900_000] * 3 + list(range(500_000, 500_000 + 30_000))   # bursts, a gap
+    search.got_times(None, reversed(times))
+    assert search.total == len(times) == 60_003 and search.times_wanted() is None
+    pages = []
+    while not search.done:
+        assert search.times_wanted() is None
+        lo, hi = search.page()
+        count = sum(1 for t in times if (lo is None or t >= lo) and t < hi)
+        pages.append(count)
+        search.passed(lo, count)
+    assert pages == [5_000, 20_000, 35_003] and search.searched == search.total   # 5,000, 20,000, the rest
+
+
+def test_older_search_asks_for_less_when_the_server_refuses_too_much() -> None:
+    search = OlderSearch(Query.of("x"), NAMES, before=10_000_000_000, spacing=10.0)
+    assert search.fewer_times()                                     # not every time at once: 50,000 at 10 µs
+    assert search.times_wanted() == (10_000_000_000 - 500_000, 10_000_000_000)
+    search.got_times(10_000_000_000 - 500_000, [])                  # a quiet stretch: sixteen times as far next
+    assert search.hi == 10_000_000_000 - 500_000 and not search.done
+    assert search.times_wanted() == (search.hi - 8_000_000, search.hi)
+    lo = search.hi - 8_000_000
+    search.got_times(lo, range(lo, lo + 12_000))
+    assert search.total is None and search.times_wanted() is None
+    assert search.page() == (lo + 12_000 - 5_000, search.hi)       # the newest 5,000
+    assert search.smaller_page()                                    # too many bytes: half as many
+    assert search.page() == (lo + 12_000 - 2_500, search.hi)
+    search.passed(lo + 12_000 - 2_500, 2_500)
+    assert search.page() == (lo, lo + 9_500)                        # the rest of the stretch fits a page
+    search.passed(lo, 9_500)
+    assert search.times_wanted() is not None and search.times_wanted()[1] == lo   # then further back
+    search.got_times(None, [5, 4])
+    assert search.total == 12_002 and search.page() == (None, lo)
+    search.passed(None, 2)
+    assert search.done and search.searched == 12_002
 
 
 def test_older_search_matches_wire_rows_as_the_log_draws_them() -> None:
