@@ -1,5 +1,6 @@
 """Searching the messages: what matches a query, which match is current, and how older history is
-searched on the server a page at a time. Plain objects, no Textual; ``SearchFeed`` drives them.
+searched on the server a page at a time. Plain objects, no widgets (the log's ``Item`` and
+``shown_text`` come from ``log_rows``); ``SearchFeed`` drives them.
 
 A ``Query`` is what the user typed, made ``visible`` (so a pasted escape sequence matches what the
 log shows, ``␛``, and is drawn as that in the bar), matched as a plain substring with smart case
