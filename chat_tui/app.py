@@ -1,6 +1,7 @@
 """``chat-tui``: the Textual app. Composition, key bindings and message routing only:
 the meaning of input is in ``commands``, the chat's state in ``chat``, what you have not read
-in ``unread``, what the views show and when in ``feeds``, the network in ``connection``, the
+in ``unread``, what the views show and when in ``feeds`` (a search's in ``search_feed``), the
+network in ``connection``, the
 persistence in ``profiles``, the command line in ``cli``
 (``main`` is imported here for the ``chat-tui`` script and ``python -m chat_tui.app``)."""
 
@@ -22,14 +23,17 @@ from chat_server.client import DEFAULT_SERVER
 from chat_tui import commands, terminal
 from chat_tui.cli import main
 from chat_tui.chat import ChatState
-from chat_tui.connection import CallDone, Changes, ChatConnection, ConnState, Older, Status, Welcome
+from chat_tui.connection import (CallDone, Changes, ChatConnection, ConnState, Older, SearchProgress, Searched,
+                                 Status, Welcome)
 from chat_tui.entries import EntryKind, LogEntry
 from chat_tui.feeds import LogFeed, UnreadFeed, UsersFeed
 from chat_tui.profiles import Profile, screenshots_dir
 from chat_tui.screens import HelpScreen, PasteScreen, QuitScreen
+from chat_tui.search_feed import SearchFeed
 from chat_tui.unread import NotifyMode, Unread
 from chat_tui.widgets.composer import Composer
 from chat_tui.widgets.message_log import MessageLog
+from chat_tui.widgets.search_bar import SearchBar
 from chat_tui.widgets.status_bar import StatusBar
 from chat_tui.widgets.user_list import UserList
 
@@ -58,6 +62,7 @@ class ChatApp(App[None]):
         Binding("ctrl+c", "copy_or_quit", "Copy / quit", show=False, priority=True),
         Binding("f1", "help", "Help"),
         Binding("f2", "filter_presence", "Presence", show=False),
+        Binding("ctrl+f", "search", "Search", show=False),
         Binding("escape", "hide_help_panel", "Close keys", show=False),   # the Keys panel (ctrl+p, Keys)
         Binding("pageup", "scroll_log('page_up')", "Scroll up", show=False),
         Binding("pagedown", "scroll_log('page_down')", "Scroll down", show=False),
@@ -88,7 +93,9 @@ class ChatApp(App[None]):
         self.composer = Composer(history=self.profile.history() if self.profile else [], id="composer",
                                  placeholder="Message, or /help")
         self.status_bar = StatusBar(id="status")
+        self.search_bar = SearchBar(id="search")
         self.log_feed = LogFeed(self.log_view, self.state, self.connection, self.set_timer)
+        self.search_feed = SearchFeed(self.search_bar, self.log_view, self.log_feed, self.state, self.connection)
         self.users_feed = UsersFeed(self.users_view, self.log_view, self.status_bar, self.composer, self.state,
                                     self.set_timer, self._retitle)
         self.unread_feed = UnreadFeed(self.unread, self.log_view, self.status_bar, self.state, self._write_terminal,
@@ -97,6 +104,7 @@ class ChatApp(App[None]):
         with Horizontal(id="main"):
             yield self.log_view
             yield self.users_view
+        yield self.search_bar
         yield self.composer
         yield self.status_bar
 
@@ -149,6 +157,32 @@ class ChatApp(App[None]):
     @on(MessageLog.LoadOlder)
     def _load_older(self) -> None:
         self.log_feed.load_older()
+
+    # -- search -----------------------------------------------------------------------
+    @on(SearchBar.Edited)
+    def _search_edited(self, msg: SearchBar.Edited) -> None:
+        self.search_feed.edit(msg.text)
+
+    @on(SearchBar.Step)
+    def _search_step(self, msg: SearchBar.Step) -> None:
+        self.search_feed.step(msg.direction)
+
+    @on(SearchBar.Closed)
+    def _search_closed(self, msg: SearchBar.Closed) -> None:
+        self.search_feed.close(msg.stay)
+        self.composer.focus()
+
+    @on(MessageLog.EntriesChanged)
+    def _log_changed(self) -> None:
+        self.search_feed.log_changed()
+
+    @on(SearchProgress)
+    def _search_progress(self, msg: SearchProgress) -> None:
+        self.search_feed.progress(msg.search)
+
+    @on(Searched)
+    def _searched(self, msg: Searched) -> None:
+        self.search_feed.searched(msg)
 
     @on(CallDone)
     def _call_done(self, msg: CallDone) -> None:
@@ -208,6 +242,8 @@ class ChatApp(App[None]):
             self.run_worker(self.action_quit_chat())
         elif isinstance(action, commands.ToggleFilter):
             self.action_filter_presence()
+        elif isinstance(action, commands.Search):
+            self.search_feed.open(action.text or None)
         elif isinstance(action, commands.SetName):
             self.connection.call("set_name", action.name)
         else:
@@ -219,6 +255,9 @@ class ChatApp(App[None]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def action_search(self) -> None:   # ctrl+f, /search
+        self.search_feed.open()
 
     def action_filter_presence(self) -> None:   # F2, /filter presence
         self.log_feed.filter_presence(EntryKind.PRESENCE not in self.log_view.hidden_kinds, now_us())

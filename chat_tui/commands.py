@@ -2,7 +2,7 @@
 
 A plain line is a message; a line whose first character other than a space is
 ``/`` is a command (``/name NAME``, ``/me ACTION``, ``/filter presence``,
-``/help``, ``/quit``), the spaces before it ignored, so spaces left in the input
+``/search TEXT``, ``/help``, ``/quit``), the spaces before it ignored, so spaces left in the input
 never turn a command into a message; ``//text`` sends ``/text`` literally.
 Anything else starting with ``/`` is refused, never sent (the reference console
 client sends ``/quit`` as a message). A blank line (nothing, or only spaces) is
@@ -36,6 +36,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("/name", "NAME", "set your display name"),
     ("/me", "ACTION", "say what you do: /me waves shows as * Alice waves"),
     ("/filter", "presence", "hide or show connect, disconnect and rename lines (F2)"),
+    ("/search", "TEXT", "find TEXT in the messages, older history too (ctrl+f)"),
     ("/help", "", "show commands and keys"),
     ("/quit", "", "leave (you go offline for everyone)"),
 ]
@@ -73,6 +74,13 @@ class ToggleFilter:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Search:
+    """Open the search bar with ``text`` ("" : the last search's)."""
+
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Ignore:
     """A blank line: nothing happens, nothing is said."""
 
@@ -82,7 +90,7 @@ class Quit:
     pass
 
 
-Action = Send | SetName | Help | Quit | ToggleFilter | Ignore
+Action = Send | SetName | Help | Quit | ToggleFilter | Search | Ignore
 
 
 def parse(line: str) -> Action:
@@ -108,6 +116,8 @@ def parse(line: str) -> Action:
             unknown = f"Unknown filter {visible(what)}: " if what else ""
             raise InputRefused(f"{unknown}/filter presence hides or shows connect, disconnect and rename lines.")
         return ToggleFilter(Filter.PRESENCE)
+    if command == "/search":
+        return Search(rest.strip())
     if command in ("/help", "/?"):
         return Help()
     if command in ("/quit", "/exit"):

@@ -6,7 +6,8 @@ calls made while offline); this module adds the chat's session on top: it
 subscribes to every user and to recent messages and posts ``Welcome`` (the
 rows), ``Changes`` (each transaction's row events), ``CallDone`` and ``Status``
 to the app. History beyond the recent window is fetched on demand
-(``load_older``).
+(``load_older``), and searched on the server a page at a time (``search_older``: ``SearchProgress``,
+then ``Searched``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from chat_server.client import Client, ClientError
 from chat_server.errors import Refusal
 from chat_server.reconnect import Pending, Reconnector, Refused
 from chat_tui.launcher import LaunchError, ensure_local_server
+from chat_tui.search import OlderSearch
 from db_core.cache import RowEvent
-from db_core.protocol import ErrorMessage, ReducerResult
+from db_core.protocol import ErrorMessage, OneOffResult, ReducerResult
 from db_core.types import Identity
 
 #: How many recent messages to show on connect; older ones come a page at a time.
@@ -106,6 +108,29 @@ class Older(Message):
         self.before, self.since, self.messages = before, since, messages
 
 
+class SearchProgress(Message):
+    """A page of older history was searched (``search_older``) without a match; more follow."""
+
+    def __init__(self, search: OlderSearch) -> None:
+        super().__init__()
+        self.search = search
+
+
+class Searched(Message):
+    """A search of older history (``search_older``) ended: ``messages`` (sent in ``[since,
+    before)``, every one fetched, to be shown as a page of history) hold a match; or none matched
+    (``messages`` empty: it reached the first message); or it failed and ``error`` says why."""
+
+    def __init__(self, search: OlderSearch, since: int | None = None, messages: list[Any] | None = None,
+                 error: str = "") -> None:
+        super().__init__()
+        self.search, self.since, self.messages, self.error = search, since, messages or [], error
+
+
+# The server's refusals of a page too big to answer: a smaller page may pass.
+_TOO_BIG = ("rows returned", "reply exceeded its budget")
+
+
 class ChatConnection:
     """The chat's session over the SDK's ``Reconnector``; every outcome arrives as a posted message."""
 
@@ -125,6 +150,7 @@ class ChatConnection:
         self._connections = itertools.count()
         self._mine: set[tuple[int, str]] = set()   # (sent, text) of our messages seen, to settle lost calls
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._search: asyncio.Task[None] | None = None
 
     # -- the app's side ---------------------------------------------------------------
     @property
@@ -144,6 +170,25 @@ class ChatConnection:
             task = asyncio.ensure_future(self._older(client, before))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def search_older(self, search: OlderSearch) -> None:
+        """Search the messages older than ``search.before`` on the server, newest first, a page at a
+        time, until one matches (``SearchProgress`` after each page that does not, then ``Searched``).
+        A search still running is cancelled."""
+        self.cancel_search()
+        client = self.link.client
+        if client is None:
+            self.post(Searched(search, error="offline"))
+            return
+        self._search = task = asyncio.ensure_future(self._search_older(client, search))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def cancel_search(self) -> None:
+        """Stop the search of older history, if one is running: nothing more is asked or posted."""
+        if self._search is not None:
+            self._search.cancel()
+            self._search = None
 
     def forget_before(self, sent: int) -> None:
         """The app dropped messages older than ``sent`` (µs): drop them from the SDK's cache
@@ -236,17 +281,44 @@ class ChatConnection:
             return
         self.post(Older(before, cutoff, client.decode_rows("message", result.rows)))
 
+    async def _search_older(self, client: Client, search: OlderSearch) -> None:
+        """Fetch ``search``'s times, then its pages as rows of the wire (decoded only once one holds
+        a match)."""
+        pages: list[list[Any]] = []
+        try:
+            while not search.done:
+                wanted = search.times_wanted()
+                if wanted is not None:
+                    lo, hi = wanted
+                    times = _answer(await client.sql(f"SELECT sent FROM message WHERE {_between(lo, hi)}"),
+                                    search.fewer_times)
+                    if times is not None:
+                        search.got_times(lo, [row[0] for row in times.rows])
+                    continue
+                lo, hi = search.page()
+                result = _answer(await client.sql(f"SELECT * FROM message WHERE {_between(lo, hi)}"),
+                                 search.smaller_page)
+                if result is None:
+                    continue
+                pages.append(result.rows)
+                search.passed(lo, len(result.rows))
+                if search.matches(result.rows, result.columns.index("sender"), result.columns.index("text")):
+                    rows = [row for page in pages for row in page]
+                    self.post(Searched(search, None if search.done else lo, client.decode_rows("message", rows)))
+                    return
+                self.post(SearchProgress(search))
+        except ClientError as exc:
+            self.post(Searched(search, error=str(exc) or "offline"))
+            return
+        self.post(Searched(search))
+
     async def _find_cutoff(self, client: Client, before: int | None, want: int) -> int | None:
         """A `sent` bound giving roughly ``want`` (at most ~4x) messages before ``before``; None if
         all of them are that few. Counting is cheap on the server; rows are not, on the wire."""
         below = f" AND sent < {before}" if before is not None else ""
 
         async def count(since: int | None) -> int:
-            cond = (f"sent >= {since}" if since is not None else "sent >= 0") + below
-            result = await client.sql(f"SELECT COUNT(*) AS n FROM message WHERE {cond}")
-            if isinstance(result, ErrorMessage) or result.error:
-                raise ClientError(result.error)
-            return int(result.rows[0][0])
+            return await _count(client, (f"sent >= {since}" if since is not None else "sent >= 0") + below)
 
         if await count(None) <= want * 2:
             return None
@@ -265,3 +337,27 @@ class ChatConnection:
             else:
                 near = mid
         return anchor - far
+
+
+def _between(lo: int | None, hi: int) -> str:
+    """The SQL condition ``lo <= sent < hi`` (lo None: no lower bound)."""
+    return f"sent < {hi}" + (f" AND sent >= {lo}" if lo is not None else "")
+
+
+def _answer(result: OneOffResult | ErrorMessage, smaller: Callable[[], bool]) -> OneOffResult | None:
+    """``result`` if the query was answered; None if the server found it too big and ``smaller()``
+    made the next one smaller (ask again); ClientError if it was refused otherwise."""
+    if not isinstance(result, ErrorMessage) and not result.error:
+        return result
+    error = result.error or "refused"
+    if any(why in error for why in _TOO_BIG) and smaller():
+        return None
+    raise ClientError(error)
+
+
+async def _count(client: Client, cond: str) -> int:
+    """How many messages meet ``cond`` (SQL); ClientError if the server refuses."""
+    result = await client.sql(f"SELECT COUNT(*) AS n FROM message WHERE {cond}")
+    if isinstance(result, ErrorMessage) or result.error:
+        raise ClientError(result.error)
+    return int(result.rows[0][0])

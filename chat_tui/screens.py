@@ -22,6 +22,7 @@ KEYS: list[tuple[str, str]] = [
     ("Up / Down", "recall earlier lines (kept across runs)"),
     ("Tab", "complete a name (@Bo too) or /command; again for the next"),
     ("F2", "hide or show presence lines (also /filter presence)"),
+    ("ctrl+f", "search: Enter/Up older, Down newer, Esc back, Tab stay"),
     ("PageUp / PageDown", "scroll the messages"),
     ("ctrl+End", "jump to the newest message"),
     ("F1", "this help; Escape closes it, and the Keys panel of ctrl+p"),

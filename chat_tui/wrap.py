@@ -13,21 +13,22 @@ from rich.cells import cell_len, chop_cells
 
 from db_core.visible import visible
 
-__all__ = ["fit_name", "wrap_text"]
+__all__ = ["fit_name", "paragraphs", "wrap_paragraph", "wrap_text"]
 
 # A word with the spaces after it, or a run of leading spaces.
 _WORD = re.compile(r"\S+\s*|\s+")
 
 
-def _paragraphs(text: str) -> list[str]:
-    """The lines of a message text as drawn: made visible, split at newlines, tabs expanded."""
+def paragraphs(text: str) -> list[str]:
+    """The lines of a message text as drawn: made visible, split at newlines, tabs expanded
+    (``wrap_text`` wraps each with ``wrap_paragraph``)."""
     text = visible(text, multiline=True)
     if "\n" not in text and "\t" not in text:  # the common case: one line
         return [text]
     return [line.expandtabs(4) for line in text.splitlines()] or [""]
 
 
-def _wrap_paragraph(line: str, width: int) -> list[str]:
+def wrap_paragraph(line: str, width: int) -> list[str]:
     """Word-wrap one line to `width` cells; words wider than a line are broken."""
     # Printable ASCII is one cell per character: len() is much cheaper than cell_len().
     measure: Callable[[str], int] = len if line.isascii() else cell_len
@@ -58,12 +59,12 @@ def _wrap_paragraph(line: str, width: int) -> list[str]:
 
 def wrap_text(text: str, width: int) -> list[str]:
     """All display rows of a message text at `width` cells (at least one row), made visible."""
-    paragraphs = _paragraphs(text)
-    if len(paragraphs) == 1:
-        return _wrap_paragraph(paragraphs[0], width)
+    lines = paragraphs(text)
+    if len(lines) == 1:
+        return wrap_paragraph(lines[0], width)
     rows: list[str] = []
-    for paragraph in paragraphs:
-        rows.extend(_wrap_paragraph(paragraph, width))
+    for paragraph in lines:
+        rows.extend(wrap_paragraph(paragraph, width))
     return rows
 
 

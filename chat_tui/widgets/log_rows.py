@@ -82,7 +82,7 @@ def local_day(seconds: int) -> int:
 class Item:
     """An entry plus what the log knows about it at the current layout."""
 
-    __slots__ = ("entry", "seq", "sort", "day", "rows", "header", "shown")
+    __slots__ = ("entry", "seq", "sort", "day", "rows", "header", "shown", "search_for", "search_text")
 
     def __init__(self, entry: LogEntry, seq: int, shown: bool = True) -> None:
         self.entry = entry
@@ -92,6 +92,9 @@ class Item:
         self.rows = 0  # wrapped text rows at the current width; 0 = not wrapped yet
         self.header = False  # a day-change row comes first
         self.shown = shown  # False: its kind is filtered out, it takes no rows
+        self.search_text = ""
+        """What ``chat_tui.search`` matches it by, made on first use for ``search_for``."""
+        self.search_for: object = None
 
     @property
     def height(self) -> int:

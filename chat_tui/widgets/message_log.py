@@ -7,8 +7,8 @@ to its entry with one bisect, so a huge backlog opens at once and a resize
 re-wraps in one linear pass. The records and their prefix sum (`LogRows`) and how one
 entry is laid out and drawn are in `log_rows`; the text wrapping in `chat_tui.wrap`; the
 count of new messages below the view and its bar, and the unread line, in `log_marker`; drawing
-and copying a selection in `log_selection`. This widget keeps the view: which row is on top,
-following the end, when the marker counts and shows.
+and copying a selection in `log_selection`; a search's matches in `log_search`. This widget keeps
+the view: which row is on top, following the end, when the marker counts and shows.
 
 Scrolling: at the end the view follows new entries; scrolled up it stays put,
 counts new messages below it and shows ` ↓ N new messages (End) ` on its last
@@ -16,6 +16,10 @@ row. Reaching the top with `has_older` set posts `LoadOlder` once; older
 entries added later keep the reader's top row in place. Reaching the end or leaving it posts
 `AtEnd`. `set_read_line` draws the unread line above an entry (a row of its own); it posts
 `ReadLineShown` each time it comes on screen.
+
+Searching: `show_matches` draws a query's matches (the current one apart); `items`, `sender_name`,
+`view_anchor`, `bottom_item`, `scroll_to_item` and `restore_view` are what a search needs of the
+log, and `EntriesChanged` says when to match again.
 """
 
 from __future__ import annotations
@@ -35,14 +39,19 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from chat_tui.entries import EntryKind, LogEntry
+from chat_tui.search import Query
 from chat_tui.widgets.log_rows import (SEPARATOR_WIDTH, TIME_WIDTH, Block, Item, LogRows, local_day, render_block,
                                        shown_text)
 from chat_tui.widgets.log_marker import ReadLine, Unseen
 from chat_tui.widgets.log_names import Senders
+from chat_tui.widgets.log_search import mark_matches
 from chat_tui.widgets.log_selection import highlight, selected_text
 from chat_tui.wrap import wrap_text
 
-__all__ = ["MessageLog"]
+__all__ = ["MessageLog", "ViewAnchor"]
+
+ViewAnchor = tuple[Item, int]
+"""Where the view is (`MessageLog.view_anchor`): the item on its top row, and the row within it."""
 
 class MessageLog(ScrollView, can_focus=True):
     """A scrolling log of chat entries, rendered line by line.
@@ -70,6 +79,8 @@ class MessageLog(ScrollView, can_focus=True):
         "message-log--unread-line",
         "message-log--pending",
         "message-log--link",
+        "message-log--match",
+        "message-log--match-current",
     }
     DEFAULT_CSS = """
     MessageLog {
@@ -92,6 +103,9 @@ class MessageLog(ScrollView, can_focus=True):
         & > .message-log--unread-line { color: $text-warning; }
         & > .message-log--pending { color: $text-muted; text-style: italic; }
         & > .message-log--link { color: $text-accent; text-style: underline; }
+        /* Blue, not the mention's orange: a match is not a mention. */
+        & > .message-log--match { background: $primary 45%; }
+        & > .message-log--match-current { background: $primary; color: $text; text-style: bold underline; }
     }
     """
 
@@ -143,6 +157,17 @@ class MessageLog(ScrollView, can_focus=True):
         def control(self) -> MessageLog:
             return self.log
 
+    class EntriesChanged(Message):
+        """While matches are shown (`show_matches`): entries came, went or changed, or names did."""
+
+        def __init__(self, log: MessageLog) -> None:
+            super().__init__()
+            self.log = log
+
+        @property
+        def control(self) -> MessageLog:
+            return self.log
+
     def __init__(
         self,
         *,
@@ -165,6 +190,8 @@ class MessageLog(ScrollView, can_focus=True):
         # garbage collector's full passes over them showed up as 100-300 ms key-echo stalls.
         self._cache: LRUCache[tuple[object, ...], Block] = LRUCache(128)
         self._styles: dict[str, Style] = {}
+        self._query: Query | None = None  # a search's matches are drawn
+        self._current: Item | None = None  # the current match
 
     # ------------------------------------------------------------------ state
 
@@ -350,6 +377,7 @@ class MessageLog(ScrollView, can_focus=True):
             self.virtual_size = Size(self._width, 0)
             self.scroll_to(y=0, animate=False, immediate=True)
         self.refresh()
+        self._entries_changed()
 
     def set_names(self, names: Mapping[bytes, str]) -> None:
         """The users' current display names by identity (``ChatState.names``, not yet visible):
@@ -359,6 +387,7 @@ class MessageLog(ScrollView, can_focus=True):
         if name_width is None:
             return
         self._cache.clear()
+        self._entries_changed()
         actions = any(item.entry.action for item in self._rows.items)  # their text holds the name
         if (name_width != self._senders.column or actions) and self._width:
             self._senders.column = name_width
@@ -417,6 +446,62 @@ class MessageLog(ScrollView, can_focus=True):
     def action_scroll_to_end(self) -> None:
         self.scroll_to_end()
 
+    # --------------------------------------------------------------- search
+
+    def show_matches(self, query: Query | None, current: Item | None = None) -> None:
+        """Draw the matches of `query` (`message-log--match`), those in `current` apart
+        (`message-log--match-current`); None draws none. Only rows on screen are drawn again."""
+        if (query, current) != (self._query, self._current):
+            self._query, self._current = query, current
+            self.refresh()
+
+    @property
+    def items(self) -> list[Item]:
+        """The entries with their layout, oldest first (hidden kinds too: ``Item.shown``); read only."""
+        return self._rows.items
+
+    def sender_name(self, entry: LogEntry) -> str:
+        """The name a message is drawn under (not yet visible)."""
+        return self._senders.name(entry)
+
+    def view_anchor(self) -> ViewAnchor | None:
+        """Where the view is, for `restore_view`; None while it follows the end."""
+        anchor = None if self._following else self._anchor()
+        return None if anchor is None else (anchor[0], anchor[1])
+
+    def restore_view(self, anchor: ViewAnchor | None) -> None:
+        """Back to `anchor` (`view_anchor`): to the end if None or its entry is gone."""
+        index = -1 if anchor is None else self._rows.index(anchor[0])
+        if anchor is None or index < 0 or not self._width:
+            self.scroll_to_end()
+            return
+        item, row = anchor
+        start = self._rows.start(index)
+        y = self._read_line.to_view(start + item.header + min(row, max(0, item.rows - 1)))
+        self.scroll_to(y=y, animate=False, immediate=True)
+
+    def bottom_item(self) -> Item | None:
+        """The entry on the view's last row; None while the view follows the end."""
+        if self._following or not self._width or not self.line_count:
+            return None
+        return self._rows.items[self._rows.at(min(self._bottom_row, self._rows.line_count - 1))]
+
+    def scroll_to_item(self, item: Item) -> None:
+        """Bring `item` into view (centred, unless it is in view already); the view stops following."""
+        index = self._rows.index(item)
+        if index < 0 or not self._width or not item.shown:
+            return
+        first = self._read_line.to_view(self._rows.start(index) + item.header)
+        top, height = self.scroll_offset.y, self._view_height
+        if top <= first and first + item.rows <= top + height:
+            return
+        y = max(0, first - max(0, (height - item.rows) // 2))
+        self.scroll_to(y=min(y, self.max_scroll_y), animate=False, immediate=True)
+
+    def _entries_changed(self) -> None:
+        if self._query is not None:
+            self.post_message(self.EntriesChanged(self))
+
     def lines_text(self) -> list[str]:
         """The plain text of every row at the current width (trailing spaces cut)."""
         if not self._width:
@@ -453,6 +538,7 @@ class MessageLog(ScrollView, can_focus=True):
         mutate()
         read_line = self._read_line
         read_line.place(self._rows)
+        self._entries_changed()
         if not self._width:
             return
         self._set_virtual_size(Size(self._width, self.line_count))
@@ -548,7 +634,8 @@ class MessageLog(ScrollView, can_focus=True):
         return style
 
     def _block(self, item: Item) -> Block:
-        key = (item.entry, item.header, self._width, self._name_column)
+        query, current = self._query, item is self._current
+        key = (item.entry, item.header, self._width, self._name_column, query, current)
         block = self._cache.get(key)
         if block is None:
             entry = item.entry
@@ -558,6 +645,10 @@ class MessageLog(ScrollView, can_focus=True):
                 name, nick = "", None
             block = render_block(entry, item.header, self._width, self._name_column, self._text_width,
                                  self._style, name, nick)
+            if query is not None:
+                style = self._style("message-log--match-current" if current else "message-log--match")
+                block = mark_matches(block, entry, item.header, query, style, name, self._name_column,
+                                     self._text_width)
             self._cache[key] = block
         return block
 

@@ -166,4 +166,16 @@ async def unread(pilot: Pilot) -> None:
                                        Message(ANON, day2 + 8 * MINUTE, "Found it, thanks both!"))],
                              day2 + 8 * MINUTE))
     await pilot.pause(0.2)   # past the log's batching of arriving messages
+
+
+async def search(pilot: Pilot) -> None:
+    """The conversation, ctrl+f, "the" typed, then Enter: every match highlighted, the current
+    one (the second newest) apart, the bar counting them."""
+    await conversation(pilot)
+    await pilot.press("ctrl+f", *"the")
+    await pilot.pause()
+    await pilot.press("enter")
+    await pilot.pause()
+    app: ChatApp = pilot.app  # type: ignore[assignment]  # Pilot types its app as a plain App
+    app.search_bar.field.cursor_blink = False
     await pilot.wait_for_scheduled_animations()

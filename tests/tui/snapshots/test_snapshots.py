@@ -62,3 +62,9 @@ def test_unread_marker(snap_compare) -> None:  # noqa: ANN001
     """The terminal lost focus and two messages came: the unread line above them, `2 unread, 1 mention`
     in the status line, `(2, @1)` first in the title."""
     assert snap_compare(scenes.make_app(), terminal_size=(110, 30), run_before=scenes.unread)
+
+
+def test_search(snap_compare) -> None:  # noqa: ANN001
+    """ctrl+f, "the", Enter: every match marked, the current one (the second newest) brighter, the bar
+    counting them."""
+    assert snap_compare(scenes.make_app(), terminal_size=(110, 30), run_before=scenes.search)
