@@ -191,3 +191,25 @@ def test_leaving_the_end_and_seeing_the_line_are_posted() -> None:
         assert app.shown == 2, "posted each time it comes on screen"
 
     drive(body)
+
+
+def test_a_search_jump_and_its_way_back_count_the_line_row() -> None:
+    """The search's view hooks (``scroll_to_item``, ``view_anchor``/``restore_view``) in widget rows:
+    with the line above, the entry jumped to is on screen, and the view comes back to its top row."""
+    async def body(app: RecordingApp, log: MessageLog, pilot: Pilot[None]) -> None:
+        log.add(many(30))
+        log.set_read_line(("m", 3))
+        await pilot.pause()
+        log.scroll_to(y=8, animate=False, immediate=True)   # below the line: widget row = log row + 1
+        await pilot.pause()
+        anchor = log.view_anchor()
+        top = screen(app)[0]
+        target = next(it for it in log.items if it.entry.key == ("m", 25))
+        log.scroll_to_item(target)
+        await pilot.pause()
+        assert any("message 25" in row for row in screen(app))
+        log.restore_view(anchor)
+        await pilot.pause()
+        assert screen(app)[0] == top
+
+    drive(body)
