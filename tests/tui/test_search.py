@@ -19,7 +19,7 @@ from db_core.evaluation import Budget
 from db_core.session import Limits
 
 from ..server_harness import in_process_server, seed_messages
-from .test_app import SIZE, log_text, online, type_line, until
+from .pilots import SIZE, log_text, online, type_line, until
 
 
 def marks(app: ChatApp) -> list[tuple[str, bool]]:
@@ -335,3 +335,24 @@ async def test_control_characters_in_the_search_text_are_shown_as_their_pictures
         await until(pilot, lambda: app.search_bar.is_open and app.search_bar.field.value == "␛[31mred")
         assert any("Search: ␛[31mred" in row for row in screen_rows(app))
         assert not any("\x1b" in row for row in screen_rows(app))
+
+
+async def test_a_match_below_the_unread_line_is_brought_into_view(srv: ChatServer) -> None:
+    """Scrolled back by the search, new messages are unread: the unread line takes a row above
+    them, and a match among them still comes into view, then Escape follows the end again."""
+    url = f"127.0.0.1:{srv.port}"
+    app = ChatApp(server=url)
+    async with app.run_test(size=SIZE) as pilot:
+        await online(pilot, app)
+        await say(url, "needle early", *(f"filler {i}" for i in range(100)))
+        await until(pilot, lambda: "filler 99" in log_text(app))
+        await open_with(pilot, app, "needle")
+        assert "needle early" in "\n".join(screen_rows(app))
+        await say(url, *(f"later {i}" for i in range(40)), "needle late", *(f"last {i}" for i in range(40)))
+        await until(pilot, lambda: app.search_bar.status == "2/2", what="the late needle counted")
+        assert any("unread" in row for row in app.log_view.lines_text())
+        await pilot.press("down")
+        await until(pilot, lambda: app.search_bar.status == "1/2")
+        assert "needle late" in "\n".join(screen_rows(app)) and current_on_screen(app) == ["needle"]
+        await pilot.press("escape")
+        await until(pilot, lambda: "last 39" in "\n".join(screen_rows(app)), what="back at the end")
