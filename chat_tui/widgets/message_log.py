@@ -118,55 +118,40 @@ class MessageLog(ScrollView, can_focus=True):
     """Longer names are truncated with `…` (an unnamed user's 16 hex digits too: the user list
     shows them whole)."""
 
-    class LoadOlder(Message):
+    class _FromLog(Message):
+        """A message the log posts about itself (``control`` is the log)."""
+
+        def __init__(self, log: MessageLog) -> None:
+            super().__init__()
+            self.log = log
+
+        @property
+        def control(self) -> MessageLog:
+            return self.log
+
+    class LoadOlder(_FromLog):
         """The view reached the top and `has_older` is set: load a page of history.
 
         Posted at most once until `set_has_older` is called again.
         """
 
         def __init__(self, log: MessageLog, oldest: LogEntry | None) -> None:
-            super().__init__()
-            self.log = log
+            super().__init__(log)
             self.oldest = oldest
             """The oldest entry shown (page from before it), or None if empty."""
 
-        @property
-        def control(self) -> MessageLog:
-            return self.log
-
-    class AtEnd(Message):
+    class AtEnd(_FromLog):
         """The view reached the end (``at_end``) or left it."""
 
         def __init__(self, log: MessageLog, at_end: bool) -> None:
-            super().__init__()
-            self.log = log
+            super().__init__(log)
             self.at_end = at_end
 
-        @property
-        def control(self) -> MessageLog:
-            return self.log
-
-    class ReadLineShown(Message):
+    class ReadLineShown(_FromLog):
         """The unread line came on screen."""
 
-        def __init__(self, log: MessageLog) -> None:
-            super().__init__()
-            self.log = log
-
-        @property
-        def control(self) -> MessageLog:
-            return self.log
-
-    class EntriesChanged(Message):
+    class EntriesChanged(_FromLog):
         """While matches are shown (`show_matches`): entries came, went or changed, or names did."""
-
-        def __init__(self, log: MessageLog) -> None:
-            super().__init__()
-            self.log = log
-
-        @property
-        def control(self) -> MessageLog:
-            return self.log
 
     def __init__(
         self,

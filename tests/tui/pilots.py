@@ -6,11 +6,15 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 from textual.pilot import Pilot
 
 from chat_server.server import ChatServer
 from chat_tui.app import ChatApp
+
+from ..server_harness import in_process_server, seed_messages
 
 SIZE = (110, 32)
 
@@ -62,3 +66,20 @@ async def two_users(srv: ChatServer, size: tuple[int, int] = SIZE,
             await named(pa, a, names[0])
             await named(pb, b, names[1])
         yield a, pa, b, pb
+
+
+@asynccontextmanager
+async def with_history(data_dir: Path, count: int, text: str,
+                       **overrides: Any) -> AsyncIterator[tuple[ChatServer, ChatApp, Pilot]]:
+    """A server on ``data_dir`` (``overrides`` of its config) whose database holds ``count`` seeded
+    messages (``text.format(i=i)``), and chat-tui on it, online with the newest one shown."""
+    async with in_process_server(data_dir):
+        pass
+    seed_messages(data_dir, count, text)
+    newest = text.format(i=count - 1)
+    async with in_process_server(data_dir, **overrides) as srv:
+        app = ChatApp(server=f"127.0.0.1:{srv.port}")
+        async with app.run_test(size=SIZE) as pilot:
+            await online(pilot, app)
+            await until(pilot, lambda: newest in log_text(app), what="the newest seeded message")
+            yield srv, app, pilot

@@ -18,8 +18,7 @@ from chat_tui.screens import PasteScreen
 from db_core.evaluation import Budget
 from db_core.session import Limits
 
-from ..server_harness import in_process_server, seed_messages
-from .pilots import SIZE, log_text, online, type_line, until
+from .pilots import SIZE, log_text, online, type_line, until, with_history
 
 
 def marks(app: ChatApp) -> list[tuple[str, bool]]:
@@ -178,51 +177,37 @@ async def test_escape_returns_the_view_to_where_it_was(srv: ChatServer) -> None:
 async def test_a_match_only_in_older_history_is_fetched_and_shown(tmp_path: Path) -> None:
     """3,000 messages: the first screen loads the newest ~500; the needle is the 11th message."""
     total = 3000
-    async with in_process_server(tmp_path):
-        pass
-    seed_messages(tmp_path, total, "m{i:05d} says hello")
     seeded = [f"m{i:05d} says hello" for i in range(total)]
 
-    async with in_process_server(tmp_path) as srv:
-        app = ChatApp(server=f"127.0.0.1:{srv.port}")
-        async with app.run_test(size=SIZE) as pilot:
-            await online(pilot, app)
-            await until(pilot, lambda: f"m{total - 1:05d}" in log_text(app))
-            loaded = app.log_view.entry_count
-            assert loaded < total
-            await open_with(pilot, app, "m00010 ")
-            assert app.search_bar.status == "no match loaded · Enter searches older history"
-            await pilot.press("enter")
-            await until(pilot, lambda: app.search_bar.status == "1/1", what=f"found ({app.search_bar.status})")
-            assert "m00010 says hello" in "\n".join(screen_rows(app))
-            assert current_on_screen(app) == ["m00010 "]
-            # Everything after it came in too (one stretch of history), and the view kept it in sight.
-            texts = [row.split("│", 1)[1].strip() for row in app.log_view.lines_text() if "│ m" in row]
-            assert texts[texts.index("m00010 says hello"):] == seeded[10:]
-            # Further back: the page went to the first message; nothing more.
-            await pilot.press("enter")
-            await until(pilot, lambda: app.search_bar.status == "1/1 · no more matches")
+    async with with_history(tmp_path, total, "m{i:05d} says hello") as (srv, app, pilot):
+        loaded = app.log_view.entry_count
+        assert loaded < total
+        await open_with(pilot, app, "m00010 ")
+        assert app.search_bar.status == "no match loaded · Enter searches older history"
+        await pilot.press("enter")
+        await until(pilot, lambda: app.search_bar.status == "1/1", what=f"found ({app.search_bar.status})")
+        assert "m00010 says hello" in "\n".join(screen_rows(app))
+        assert current_on_screen(app) == ["m00010 "]
+        # Everything after it came in too (one stretch of history), and the view kept it in sight.
+        texts = [row.split("│", 1)[1].strip() for row in app.log_view.lines_text() if "│ m" in row]
+        assert texts[texts.index("m00010 says hello"):] == seeded[10:]
+        # Further back: the page went to the first message; nothing more.
+        await pilot.press("enter")
+        await until(pilot, lambda: app.search_bar.status == "1/1 · no more matches")
 
 
 async def test_no_match_anywhere_searches_to_the_first_message_and_says_so(tmp_path: Path) -> None:
-    async with in_process_server(tmp_path):
-        pass
-    seed_messages(tmp_path, 2000, "old {i}")
-    async with in_process_server(tmp_path) as srv:
-        app = ChatApp(server=f"127.0.0.1:{srv.port}")
-        async with app.run_test(size=SIZE) as pilot:
-            await online(pilot, app)
-            await until(pilot, lambda: "old 1999" in log_text(app))
-            before = app.log_view.entry_count
-            await open_with(pilot, app, "nowhere")
-            await pilot.press("enter")
-            await until(pilot, lambda: app.search_bar.status == "no match · no more matches",
-                        what=f"the end ({app.search_bar.status})")
-            # Nothing was added to the log for a search that found nothing.
-            assert app.log_view.entry_count == before and marks(app) == []
-            await pilot.press("enter")
-            await pilot.pause()
-            assert app.search_bar.status == "no match · no more matches"
+    async with with_history(tmp_path, 2000, "old {i}") as (srv, app, pilot):
+        before = app.log_view.entry_count
+        await open_with(pilot, app, "nowhere")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.search_bar.status == "no match · no more matches",
+                    what=f"the end ({app.search_bar.status})")
+        # Nothing was added to the log for a search that found nothing.
+        assert app.log_view.entry_count == before and marks(app) == []
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.search_bar.status == "no match · no more matches"
 
 
 @pytest.mark.parametrize(("budget", "asked_again"), [
@@ -233,83 +218,69 @@ async def test_what_is_too_big_for_the_budget_is_asked_for_in_smaller_parts(tmp_
                                                                              asked_again: str) -> None:
     """The server refuses what is past its budget: that is asked for again smaller, the search still
     reaches the oldest message, and no refusal is shown."""
-    async with in_process_server(tmp_path):
-        pass
-    seed_messages(tmp_path, 12_000, "row {i}")
     limits = Limits(budget=budget)
-    async with in_process_server(tmp_path, limits=limits) as srv:
-        app = ChatApp(server=f"127.0.0.1:{srv.port}")
-        async with app.run_test(size=SIZE) as pilot:
-            await online(pilot, app)
-            await until(pilot, lambda: "row 11999" in log_text(app))
-            refused: list[str] = []
-            client = app.connection.link.client
-            assert client is not None
-            sql = client.sql
+    async with with_history(tmp_path, 12_000, "row {i}", limits=limits) as (srv, app, pilot):
+        refused: list[str] = []
+        client = app.connection.link.client
+        assert client is not None
+        sql = client.sql
 
-            async def spy(query: str) -> Any:
-                result = await sql(query)
-                if result.error:
-                    refused.append(query.split(" FROM")[0])
-                return result
+        async def spy(query: str) -> Any:
+            result = await sql(query)
+            if result.error:
+                refused.append(query.split(" FROM")[0])
+            return result
 
-            client.sql = spy  # type: ignore[method-assign]
-            await open_with(pilot, app, "row 1 ")   # no such row ("row 1" is followed by its end)
-            await pilot.press("enter")
-            await until(pilot, lambda: "no more matches" in app.search_bar.status, timeout=30,
-                        what=f"the end ({app.search_bar.status})")
-            assert refused and set(refused) == {asked_again}
-            assert "older history:" not in app.search_bar.status   # no refusal reached the user
-            await pilot.press(*["backspace"] * 6, *"row 0")
-            await until(pilot, lambda: app.search_bar.status.endswith("Enter searches older history"))
-            await pilot.press("enter")
-            await until(pilot, lambda: current_on_screen(app) == ["row 0"], timeout=30,
-                        what=f"the oldest row ({app.search_bar.status})")
+        client.sql = spy  # type: ignore[method-assign]
+        await open_with(pilot, app, "row 1 ")   # no such row ("row 1" is followed by its end)
+        await pilot.press("enter")
+        await until(pilot, lambda: "no more matches" in app.search_bar.status, timeout=30,
+                    what=f"the end ({app.search_bar.status})")
+        assert refused and set(refused) == {asked_again}
+        assert "older history:" not in app.search_bar.status   # no refusal reached the user
+        await pilot.press(*["backspace"] * 6, *"row 0")
+        await until(pilot, lambda: app.search_bar.status.endswith("Enter searches older history"))
+        await pilot.press("enter")
+        await until(pilot, lambda: current_on_screen(app) == ["row 0"], timeout=30,
+                    what=f"the oldest row ({app.search_bar.status})")
 
 
 async def test_an_edit_or_closing_cancels_the_search_of_older_history(tmp_path: Path) -> None:
-    async with in_process_server(tmp_path):
-        pass
-    seed_messages(tmp_path, 5000, "old {i}")
-    async with in_process_server(tmp_path) as srv:
-        app = ChatApp(server=f"127.0.0.1:{srv.port}")
-        async with app.run_test(size=SIZE) as pilot:
-            await online(pilot, app)
-            await until(pilot, lambda: "old 4999" in log_text(app))
-            before = app.log_view.entry_count
-            assert before < 5000
-            client = app.connection.link.client
-            assert client is not None
-            release = asyncio.Event()
-            asked: list[str] = []
-            sql = client.sql
+    async with with_history(tmp_path, 5000, "old {i}") as (srv, app, pilot):
+        before = app.log_view.entry_count
+        assert before < 5000
+        client = app.connection.link.client
+        assert client is not None
+        release = asyncio.Event()
+        asked: list[str] = []
+        sql = client.sql
 
-            async def held(query: str) -> Any:   # the server answers only when the test says so
-                asked.append(query)
-                await release.wait()
-                return await sql(query)
+        async def held(query: str) -> Any:   # the server answers only when the test says so
+            asked.append(query)
+            await release.wait()
+            return await sql(query)
 
-            client.sql = held  # type: ignore[method-assign]
-            for stop in ("edit", "close"):
-                await open_with(pilot, app, "old 5")
-                await pilot.press("enter")
-                await until(pilot, lambda: "searching older history…" in app.search_bar.status,
-                            what=f"searching ({app.search_bar.status}, {app.log_view.entry_count})")
-                search = app.connection._search
-                assert search is not None and not search.done()
-                if stop == "edit":
-                    await pilot.press("backspace")
-                    await until(pilot, lambda: "searching" not in app.search_bar.status)
-                else:
-                    await pilot.press("escape")
-                    await until(pilot, lambda: not app.search_bar.is_open)
-                await until(pilot, search.done, what=f"cancelled by the {stop}")
-                assert search.cancelled()
+        client.sql = held  # type: ignore[method-assign]
+        for stop in ("edit", "close"):
+            await open_with(pilot, app, "old 5")
+            await pilot.press("enter")
+            await until(pilot, lambda: "searching older history…" in app.search_bar.status,
+                        what=f"searching ({app.search_bar.status}, {app.log_view.entry_count})")
+            search = app.connection._search
+            assert search is not None and not search.done()
+            if stop == "edit":
+                await pilot.press("backspace")
+                await until(pilot, lambda: "searching" not in app.search_bar.status)
+            else:
                 await pilot.press("escape")
-            release.set()
-            await pilot.pause(0.3)
-            # Nothing of either search came into the log, and only one query each was asked.
-            assert app.log_view.entry_count == before and len(asked) == 2
+                await until(pilot, lambda: not app.search_bar.is_open)
+            await until(pilot, search.done, what=f"cancelled by the {stop}")
+            assert search.cancelled()
+            await pilot.press("escape")
+        release.set()
+        await pilot.pause(0.3)
+        # Nothing of either search came into the log, and only one query each was asked.
+        assert app.log_view.entry_count == before and len(asked) == 2
 
 
 async def test_control_characters_in_the_search_text_are_shown_as_their_pictures(srv: ChatServer) -> None:
