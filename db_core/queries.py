@@ -40,8 +40,8 @@ from .types import Identity
 # longer than that. A read that starts while others are under way waits for their next slice, and one
 # that starts inside a slice (the next request of a session whose read just ended) shares it: the
 # slices never stack up in one turn of the loop.
-FIRST_SLICE_SECONDS = 0.0005
-SLICE_SECONDS = 0.0005
+FIRST_SLICE_SECONDS = 0.00025
+SLICE_SECONDS = 0.00025
 
 CHECKED_PLANS = 256  # subscription queries whose checked plan is remembered
 
