@@ -2,6 +2,7 @@
 
 Run: python bench/_tui_bench_inproc.py startup SERVER NEWEST_TEXT
      python bench/_tui_bench_inproc.py keys SERVER N_KEYS
+     python bench/_tui_bench_inproc.py search SERVER N_MESSAGES
 
 The app is the real ``ChatApp`` with one hook: ``_display``, which Textual calls with
 each compositor update it has rendered (headless, the terminal write is skipped; the
@@ -19,6 +20,15 @@ keys: connected and idle, then N_KEYS times: a Key event handed to the driver (a
   (unmeasured) every 40 keys. Random 20-60 ms gaps between keys. Also reported: the
   process's CPU use in the window and its garbage collections (count of full ones,
   longest pause, wall time from gc.callbacks start to stop).
+search: connected, ctrl+f, then, each timed from the Key event (or the search text set) to the first
+  rendered update that shows its result in the bar (and, for a match, on a visible row of the log):
+  - ``typed_loaded_ms``: each key of ``lazy dog`` typed, matched over the messages loaded at start;
+  - ``none_older_ms``: a text no message holds, and Enter: the server's N_MESSAGES older messages
+    searched through SQL until the bar says there is no match;
+  - ``middle_ms`` / ``oldest_ms``: the text of the message N/2 back (``#N/2``), then of the oldest
+    (``#0``), and Enter: found by the server, its page and everything after it loaded into the log,
+    the match scrolled into view;
+  - ``typed_all_ms``: each key of ``lazy dog`` again, now matched over all N_MESSAGES in the log.
 """
 
 from __future__ import annotations
@@ -163,11 +173,98 @@ async def keys(server: str, n: int) -> dict[str, Any]:
             "gc_max_ms": max((ms for _, ms in pauses), default=0.0)}
 
 
+async def search(server: str, n: int) -> dict[str, Any]:
+    app = BenchApp(server=server, tune_gc=True)
+    loop = asyncio.get_running_loop()
+    waiting: dict[str, Any] = {}
+
+    def on_display() -> None:
+        fut = waiting.get("fut")
+        if fut is not None and not fut.done() and waiting["shown"]():
+            fut.set_result(time.perf_counter())
+
+    app.on_display = on_display
+
+    def visible_rows() -> list[str]:
+        log = app.log_view
+        top = round(log.scroll_offset.y)
+        return log.lines_text()[top:top + log.scrollable_content_region.height]
+
+    async def timed(act: Any, shown: Any, timeout: float = 60) -> float:
+        fut = loop.create_future()
+        waiting.update(fut=fut, shown=shown)
+        t = time.perf_counter()
+        act()
+        t1 = await asyncio.wait_for(fut, timeout)
+        await asyncio.sleep(0.2)
+        return (t1 - t) * 1000
+
+    def key(name: str, char: str | None) -> Any:
+        def act() -> None:
+            ev = events.Key(name, char)
+            ev.set_sender(app)
+            driver.send_message(ev)
+        return act
+
+    def searched(text: str) -> Any:
+        return lambda: app.search_feed.matches.query.text == text and "searching" not in app.search_bar.status
+
+    def found(text: str) -> Any:
+        def shown() -> bool:
+            current = app.search_feed.matches.current
+            return (searched(text)() and current is not None and text in current.entry.text
+                    and any(text + " " in row for row in visible_rows()))
+        return shown
+
+    def set_text(text: str) -> Any:
+        def act() -> None:
+            app.search_bar.field.value = text
+        return act
+
+    async def type_keys(text: str) -> list[float]:
+        await timed(set_text(""), searched(""))
+        out = []
+        for i in range(len(text)):
+            ch = text[i]
+            out.append(await timed(key("space" if ch == " " else ch, ch), searched(text[:i + 1])))
+        return out
+
+    result: dict[str, Any] = {}
+    async with app.run_test(size=SIZE):
+        deadline = time.monotonic() + 30
+        while not (app.status_bar.state == "online" and app.state.me is not None and app.log_view.entry_count):
+            if time.monotonic() > deadline:
+                raise RuntimeError("not online")
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+        driver = app._driver
+        assert driver is not None
+        result["loaded_at_start"] = app.log_view.entry_count
+        await timed(key("ctrl+f", None), lambda: app.search_bar.is_open)
+        result["typed_loaded_ms"] = await type_keys("lazy dog")
+        none = "no message says this"
+        await timed(set_text(none), searched(none))
+        result["none_older_ms"] = await timed(key("enter", None), lambda: searched(none)() and
+                                              app.search_bar.status.startswith("no match"))
+        middle = f"#{n // 2}"
+        await timed(set_text(middle), searched(middle))
+        result["middle_ms"] = await timed(key("enter", None), found(middle))
+        result["loaded_after_middle"] = app.log_view.entry_count
+        await timed(set_text("#0"), searched("#0"))
+        result["oldest_ms"] = await timed(key("enter", None), found("#0"))
+        result["loaded_after_oldest"] = app.log_view.entry_count
+        result["typed_all_ms"] = await type_keys("lazy dog")
+        await app.connection.close()
+    return result
+
+
 def main() -> None:
     what, server = sys.argv[1], sys.argv[2]
     if what == "startup":
         newest = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] else None
         result = asyncio.run(startup(server, newest))
+    elif what == "search":
+        result = asyncio.run(search(server, int(sys.argv[3])))
     else:
         result = asyncio.run(keys(server, int(sys.argv[3])))
     print("RESULT " + json.dumps(result), flush=True)

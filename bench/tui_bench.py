@@ -38,6 +38,12 @@ the median is printed (the machine is shared; the spread is shown too).
       rendered compositor update after which the composer's value ends with it.
    Keys are typed one at a time (the next after the echo plus a random 20-60 ms),
    the composer cleared (unmeasured) every 40 characters.
+4. Search, in-process, against the 100,000-message server (``_tui_bench_inproc.py search``):
+   from a key (or the text set in the bar) to the rendered update that shows its result: each
+   key of a query matched over the messages loaded at start; a text no message holds searched
+   through all the older history on the server; the messages 50,000 and 100,000 back found,
+   loaded with everything after them and scrolled into view; then each key again, matched over
+   all 100,000 messages in the log. ``--reps`` runs, each in a fresh process.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ SIZES = (0, 10_000, 100_000)
 LOAD_RATES = (50.0, 200.0)   # msg/s arriving while keys are typed
 TARGET_INTERACTIVE_S = 1.0
 TARGET_P99_MS = 50.0
+TARGET_SEARCH_MS = 200.0
 TMUX_SOCKET = f"tui-bench-{os.getpid()}"
 
 
@@ -254,6 +261,16 @@ def startup_inproc(server: Server, n: int, env: dict[str, str]) -> dict[str, Any
     raise RuntimeError(f"in-process start-up failed:\n{out.stderr[-2000:]}")
 
 
+# -- 4. search ------------------------------------------------------------------------------------
+def search_inproc(server: Server, n: int, env: dict[str, str]) -> dict[str, Any]:
+    out = subprocess.run([PY, str(HERE / "_tui_bench_inproc.py"), "search", server.url, str(n)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"in-process search failed:\n{out.stderr[-2000:]}")
+
+
 # -- 3. key-to-echo under load --------------------------------------------------------------------
 class Load:
     """The paced sender process."""
@@ -406,6 +423,10 @@ def main() -> None:
             kp = keys_pty(servers[max(SIZES)], tmp, env, n_keys, rate)
             print(f"  key-to-echo, in-process, {n_keys} keys under {rate:g} msg/s ...", file=sys.stderr, flush=True)
             keys.append((rate, kp, keys_inproc(servers[max(SIZES)], env, n_keys, rate)))
+        searches: list[dict[str, Any]] = []
+        for r in range(reps):
+            print(f"  search over {max(SIZES):,} messages, run {r + 1}/{reps} ...", file=sys.stderr, flush=True)
+            searches.append(search_inproc(servers[max(SIZES)], max(SIZES), env))
     finally:
         for srv in servers.values():
             srv.stop()
@@ -466,6 +487,8 @@ def main() -> None:
         rows.append((f"key-to-echo p99, {label}", f"{p99:.1f} ms", "", f"< {TARGET_P99_MS:g} ms",
                      met((p99 or 1e9) < TARGET_P99_MS)))
 
+    rows += search_rows(searches, max(SIZES))
+
     print(f"\nchat-tui benchmark (python {sys.version.split()[0]}, textual {textual_version()},"
           f" {os.cpu_count()} cores, "
           f"{'--quick' if args.quick else 'full'} run: {reps} start-ups per size and method, {n_keys} keys, "
@@ -476,6 +499,31 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+
+
+def search_rows(runs: list[dict[str, Any]], n: int) -> list[tuple[str, str, str, str, str]]:
+    """The search table rows: per-key figures pooled over the runs, the others one per run."""
+    rows = []
+    target = f"< {TARGET_SEARCH_MS:g} ms"
+    loaded = int(median([r["loaded_at_start"] for r in runs]) or 0)
+    for key, label in (("typed_loaded_ms", f"search, each key of a query, matched over the {loaded:,} messages loaded "
+                                           "at start -> bar and marks drawn"),
+                       ("typed_all_ms", f"search, each key of a query, matched over all {n:,} messages in the log")):
+        lat = [x for r in runs for x in r[key]]
+        p99 = percentile(lat, 0.99) or 0.0
+        rows.append((label + " (p50; p99 in notes)", f"{percentile(lat, 0.5):.1f} ms",
+                     f"p99 {p99:.1f} ms, max {max(lat):.1f} ms over {len(lat)} keys", target,
+                     met(p99 < TARGET_SEARCH_MS)))
+    for key, label in (("none_older_ms", f"search, Enter on a text no message holds: {n:,} older messages searched "
+                                         "on the server -> 'no match'"),
+                       ("middle_ms", f"search, Enter on the text of the message {n // 2:,} back -> found, loaded, "
+                                     "in view"),
+                       ("oldest_ms", f"search, Enter on the text of the oldest message ({n:,} back) -> found, "
+                                     "loaded, in view")):
+        xs = [r[key] for r in runs]
+        rows.append((label, f"{median(xs):.0f} ms", spread([x / 1000 for x in xs]), target,
+                     met((median(xs) or 1e9) < TARGET_SEARCH_MS)))
+    return rows
 
 
 def textual_version() -> str:
