@@ -57,6 +57,11 @@ class LogFeed:
             self._flush_pending = True
             self._set_timer(FLUSH_EVERY, self.flush)
 
+    @property
+    def pending(self) -> bool:
+        """Entries wait for the flush timer: the log does not show them yet."""
+        return self._flush_pending
+
     def flush(self) -> None:
         """Show the entries waiting now, then trim the log if it passed ``LOG_MAX``."""
         self._flush_pending = False
@@ -125,6 +130,11 @@ class UsersFeed:
         if not self._dirty:
             self._dirty = True
             self._set_timer(USERS_EVERY, self.refresh)
+
+    @property
+    def pending(self) -> bool:
+        """A refresh waits for its timer: the list, names and count are not up to date yet."""
+        return self._dirty
 
     def refresh(self) -> None:
         """Refresh now."""

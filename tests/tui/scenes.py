@@ -66,6 +66,21 @@ def make_app() -> ChatApp:
     return app
 
 
+async def settle(pilot: Pilot) -> None:
+    """Wait until the app shows everything posted to it: the log's and the user list's batching
+    timers (FLUSH_EVERY, USERS_EVERY) have fired, then the repaint after them. A bare pause does
+    not wait for those timers, so a shot could catch the app half-way (seen at 200 columns)."""
+    app: ChatApp = pilot.app  # type: ignore[assignment]  # Pilot types its app as a plain App
+    deadline = time.monotonic() + 10
+    await pilot.pause()
+    while app.log_feed.pending or app.users_feed.pending:
+        if time.monotonic() > deadline:
+            raise AssertionError("the scene did not settle in 10 s")
+        await pilot.pause(0.02)
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+
+
 CONVERSATION = [
     Message(ALICE, DAY1, "Morning all! Is the build green again?"),
     Message(BOB, DAY1 + 2 * MINUTE, "It is. The flaky test was a race in the reconnect loop; fixed on main."),
@@ -92,8 +107,7 @@ async def conversation(pilot: Pilot) -> None:
     app.post_message(Changes([RowEvent("insert", "message", None,
                                        Message(ANON, day2 + 3 * MINUTE, "@alice can I ask about the protocol?"))],
                              day2 + 3 * MINUTE))
-    await pilot.pause()
-    await pilot.wait_for_scheduled_animations()
+    await settle(pilot)
 
 
 async def errors(pilot: Pilot) -> None:
@@ -122,7 +136,7 @@ async def long_history(pilot: Pilot) -> None:
     later = DAY1 + 2000 * MINUTE // 4
     app.post_message(Changes([RowEvent("insert", "message", None, Message(BOB, later + i, f"new {i}"))
                               for i in range(3)], later))
-    await pilot.pause()
+    await settle(pilot)
 
 
 async def offline(pilot: Pilot) -> None:
@@ -133,7 +147,7 @@ async def offline(pilot: Pilot) -> None:
                             retry_in=2.0, reason="connection lost"))
     await pilot.pause()
     await pilot.press(*"see you when the wifi is back", "enter")
-    await pilot.pause()
+    await settle(pilot)
 
 
 async def filtered(pilot: Pilot) -> None:
@@ -143,7 +157,7 @@ async def filtered(pilot: Pilot) -> None:
     day2 = DAY1 + 24 * 60 * MINUTE
     app.post_message(Changes([RowEvent("insert", "message", None,
                                        Message(ANON, day2 + 4 * MINUTE, "/me waves at everyone"))], day2 + 4 * MINUTE))
-    await pilot.pause()
+    await settle(pilot)
     await pilot.press("f2")
     await pilot.pause()
     await pilot.wait_for_scheduled_animations()
@@ -165,7 +179,7 @@ async def unread(pilot: Pilot) -> None:
     app.post_message(Changes([RowEvent("insert", "message", None,
                                        Message(ANON, day2 + 8 * MINUTE, "Found it, thanks both!"))],
                              day2 + 8 * MINUTE))
-    await pilot.pause(0.2)   # past the log's batching of arriving messages
+    await settle(pilot)
 
 
 async def search(pilot: Pilot) -> None:

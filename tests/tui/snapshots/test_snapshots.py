@@ -68,3 +68,8 @@ def test_search(snap_compare) -> None:  # noqa: ANN001
     """ctrl+f, "the", Enter: every match marked, the current one (the second newest) brighter, the bar
     counting them."""
     assert snap_compare(scenes.make_app(), terminal_size=(110, 30), run_before=scenes.search)
+
+
+def test_wide_terminal(snap_compare) -> None:  # noqa: ANN001
+    """At 200 columns the user list keeps its width, the name column stays capped and the log takes the rest."""
+    assert snap_compare(scenes.make_app(), terminal_size=(200, 30), run_before=scenes.conversation)
